@@ -1,0 +1,96 @@
+"""Argument checks shared by every public function.
+
+Each check raises a ``ValueError`` (bad value or shape) or ``TypeError`` (bad type or dtype)
+whose message names the argument, what was received and what was expected, so that bad input
+never surfaces as an obscure error deep inside torch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _is_compiling() -> bool:
+    # Data-dependent checks (``isfinite(...).all()``) force a host sync and break a
+    # ``torch.compile(fullgraph=True)`` graph, so they are skipped while tracing.
+    return torch.compiler.is_compiling()
+
+
+def check_tensor(x: object, name: str) -> torch.Tensor:
+    """``x`` must be a floating-point tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must have a floating dtype (float16, bfloat16, float32 or float64), "
+            f"got {x.dtype}; convert integer or bool input with .float() first"
+        )
+    return x
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    """``x`` must hold no NaN or infinity (skipped under ``torch.compile``)."""
+    if _is_compiling():
+        return
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(
+            f"{name} contains {bad} non-finite value(s) (NaN or inf); ranks of such values are "
+            "undefined. Pass check_finite=False to skip this check."
+        )
+
+
+def check_dim(x: torch.Tensor, dim: int, name: str) -> int:
+    """Normalise ``dim`` for ``x`` and return it as a non-negative index."""
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if x.dim() == 0:
+        raise ValueError(f"{name} must have at least one dimension, got a 0-d tensor")
+    if not -x.dim() <= dim < x.dim():
+        raise ValueError(
+            f"dim={dim} is out of range for {name} of shape {tuple(x.shape)} "
+            f"(expected -{x.dim()} <= dim < {x.dim()})"
+        )
+    return dim % x.dim()
+
+
+def check_gamma(gamma: object) -> float:
+    """γ must be a finite positive real number."""
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
+        raise TypeError(f"gamma must be a positive float, got {type(gamma).__name__}")
+    if not math.isfinite(gamma) or gamma <= 0:
+        raise ValueError(f"gamma must be finite and > 0, got {gamma}")
+    return float(gamma)
+
+
+def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(
+            f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} "
+            f"and {tuple(b.shape)}"
+        )
+
+
+def check_reduction(reduction: object) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return reduction  # type: ignore[return-value]
+
+
+def check_choice(value: object, name: str, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Apply a torch-style ``reduction`` to per-sample ``values``."""
+    if reduction == "mean":
+        return values.mean()
+    if reduction == "sum":
+        return values.sum()
+    return values

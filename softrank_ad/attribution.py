@@ -1,0 +1,355 @@
+"""Differentiable Grad-CAM and the attribution-region alignment loss (SmaraAD, SPEC §3).
+
+pytorch-grad-cam returns detached numpy maps, so a loss built on it trains nothing. Here the map
+is built from ``torch.autograd.grad(..., create_graph=True)``: it stays in the graph, so an MSE
+between two maps trains the student and has a gradient with respect to the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from softrank_ad import _validate
+
+LayerSpec = Union[None, str, nn.Module]
+TargetSpec = Union[torch.Tensor, Literal["label", "predicted"]]
+OutputSize = Union[None, tuple[int, int], Literal["layer"]]
+
+NORMALIZATIONS = ("minmax", "none")
+#: As pytorch-grad-cam's ``scale_cam_image``: keeps an all-zero map at zero instead of NaN.
+MINMAX_EPS = 1e-7
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DataParallel / DistributedDataParallel wrappers."""
+    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module
+    return model
+
+
+def _is_spatial(output: object) -> bool:
+    return isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-2] * output.shape[-1] > 1
+
+
+class _Capture:
+    """Forward hooks that record module outputs; removed on exit, also after an error."""
+
+    def __init__(self, modules: dict[str, nn.Module]) -> None:
+        self.modules = modules
+        self.seen: list[tuple[str, object]] = []
+        self._handles: list = []
+
+    def _hook(self, name: str):
+        def hook(module, inputs, output):
+            if _is_spatial(output) and not output.requires_grad:
+                # A frozen model on a constant input builds no graph: make the activation a leaf
+                # so the class score still has a gradient with respect to it. Nothing upstream
+                # needs a gradient, so no path is cut.
+                output = output.detach().requires_grad_()
+                self.seen.append((name, output))
+                return output
+            self.seen.append((name, output))
+            return None
+
+        return hook
+
+    def __enter__(self) -> _Capture:
+        try:
+            for name, module in self.modules.items():
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+@contextmanager
+def _modes_restored(model: nn.Module) -> Iterator[None]:
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def resolve_layer(model: nn.Module, layer: LayerSpec) -> dict[str, nn.Module]:
+    """Map of name → module to hook: one module, or every module for automatic discovery."""
+    inner = unwrap(model)
+    if layer is None:
+        return {name or "<model>": m for name, m in inner.named_modules()}
+    if isinstance(layer, str):
+        try:
+            return {layer: inner.get_submodule(layer)}
+        except AttributeError:
+            names = [n for n, _ in inner.named_children()]
+            raise ValueError(
+                f"layer={layer!r} does not exist in {type(inner).__name__}; its top-level modules "
+                f"are {names}"
+            ) from None
+    if isinstance(layer, nn.Module):
+        for name, m in inner.named_modules():
+            if m is layer:
+                return {name or "<model>": m}
+        raise ValueError(f"layer {type(layer).__name__} is not a submodule of {type(inner).__name__}")
+    raise TypeError(f"layer must be None, a dotted name or an nn.Module, got {type(layer).__name__}")
+
+
+def _pick_activation(capture: _Capture, layer: LayerSpec) -> tuple[str, torch.Tensor]:
+    if layer is None:
+        spatial = [(name, out) for name, out in capture.seen if _is_spatial(out)]
+        if not spatial:
+            shapes = [
+                f"{name}: {tuple(out.shape)}" for name, out in capture.seen if isinstance(out, torch.Tensor)
+            ]
+            raise ValueError(
+                "no spatial layer found: Grad-CAM needs a module whose output is (B, K, h, w) with "
+                f"h*w > 1. Module outputs seen: {shapes[-12:]}. Pass layer= explicitly."
+            )
+        return spatial[-1]
+    (name,) = capture.modules
+    if not capture.seen:
+        raise ValueError(f"layer {name!r} did not run in the model's forward pass")
+    _, out = capture.seen[-1]
+    if not isinstance(out, torch.Tensor) or out.dim() != 4:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"layer {name!r} must output a 4-D (B, K, h, w) tensor, got {got}")
+    return name, out
+
+
+def _resolve_target(target: TargetSpec, logits: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    batch, classes = logits.shape
+    if isinstance(target, str):
+        if target == "predicted":
+            return logits.detach().argmax(-1)
+        if target == "label":
+            if y is None:
+                raise ValueError('target="label" needs the labels: pass y=')
+            target = y
+        else:
+            raise ValueError(f'target must be a LongTensor, "label" or "predicted", got {target!r}')
+    check_labels(target, batch, classes, "target")
+    return target.to(logits.device)
+
+
+def check_labels(labels: object, batch: int, classes: int, name: str) -> None:
+    """``labels`` must be a (batch,) integer tensor with values in [0, classes)."""
+    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32):
+        got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise TypeError(f"{name} must be an int64 tensor of class indices, got {got}")
+    if labels.shape != (batch,):
+        raise ValueError(f"{name} must have shape ({batch},) to match the batch, got {tuple(labels.shape)}")
+    if batch and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise ValueError(
+            f"{name} holds classes outside [0, {classes}): min {int(labels.min())}, max {int(labels.max())}"
+        )
+
+
+def grad_cam(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: TargetSpec = "predicted",
+    layer: LayerSpec = None,
+    normalize: Literal["minmax", "none"] = "minmax",
+    create_graph: bool = True,
+    output_size: OutputSize = None,
+    *,
+    y: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Differentiable Grad-CAM maps and the logits of the same forward pass.
+
+    .. math::
+        g = \frac{\partial \sum_b z_{b, t_b}}{\partial A}, \quad
+        \alpha_{b,k} = \operatorname{mean}_{h,w} g_{b,k}, \quad
+        \mathrm{CAM}_b = \operatorname{ReLU}\Big(\sum_k \alpha_{b,k} A_{b,k}\Big)
+
+    then bilinear upsampling and per-sample min–max scaling to [0, 1].
+
+    Args:
+        model: a classifier returning (B, C) logits; DataParallel/DDP wrappers are fine. Its
+            train/eval mode is used as is, and left as it was.
+        x: (B, 3, H, W) input batch.
+        target: (B,) class indices, ``"label"`` (uses ``y``) or ``"predicted"`` (argmax of the
+            logits).
+        layer: the feature module: ``None`` picks the last (B, K, h, w) output with h·w > 1 seen
+            in the forward pass; a module or a dotted name (``"layer4"``) selects one.
+        normalize: ``"minmax"`` (per sample, as pytorch-grad-cam) or ``"none"``.
+        create_graph: keep the map differentiable (w.r.t. parameters and ``x``). With False the
+            map is detached.
+        output_size: ``None`` upsamples to the input's (H, W); ``(h, w)`` to that size;
+            ``"layer"`` keeps the layer's resolution.
+        y: labels for ``target="label"``.
+
+    Returns:
+        ``(logits, maps)``: logits (B, C) of the forward pass, maps (B, H', W') in float32.
+
+    Example:
+        >>> from torchvision.models import resnet18
+        >>> logits, maps = grad_cam(resnet18(num_classes=10), torch.rand(2, 3, 64, 64), "predicted")
+        >>> maps.shape
+        torch.Size([2, 64, 64])
+
+    Reference: Selvaraju et al., "Grad-CAM", ICCV 2017; its use for alignment: Yin et al.,
+    CVPR 2024 (SmaraAD), SPEC §3.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    _validate.check_tensor(x, "x")
+    if x.dim() != 4:
+        raise ValueError(f"x must be a (B, C, H, W) image batch, got shape {tuple(x.shape)}")
+    _validate.check_choice(normalize, "normalize", NORMALIZATIONS)
+    size = _output_size(output_size, x)
+
+    modules = resolve_layer(model, layer)
+    with _modes_restored(model), torch.enable_grad(), _Capture(modules) as capture:
+        logits = model(x)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"model must return (B, C) logits, got {got}")
+    _, activation = _pick_activation(capture, layer)
+    t = _resolve_target(target, logits, y)
+
+    score = logits.gather(1, t[:, None]).sum()
+    (grads,) = torch.autograd.grad(score, activation, create_graph=create_graph)
+    # Compute the map in float32 also under bfloat16 autocast.
+    weights = grads.float().mean(dim=(2, 3), keepdim=True)
+    cams = F.relu((weights * activation.float()).sum(1))
+    if not create_graph:
+        cams = cams.detach()
+    if size is not None and tuple(cams.shape[-2:]) != size:
+        cams = F.interpolate(cams[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    if normalize == "minmax":
+        cams = minmax_scale(cams)
+    return logits, cams
+
+
+def minmax_scale(maps: torch.Tensor) -> torch.Tensor:
+    """Per-sample (m − min) / (max − min + 1e-7), as pytorch-grad-cam's ``scale_cam_image``."""
+    flat = maps.flatten(1)
+    low = flat.min(1).values[:, None, None]
+    shifted = maps - low
+    return shifted / (shifted.flatten(1).max(1).values[:, None, None] + MINMAX_EPS)
+
+
+def _output_size(output_size: OutputSize, x: torch.Tensor) -> tuple[int, int] | None:
+    if output_size is None:
+        return tuple(x.shape[-2:])
+    if output_size == "layer":
+        return None
+    if (
+        isinstance(output_size, (tuple, list))
+        and len(output_size) == 2
+        and all(isinstance(s, int) and s > 0 for s in output_size)
+    ):
+        return tuple(output_size)
+    raise ValueError(f'output_size must be None, "layer" or (h, w) positive ints, got {output_size!r}')
+
+
+class AttributionAlignmentLoss(nn.Module):
+    r"""MSE between the Grad-CAM maps of a student and a teacher on the same input.
+
+    .. math::
+        \mathcal{L}_{align} = \operatorname{MSE}\big(\mathrm{CAM}_S(x), \mathrm{CAM}_T(x)\big)
+
+    Both maps are upsampled to a common size (the input's, by default) before the MSE, so a
+    4×4 student layer and an 8×8 teacher layer compare fine. The student map keeps its graph, so
+    the loss trains the student's parameters (double backward). The teacher map is detached
+    unless ``teacher_differentiable=True``, which keeps its dependence on ``x`` (needed when the
+    loss is maximised over ``x``).
+
+    Args:
+        student_layer, teacher_layer: as ``layer`` of :func:`grad_cam`.
+        target: ``"label"`` (the true class ``y``, default) or ``"predicted"`` (the teacher's
+            predicted class, for both maps), or a (B,) LongTensor given at call time via ``y``.
+        normalize: as in :func:`grad_cam`.
+        reduction: ``"none"`` gives the per-sample MSE (B,), ``"mean"`` its mean (equal to
+            ``F.mse_loss``), ``"sum"`` its sum.
+        teacher_differentiable: keep the teacher map's graph w.r.t. the input.
+        output_size: the common map size; ``None`` is the input's (H, W).
+
+    Example:
+        >>> loss_fn = AttributionAlignmentLoss()
+        >>> loss = loss_fn(student, teacher, x, y)                       # doctest: +SKIP
+        >>> loss, z_s, z_t = loss_fn(student, teacher, x, y, return_logits=True)  # doctest: +SKIP
+
+    Reference: Yin et al., CVPR 2024, attribution region alignment (SPEC §3).
+    """
+
+    def __init__(
+        self,
+        student_layer: LayerSpec = None,
+        teacher_layer: LayerSpec = None,
+        target: Literal["label", "predicted"] = "label",
+        normalize: Literal["minmax", "none"] = "minmax",
+        reduction: str = "mean",
+        *,
+        teacher_differentiable: bool = False,
+        output_size: OutputSize = None,
+    ) -> None:
+        super().__init__()
+        _validate.check_choice(target, "target", ("label", "predicted"))
+        _validate.check_choice(normalize, "normalize", NORMALIZATIONS)
+        if output_size == "layer":
+            raise ValueError('output_size="layer" cannot align maps of two models: give None or (h, w)')
+        # Stored as plain attributes, never as submodules: the loss holds no parameters.
+        self.student_layer = student_layer
+        self.teacher_layer = teacher_layer
+        self.target = target
+        self.normalize = normalize
+        self.reduction = _validate.check_reduction(reduction)
+        self.teacher_differentiable = teacher_differentiable
+        self.output_size = output_size
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in ("student_layer", "teacher_layer"):
+            # Keep layer modules out of this loss's parameters() and state_dict().
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def forward(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        return_logits: bool = False,
+    ):
+        size = _output_size(self.output_size, x)
+        teacher_target = "label" if self.target == "label" else "predicted"
+        z_t, cam_t = grad_cam(
+            teacher,
+            x,
+            teacher_target,
+            self.teacher_layer,
+            self.normalize,
+            create_graph=self.teacher_differentiable,
+            output_size=size,
+            y=y,
+        )
+        student_target = y if self.target == "label" else z_t.detach().argmax(-1)
+        if student_target is None:
+            raise ValueError('target="label" needs the labels: pass y=')
+        z_s, cam_s = grad_cam(
+            student, x, student_target, self.student_layer, self.normalize, True, size
+        )
+        if not self.teacher_differentiable:
+            cam_t = cam_t.detach()
+        per_sample = (cam_s - cam_t).square().flatten(1).mean(1)
+        loss = _validate.reduce(per_sample, self.reduction)
+        return (loss, z_s, z_t) if return_logits else loss
+
+    def extra_repr(self) -> str:
+        return f"target={self.target!r}, normalize={self.normalize!r}, reduction={self.reduction!r}"

@@ -1,0 +1,219 @@
+"""soft_rank / SoftRank: invariants, limits, gradients, memory, dtypes and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.stats import rankdata
+
+from conftest import DEVICES
+from softrank_ad import SoftRank, soft_rank
+
+BACKENDS = ["reference", "window"]
+
+finite = st.floats(-100, 100, allow_nan=False, allow_infinity=False, width=64)
+gammas = st.floats(0.01, 100.0)
+
+
+def rows(min_n=1, max_n=40):
+    return arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(min_n, max_n)), elements=finite)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(v=rows(), gamma=gammas)
+def test_ranks_sum_to_n_n_plus_1_over_2(backend, v, gamma):
+    r = soft_rank(torch.from_numpy(v), gamma, backend=backend)
+    n = v.shape[-1]
+    torch.testing.assert_close(r.sum(-1), torch.full((v.shape[0],), n * (n + 1) / 2, dtype=r.dtype))
+
+
+@given(v=rows(max_n=30), gamma=gammas, seed=st.integers(0, 2**31 - 1))
+def test_permutation_equivariance(v, gamma, seed):
+    x = torch.from_numpy(v)
+    perm = torch.randperm(x.shape[-1], generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(soft_rank(x[:, perm], gamma), soft_rank(x, gamma)[:, perm])
+
+
+@given(v=arrays(np.float64, st.integers(2, 30), elements=finite, unique=True), gamma=gammas)
+def test_strictly_monotone(v, gamma):
+    order = np.argsort(v)
+    assume(np.min(np.diff(v[order])) * gamma > 1e-6)
+    r = soft_rank(torch.from_numpy(v), gamma).numpy()
+    assert np.all(np.diff(r[order]) > 0)
+
+
+@given(v=rows(), gamma=gammas, shift=st.floats(-1e3, 1e3))
+def test_translation_invariance(v, gamma, shift):
+    x = torch.from_numpy(v)
+    torch.testing.assert_close(soft_rank(x + shift, gamma), soft_rank(x, gamma), atol=1e-8, rtol=1e-8)
+
+
+@given(v=rows(), gamma=st.floats(0.01, 10.0), c=st.floats(0.1, 10.0))
+def test_scaling_input_equals_scaling_gamma(v, gamma, c):
+    x = torch.from_numpy(v)
+    torch.testing.assert_close(soft_rank(c * x, gamma), soft_rank(x, c * gamma))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_converges_to_scipy_average_ranks_with_ties(backend):
+    # Integer-valued rows repeat values often, so ties are common.
+    x = torch.randint(-5, 6, (32, 50)).double()
+    hard = torch.from_numpy(np.stack([rankdata(row, method="average") for row in x.numpy()]))
+    errors = [(soft_rank(x, g, backend=backend) - hard).abs().max().item() for g in (1, 5, 25, 100)]
+    assert all(e1 > e2 for e1, e2 in zip(errors, errors[1:])), errors
+    assert errors[-1] < 1e-9
+
+
+def test_descending_is_n_plus_1_minus_ascending():
+    x = torch.randn(3, 17, dtype=torch.float64)
+    torch.testing.assert_close(soft_rank(x, 2.0, descending=True), 18 - soft_rank(x, 2.0))
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1, 2])
+def test_dim_matches_moving_the_axis(dim):
+    x = torch.randn(4, 5, 6, dtype=torch.float64)
+    expected = soft_rank(x.movedim(dim, -1), 3.0).movedim(-1, dim)
+    torch.testing.assert_close(soft_rank(x, 3.0, dim=dim), expected)
+
+
+def test_backends_agree_on_wide_spread_and_ties():
+    x = torch.cat([torch.randn(64, 500) * 30, torch.randint(-3, 3, (64, 500)).float()])
+    for gamma in (0.3, 3.0, 30.0):
+        ref = soft_rank(x, gamma, backend="reference")
+        win = soft_rank(x, gamma, backend="window")
+        torch.testing.assert_close(win, ref, rtol=1e-5, atol=1e-3)
+
+
+def test_std_scale_is_gamma_relative_to_spread():
+    x = torch.randn(8, 20, dtype=torch.float64)
+    for c in (1e-3, 1.0, 1e3):
+        torch.testing.assert_close(soft_rank(c * x, 2.0, scale="std"), soft_rank(x, 2.0, scale="std"))
+    spread = x.std(-1, unbiased=False, keepdim=True)
+    torch.testing.assert_close(soft_rank(x, 2.0, scale="std"), soft_rank(x / spread, 2.0))
+    constant = torch.ones(2, 5, dtype=torch.float64, requires_grad=True)
+    r = soft_rank(constant, 2.0, scale="std")
+    r.pow(2).sum().backward()
+    assert torch.isfinite(constant.grad).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape,dim", [((7,), 0), ((3, 9), -1), ((3, 9), 0), ((2, 3, 5), 1)])
+def test_gradcheck(backend, shape, dim):
+    x = (torch.randn(shape, dtype=torch.float64) * 2).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: soft_rank(t, 1.5, dim=dim, backend=backend), (x,))
+
+
+def test_gradcheck_std_scale_and_descending():
+    x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: soft_rank(t, 1.0, descending=True, scale="std"), (x,))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_saved_tensors_are_linear_in_n(backend):
+    rows, n = 64, 512
+    x = torch.randn(rows, n, requires_grad=True)
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        r = soft_rank(x, 1.0, backend=backend)
+    input_bytes = rows * n * 4
+    assert sum(saved) <= 2 * input_bytes, saved
+    assert sum(saved) < rows * n * n * 4 / 100
+    r.sum().backward()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_computed_in_float32(device, dtype):
+    x = torch.randn(4, 30, device=device)
+    xh = x.to(dtype).requires_grad_()
+    r = soft_rank(xh, 1.0)
+    assert r.dtype == dtype
+    torch.testing.assert_close(r.float(), soft_rank(xh.detach().float(), 1.0), atol=0.2, rtol=0.01)
+    r.float().square().sum().backward()
+    assert xh.grad.dtype == dtype and torch.isfinite(xh.grad.float()).all()
+
+
+def test_float64_kept():
+    assert soft_rank(torch.randn(5, dtype=torch.float64)).dtype == torch.float64
+
+
+@pytest.mark.parametrize("bad", [torch.arange(5), torch.ones(5, dtype=torch.bool)])
+def test_integer_and_bool_rejected(bad):
+    with pytest.raises(TypeError, match="x must have a floating dtype.*got torch"):
+        soft_rank(bad)
+
+
+def test_non_tensor_rejected():
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        soft_rank([1.0, 2.0])
+
+
+@pytest.mark.parametrize("gamma", [0.0, -1.0, math.nan, math.inf])
+def test_bad_gamma(gamma):
+    with pytest.raises(ValueError, match="gamma must be finite and > 0"):
+        soft_rank(torch.randn(4), gamma)
+    with pytest.raises(ValueError, match="gamma"):
+        SoftRank(gamma)
+
+
+def test_gamma_type():
+    with pytest.raises(TypeError, match="gamma must be a positive float, got str"):
+        soft_rank(torch.randn(4), "1")
+
+
+@pytest.mark.parametrize("dim", [2, -3])
+def test_dim_out_of_range(dim):
+    with pytest.raises(ValueError, match=rf"dim={dim} is out of range for x of shape \(2, 3\)"):
+        soft_rank(torch.randn(2, 3), dim=dim)
+
+
+def test_zero_dim_and_empty_axis():
+    with pytest.raises(ValueError, match="0-d"):
+        soft_rank(torch.tensor(1.0))
+    with pytest.raises(ValueError, match="size 0 along dim=1"):
+        soft_rank(torch.randn(3, 0))
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_input(value):
+    x = torch.randn(2, 5)
+    x[1, 2] = value
+    with pytest.raises(ValueError, match="x contains 1 non-finite value"):
+        soft_rank(x)
+    soft_rank(x, check_finite=False)  # the opt-out runs without the check
+
+
+def test_bad_backend_and_scale():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        soft_rank(torch.randn(4), backend="cuda")
+    with pytest.raises(ValueError, match="scale must be one of"):
+        soft_rank(torch.randn(4), scale="max")
+
+
+def test_module_matches_function_and_stores_arguments():
+    module = SoftRank(gamma=3.0, dim=0, descending=True)
+    x = torch.randn(6, 2)
+    torch.testing.assert_close(module(x), soft_rank(x, 3.0, dim=0, descending=True))
+    assert "gamma=3.0" in repr(module) and not list(module.parameters())
+
+
+def test_torch_compile_fullgraph():
+    x = torch.randn(8, 12, requires_grad=True)
+    compiled = torch.compile(lambda t: soft_rank(t, 2.0).square().sum(), fullgraph=True)
+    out = compiled(x)
+    (grad,) = torch.autograd.grad(out, x)
+    x_eager = x.detach().requires_grad_()
+    soft_rank(x_eager, 2.0).square().sum().backward()
+    torch.testing.assert_close(out, soft_rank(x.detach(), 2.0).square().sum())
+    torch.testing.assert_close(grad, x_eager.grad, rtol=1e-4, atol=1e-4)
