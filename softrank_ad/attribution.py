@@ -192,7 +192,8 @@ def grad_cam(
         y: labels for ``target="label"``.
 
     Returns:
-        ``(logits, maps)``: logits (B, C) of the forward pass, maps (B, H', W') in float32.
+        ``(logits, maps)``: logits (B, C) of the forward pass, maps (B, H', W') in float32
+        (float64 for a float64 model).
 
     Example:
         >>> from torchvision.models import resnet18
@@ -212,21 +213,28 @@ def grad_cam(
     size = _output_size(output_size, x)
 
     modules = resolve_layer(model, layer)
-    with _modes_restored(model), torch.enable_grad(), _Capture(modules) as capture:
-        logits = model(x)
-    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"model must return (B, C) logits, got {got}")
-    _, activation = _pick_activation(capture, layer)
-    t = _resolve_target(target, logits, y)
+    # Grad-CAM needs a graph even when the caller is under no_grad (evaluation): build one here
+    # and hand back detached results in that case.
+    caller_tracks_grad = torch.is_grad_enabled()
+    with torch.enable_grad():
+        with _modes_restored(model), _Capture(modules) as capture:
+            logits = model(x)
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"model must return (B, C) logits, got {got}")
+        _, activation = _pick_activation(capture, layer)
+        t = _resolve_target(target, logits, y)
 
-    score = logits.gather(1, t[:, None]).sum()
-    (grads,) = torch.autograd.grad(score, activation, create_graph=create_graph)
-    # Compute the map in float32 also under bfloat16 autocast.
-    weights = grads.float().mean(dim=(2, 3), keepdim=True)
-    cams = F.relu((weights * activation.float()).sum(1))
-    if not create_graph:
+        score = logits.gather(1, t[:, None]).sum()
+        (grads,) = torch.autograd.grad(score, activation, create_graph=create_graph and caller_tracks_grad)
+        # At least float32, also under bfloat16 autocast; float64 stays float64.
+        dtype = torch.promote_types(activation.dtype, torch.float32)
+        weights = grads.to(dtype).mean(dim=(2, 3), keepdim=True)
+        cams = F.relu((weights * activation.to(dtype)).sum(1))
+    if not (create_graph and caller_tracks_grad):
         cams = cams.detach()
+    if not caller_tracks_grad:
+        logits = logits.detach()
     if size is not None and tuple(cams.shape[-2:]) != size:
         cams = F.interpolate(cams[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
     if normalize == "minmax":

@@ -1,0 +1,245 @@
+"""grad_cam / AttributionAlignmentLoss against pytorch-grad-cam, gradcheck and side effects."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+import models
+from conftest import DEVICES
+from softrank_ad import AttributionAlignmentLoss, grad_cam
+
+
+def small(name: str) -> nn.Module:
+    width = {"resnet18": 8, "preact_resnet18": 8, "mobilenet_v2": 0.25, "wrn34_10": 1}[name]
+    model = models.build(name, width=width)
+    # At random init some maps are ~1e-6, where min-max's 1e-7 eps is no longer negligible and
+    # would blur the comparisons below; a larger classifier scales every map up alike.
+    classifier = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    classifier.weight.data.mul_(1000)
+    return model
+
+
+def oracle_maps(model, layer, x, targets):
+    """pytorch-grad-cam's raw ReLU(Σ α A) maps (before its resize) and its final output."""
+    cam = GradCAM(model=model, target_layers=[layer])
+    final = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+    acts = cam.activations_and_grads.activations[0].numpy()
+    grads = cam.activations_and_grads.gradients[0].numpy()
+    raw = np.maximum(cam.get_cam_image(x, layer, None, acts, grads), 0)
+    cam.activations_and_grads.release()
+    return raw, final
+
+
+# The CIFAR ResNet-18's last block is "layer4"; the WRN's is "block3" (8×8), MobileNetV2 ends in
+# "conv2"/"bn2": three naming schemes and two resolutions.
+@pytest.mark.parametrize("name,layer_name", [("resnet18", "layer4"), ("wrn34_10", "block3"), ("mobilenet_v2", "bn2")])
+def test_matches_pytorch_grad_cam(name, layer_name):
+    model = small(name).eval()
+    x = torch.rand(4, 3, 32, 32)
+    targets = torch.tensor([0, 3, 7, 9])
+    layer = model.get_submodule(layer_name)
+    raw_oracle, final_oracle = oracle_maps(model, layer, x, targets)
+
+    _, raw = grad_cam(model, x, targets, layer=layer_name, normalize="none", output_size="layer")
+    np.testing.assert_allclose(raw.detach().numpy(), raw_oracle, rtol=1e-4, atol=1e-6)
+
+    # After scaling. pytorch-grad-cam min-max normalises first and then resizes with cv2
+    # (INTER_LINEAR); we upsample bilinearly (align_corners=False, the same sampling grid as cv2)
+    # and then normalise, as SPEC §3 orders it. Bilinear upsampling never reproduces the peak of a
+    # 4×4 map exactly, so its output tops out below 1 (up to ~15% here); the two differ by a
+    # per-sample affine map only. Re-normalising the oracle's output removes exactly that and
+    # leaves cv2's resize arithmetic, which differs from torch's by up to ~5e-4 here.
+    _, final = grad_cam(model, x, targets, layer=layer)
+    lo = final_oracle.min(axis=(1, 2), keepdims=True)
+    renormalised = (final_oracle - lo) / ((final_oracle - lo).max(axis=(1, 2), keepdims=True) + 1e-7)
+    np.testing.assert_allclose(final.detach().numpy(), renormalised, atol=1e-3)
+    upsampled = np.stack([cv2.resize(np.float32(m), (32, 32)) for m in raw_oracle])
+    np.testing.assert_allclose(
+        final.detach().numpy(), (upsampled - upsampled.min(axis=(1, 2), keepdims=True))
+        / (np.ptp(upsampled, axis=(1, 2), keepdims=True) + 1e-7), atol=1e-3
+    )
+
+
+def test_automatic_layer_is_last_spatial_output():
+    model = small("resnet18").eval()
+    x = torch.rand(2, 3, 32, 32)
+    _, auto = grad_cam(model, x, "predicted")
+    _, named = grad_cam(model, x, "predicted", layer="layer4")
+    torch.testing.assert_close(auto, named)
+
+
+def test_returns_the_forward_logits_and_targets_policies():
+    model = small("resnet18").eval()
+    x = torch.rand(3, 3, 32, 32)
+    logits, _ = grad_cam(model, x, "predicted")
+    torch.testing.assert_close(logits, model(x))
+    predicted = logits.argmax(-1)
+    _, by_policy = grad_cam(model, x, "predicted")
+    _, by_tensor = grad_cam(model, x, predicted)
+    _, by_label = grad_cam(model, x, "label", y=predicted)
+    torch.testing.assert_close(by_policy, by_tensor)
+    torch.testing.assert_close(by_label, by_tensor)
+
+
+class TinyConvNet(nn.Module):
+    """Sigmoid features and positive classifier weights: every channel weight α and so every CAM
+    value is positive, which keeps finite differences away from the ReLU's kink."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.act = nn.Sigmoid()
+        self.fc = nn.Linear(3, 4)
+        self.fc.weight.data.abs_()
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv(x)).mean((2, 3)))
+
+
+class WithWeights(nn.Module):
+    """Runs ``net`` with the given parameter tensors, so gradcheck can perturb them."""
+
+    def __init__(self, net, weights):
+        super().__init__()
+        self.net, self.weights = net, weights
+
+    def forward(self, x):
+        return torch.func.functional_call(self.net, self.weights, (x,))
+
+
+def test_gradcheck_double_backward_wrt_input_and_parameters():
+    net = TinyConvNet().double()
+    names = [n for n, _ in net.named_parameters()]
+    x = torch.rand(2, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    targets = torch.tensor([1, 3])
+
+    def maps(inp, *weights):
+        model = WithWeights(net, dict(zip(names, weights)))
+        return grad_cam(model, inp, targets, layer="net.act", normalize="none", output_size="layer")[1]
+
+    weights = [p.detach().clone().requires_grad_() for p in net.parameters()]
+    assert maps(x, *weights).min() > 0
+    assert torch.autograd.gradcheck(maps, (x, *weights))
+    assert torch.autograd.gradgradcheck(maps, (x, *weights))
+
+
+def _hook_counts(model):
+    return [(len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for m in model.modules()]
+
+
+def test_no_side_effects_on_success_and_on_error():
+    model = small("resnet18").train()
+    model.layer2.eval()
+    modes = [m.training for m in model.modules()]
+    hooks = _hook_counts(model)
+    x = torch.rand(2, 3, 32, 32)
+    grad_cam(model, x, "predicted")
+    assert all(p.grad is None for p in model.parameters())
+    assert [m.training for m in model.modules()] == modes and _hook_counts(model) == hooks
+
+    with pytest.raises(RuntimeError):
+        grad_cam(model, torch.rand(2, 5, 32, 32), "predicted")  # wrong channel count: conv raises
+    with pytest.raises(ValueError):
+        grad_cam(model, x, torch.tensor([0, 11]))
+    assert all(p.grad is None for p in model.parameters())
+    assert [m.training for m in model.modules()] == modes and _hook_counts(model) == hooks
+
+
+def test_clear_errors():
+    model = small("resnet18")
+    x = torch.rand(2, 3, 32, 32)
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+    with pytest.raises(ValueError, match="no spatial layer found.*Module outputs seen"):
+        grad_cam(flat, x, "predicted")
+    with pytest.raises(ValueError, match="layer='layer9' does not exist in ResNet18.*'layer4'"):
+        grad_cam(model, x, "predicted", layer="layer9")
+    with pytest.raises(ValueError, match="layer 'linear' must output a 4-D"):
+        grad_cam(model, x, "predicted", layer="linear")
+    unused = nn.Conv2d(3, 3, 1)
+    model.unused = unused
+    with pytest.raises(ValueError, match="layer 'unused' did not run"):
+        grad_cam(model, x, "predicted", layer="unused")
+    with pytest.raises(ValueError, match=r"target holds classes outside \[0, 10\)"):
+        grad_cam(model, x, torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match=r"target must have shape \(2,\)"):
+        grad_cam(model, x, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match='target="label" needs the labels'):
+        grad_cam(model, x, "label")
+    with pytest.raises(ValueError, match=r"x must be a \(B, C, H, W\)"):
+        grad_cam(model, torch.rand(3, 32, 32), "predicted")
+
+
+def test_frozen_model_under_no_grad():
+    model = small("resnet18").eval().requires_grad_(False)
+    with torch.no_grad():
+        _, maps = grad_cam(model, torch.rand(2, 3, 32, 32), "predicted", create_graph=False)
+    assert maps.shape == (2, 32, 32) and maps.max() > 0.99
+
+
+def test_data_parallel_wrapper():
+    model = small("resnet18").eval()
+    x = torch.rand(2, 3, 32, 32)
+    _, plain = grad_cam(model, x, "predicted", layer="layer4")
+    _, wrapped = grad_cam(nn.DataParallel(model), x, "predicted", layer="layer4")
+    torch.testing.assert_close(wrapped, plain)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bfloat16_autocast(device):
+    model = small("resnet18").eval().to(device)
+    x = torch.rand(2, 3, 32, 32, device=device)
+    _, reference = grad_cam(model, x, "predicted")
+    with torch.autocast(device, dtype=torch.bfloat16):
+        _, maps = grad_cam(model, x, "predicted")
+    assert maps.dtype == torch.float32
+    assert (maps - reference).abs().mean() < 0.1
+
+
+def test_alignment_loss_different_resolutions_and_detached_teacher():
+    student, teacher = small("resnet18"), small("wrn34_10").eval()
+    x, y = torch.rand(3, 3, 32, 32), torch.tensor([1, 2, 3])
+    loss_fn = AttributionAlignmentLoss()
+    loss, z_s, z_t = loss_fn(student, teacher, x, y, return_logits=True)
+    assert loss.ndim == 0 and z_s.shape == z_t.shape == (3, 10)
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    per_sample = AttributionAlignmentLoss(reduction="none")(student, teacher, x, y)
+    assert per_sample.shape == (3,)
+    torch.testing.assert_close(per_sample.mean(), loss.detach(), rtol=1e-5, atol=1e-6)
+    assert not list(AttributionAlignmentLoss(student_layer=student.layer4).parameters())
+
+
+def test_teacher_differentiable_gives_input_gradient_through_both_maps():
+    student, teacher = small("resnet18").eval(), small("resnet18").eval().requires_grad_(False)
+    x, y = torch.rand(2, 3, 32, 32, requires_grad=True), torch.tensor([0, 1])
+    loss = AttributionAlignmentLoss(teacher_differentiable=True)(student, teacher, x, y)
+    (g_both,) = torch.autograd.grad(loss, x)
+    x2 = x.detach().requires_grad_()
+    loss = AttributionAlignmentLoss()(student, teacher, x2, y)
+    (g_student_only,) = torch.autograd.grad(loss, x2)
+    assert g_both.abs().sum() > 0 and not torch.allclose(g_both, g_student_only)
+
+
+def test_training_on_alignment_alone_reduces_it():
+    torch.manual_seed(1)
+    teacher = small("resnet18").eval().requires_grad_(False)
+    student = small("mobilenet_v2").train()
+    x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    loss_fn = AttributionAlignmentLoss()
+    optimizer = torch.optim.Adam(student.parameters(), lr=3e-3)
+    first = None
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss = loss_fn(student, teacher, x, y)
+        first = first if first is not None else loss.item()
+        loss.backward()
+        optimizer.step()
+    student.eval()
+    assert loss_fn(student, teacher, x, y).item() < 0.5 * first
