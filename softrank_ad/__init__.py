@@ -1,17 +1,40 @@
-"""softrank_ad: SmaraAD adversarial distillation as drop-in PyTorch losses."""
+"""softrank_ad: SmaraAD adversarial distillation as drop-in PyTorch losses.
 
+Layers (each imports only from those above it): ``_validate`` → ``rank`` (with ``_kernels``) →
+``spearman``; ``attribution``; ``attacks``; ``objectives``. This module re-exports the public
+names and defines nothing.
+"""
+
+from softrank_ad.attacks import cw_margin_loss, kl_batchmean, pgd
+from softrank_ad.attribution import AttributionAlignmentLoss, grad_cam
+from softrank_ad.objectives import (
+    ARDObjective,
+    AdaADObjective,
+    DistillationObjective,
+    RSLADObjective,
+    SmaraADObjective,
+    make_objective,
+)
 from softrank_ad.rank import DEFAULT_GAMMA, SoftRank, soft_rank
 from softrank_ad.spearman import SlackMatchingLoss, slack_matching_loss, soft_spearman
-from softrank_ad.attribution import AttributionAlignmentLoss, grad_cam
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ARDObjective",
+    "AdaADObjective",
     "AttributionAlignmentLoss",
     "DEFAULT_GAMMA",
+    "DistillationObjective",
+    "RSLADObjective",
     "SlackMatchingLoss",
+    "SmaraADObjective",
     "SoftRank",
+    "cw_margin_loss",
     "grad_cam",
+    "kl_batchmean",
+    "make_objective",
+    "pgd",
     "slack_matching_loss",
     "soft_rank",
     "soft_spearman",

@@ -129,6 +129,7 @@ def _pick_activation(capture: _Capture, layer: LayerSpec) -> tuple[str, torch.Te
 
 
 def _resolve_target(target: TargetSpec, logits: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    name = "target"
     batch, classes = logits.shape
     if isinstance(target, str):
         if target == "predicted":
@@ -136,10 +137,10 @@ def _resolve_target(target: TargetSpec, logits: torch.Tensor, y: torch.Tensor | 
         if target == "label":
             if y is None:
                 raise ValueError('target="label" needs the labels: pass y=')
-            target = y
+            target, name = y, "y"
         else:
             raise ValueError(f'target must be a LongTensor, "label" or "predicted", got {target!r}')
-    check_labels(target, batch, classes, "target")
+    check_labels(target, batch, classes, name)
     return target.to(logits.device)
 
 

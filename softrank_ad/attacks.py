@@ -1,0 +1,106 @@
+"""L∞ projected gradient ascent (PGD), the inner maximisation shared by every objective."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+Start = Literal["uniform", "normal", "none"]
+STARTS = ("uniform", "normal", "none")
+
+
+def check_budget(epsilon: float, step_size: float, steps: int) -> None:
+    """ε and the step size must be finite and ≥ 0, steps a non-negative int."""
+    for name, value in (("epsilon", epsilon), ("step_size", step_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+
+
+def random_start(x: torch.Tensor, epsilon: float, start: Start = "uniform", std: float = 0.001) -> torch.Tensor:
+    """x plus uniform noise in [−ε, ε] (``"uniform"``), std·N(0, 1) (``"normal"``, RSLAD) or nothing,
+    clipped to the ε-ball and to [0, 1]."""
+    if start == "uniform":
+        noisy = x + torch.empty_like(x).uniform_(-epsilon, epsilon)
+    elif start == "normal":
+        noisy = x + std * torch.randn_like(x)
+    elif start == "none":
+        noisy = x.clone()
+    else:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    return project(noisy, x, epsilon)
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Clip into the L∞ ball of radius ε around x, then into [0, 1]."""
+    return torch.min(torch.max(x_adv, x - epsilon), x + epsilon).clamp_(0.0, 1.0)
+
+
+def pgd(
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    *,
+    epsilon: float,
+    step_size: float,
+    steps: int,
+    start: Start = "uniform",
+    x_start: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""L∞ PGD that maximises ``loss_fn`` around ``x``.
+
+    .. math::
+        x'_{k+1} = \Pi_{[0,1]} \Pi_{B_\infty(x, \varepsilon)}
+            \big(x'_k + \eta \operatorname{sign} \nabla_{x'} L(x'_k)\big)
+
+    Args:
+        loss_fn: maps a (B, ...) input to a scalar to maximise. Only its gradient w.r.t. the input
+            is taken: no parameter ``.grad`` is written.
+        x: clean inputs in [0, 1].
+        epsilon, step_size, steps: the budget ε, the step η and the number of steps K.
+        start: the random start (see :func:`random_start`), unless ``x_start`` is given.
+
+    Returns:
+        The adversarial inputs, detached.
+
+    Example:
+        >>> x_adv = pgd(lambda u: F.cross_entropy(model(u), y), x,            # doctest: +SKIP
+        ...             epsilon=8 / 255, step_size=2 / 255, steps=10)
+
+    Reference: Madry et al., "Towards Deep Learning Models Resistant to Adversarial Attacks",
+    ICLR 2018.
+    """
+    check_budget(epsilon, step_size, steps)
+    x = x.detach()
+    x_adv = (x_start if x_start is not None else random_start(x, epsilon, start)).detach()
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        with torch.enable_grad():
+            loss = loss_fn(x_adv)
+            (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = project(x_adv.detach() + step_size * grad.sign(), x, epsilon)
+    return x_adv.detach()
+
+
+def kl_batchmean(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    r"""The KL term of every objective here, one convention throughout:
+
+    ``kl_div(log_softmax(z_S / τ), softmax(z_T / τ), reduction="batchmean")`` — the sum over
+    classes, averaged over the batch (AdaAD's code; written KL(S ‖ T) in the papers).
+    """
+    return F.kl_div(
+        F.log_softmax(student_logits / temperature, dim=1),
+        F.softmax(teacher_logits / temperature, dim=1),
+        reduction="batchmean",
+    )
+
+
+def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float = 50.0) -> torch.Tensor:
+    r"""Carlini–Wagner margin, summed: :math:`\sum_b \max_{j \neq y_b} z_{b,j} - z_{b,y_b}`
+    clamped at −κ; maximising it pushes every sample across the decision boundary (CW∞)."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf")).amax(1)
+    return (others - true).clamp(min=-kappa).sum()

@@ -1,0 +1,474 @@
+"""SmaraAD, SmaraAD++ and the ARD / RSLAD / AdaAD baselines behind one interface (SPEC §4–6).
+
+Every objective wraps a student and a frozen teacher and offers:
+
+- ``perturb(x, y) -> x_adv``: the method's inner maximisation (student in eval mode during the
+  attack, its mode restored after);
+- ``objective(x, y, x_adv=None, epoch=None) -> loss``: the outer loss, attacking first when
+  ``x_adv`` is not given;
+- ``terms(x, y, x_adv=None, epoch=None) -> dict``: the same loss with its separate terms, for
+  logging;
+- ``inner_objective(x_adv, x, y)``: the quantity ``perturb`` maximises.
+
+``objective.parameters()`` holds the student's parameters only: pass it to the optimizer. The
+teacher is frozen when the objective is built (``requires_grad_(False)``), evaluated in eval mode
+in every call with its previous mode restored, and never registered as a submodule.
+
+KL convention, in every method: ``kl_div(log_softmax(z_S/τ), softmax(z_T/τ), "batchmean")``.
+
+A three-line change to a training loop::
+
+    objective = make_objective("smaraad", student, teacher)
+    ...
+    loss = objective(x, y, epoch=epoch)      # instead of F.cross_entropy(student(x), y)
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from softrank_ad import _validate
+from softrank_ad.attacks import Start, check_budget, kl_batchmean, pgd, random_start
+from softrank_ad.attribution import AttributionAlignmentLoss, LayerSpec, check_labels
+from softrank_ad.rank import DEFAULT_GAMMA
+from softrank_ad.spearman import slack_matching_loss
+
+Terms = dict[str, torch.Tensor]
+
+
+@contextmanager
+def eval_mode(*models: nn.Module):
+    """Every submodule of ``models`` in eval mode inside the block; each one's mode restored after."""
+    saved = [(m, m.training) for model in models for m in model.modules()]
+    try:
+        for model in models:
+            model.eval()
+        yield
+    finally:
+        for m, training in saved:
+            m.training = training
+
+
+class DistillationObjective(nn.Module):
+    """Shared machinery: argument checks, the frozen teacher, PGD and the call protocol.
+
+    Subclasses define ``_attack_loss`` (what PGD maximises), ``_outer_terms`` (the outer loss and
+    its parts) and, where needed, ``_attack_context`` (teacher outputs reused across PGD steps)
+    and ``start``.
+    """
+
+    start: Start = "uniform"
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        *,
+        epsilon: float = 8 / 255,
+        step_size: float = 2 / 255,
+        steps: int = 10,
+    ) -> None:
+        super().__init__()
+        for name, model in (("student", student), ("teacher", teacher)):
+            if not isinstance(model, nn.Module):
+                raise TypeError(f"{name} must be an nn.Module, got {type(model).__name__}")
+        if student is teacher:
+            raise ValueError("student and teacher must be different modules")
+        check_budget(epsilon, step_size, steps)
+        self.student = student
+        # Not a submodule: the teacher's parameters stay out of parameters() and state_dict().
+        object.__setattr__(self, "teacher", teacher.requires_grad_(False))
+        self.epsilon = float(epsilon)
+        self.step_size = float(step_size)
+        self.steps = steps
+
+    # -- the public protocol -------------------------------------------------------------------
+    def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The adversarial inputs of this method's inner maximisation (detached)."""
+        self._check_batch(x, y)
+        with eval_mode(self.student, self.teacher):
+            context = self._attack_context(x, y)
+            return pgd(
+                lambda u: self._attack_loss(u, y, context),
+                x,
+                epsilon=self.epsilon,
+                step_size=self.step_size,
+                steps=self.steps,
+                x_start=random_start(x, self.epsilon, self.start),
+            )
+
+    def inner_objective(self, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The scalar ``perturb`` maximises, evaluated at ``x_adv`` (models as during the attack)."""
+        self._check_batch(x, y)
+        with eval_mode(self.student, self.teacher), torch.enable_grad():
+            return self._attack_loss(x_adv, y, self._attack_context(x, y))
+
+    def terms(
+        self, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None = None, epoch: int | None = None
+    ) -> Terms:
+        """The outer loss under ``"loss"`` and its separate terms (detached), for logging."""
+        self._check_batch(x, y)
+        if x_adv is None:
+            x_adv = self.perturb(x, y)
+        else:
+            self._check_x_adv(x_adv, x)
+        with eval_mode(self.teacher):
+            loss, parts = self._outer_terms(x, y, x_adv, epoch)
+        return {"loss": loss, **{k: v.detach() for k, v in parts.items()}}
+
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None = None, epoch: int | None = None
+    ) -> torch.Tensor:
+        """The outer loss to minimise over the student's parameters."""
+        return self.terms(x, y, x_adv, epoch)["loss"]
+
+    # -- hooks for subclasses -----------------------------------------------------------------
+    def _attack_context(self, x: torch.Tensor, y: torch.Tensor) -> dict:
+        return {}
+
+    def _attack_loss(self, x_adv: torch.Tensor, y: torch.Tensor, context: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _outer_terms(self, x, y, x_adv, epoch) -> tuple[torch.Tensor, Terms]:
+        raise NotImplementedError
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.teacher(x)
+
+    def _student_and_teacher(self, x: torch.Tensor, teacher_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both models' logits; the teacher's carry a graph w.r.t. x only with ``teacher_grad``
+        (inside attacks, where the ascent direction flows through T(x') too)."""
+        z_s = self.student(x)
+        z_t = self.teacher(x) if teacher_grad else self._teacher_logits(x)
+        self._check_classes(z_s, z_t)
+        return z_s, z_t
+
+    @staticmethod
+    def _check_classes(z_s: torch.Tensor, z_t: torch.Tensor) -> None:
+        if z_s.shape != z_t.shape:
+            raise ValueError(
+                f"student and teacher must output logits of the same shape (the same classes), got "
+                f"student {tuple(z_s.shape)} and teacher {tuple(z_t.shape)}"
+            )
+
+    def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        _validate.check_tensor(x, "x")
+        if x.dim() < 2 or x.shape[0] == 0:
+            raise ValueError(f"x must be a non-empty batch (B, ...), got shape {tuple(x.shape)}")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"x must lie in [0, 1] (the ε-ball and clipping are in pixel space), got values in "
+                f"[{lo:.3g}, {hi:.3g}]; put any normalisation inside the model as its first layer"
+            )
+        # One sample through both models: the class counts must agree, and y must index them.
+        # Costs 1/B of a forward and keeps errors at the boundary instead of deep in an attack.
+        with torch.no_grad(), eval_mode(self.student, self.teacher):
+            z_s, z_t = self.student(x[:1]), self.teacher(x[:1])
+        self._check_classes(z_s, z_t)
+        check_labels(y, x.shape[0], z_s.shape[1], "y")
+
+    def _check_x_adv(self, x_adv: torch.Tensor, x: torch.Tensor) -> None:
+        _validate.check_tensor(x_adv, "x_adv")
+        if x_adv.shape != x.shape:
+            raise ValueError(f"x_adv must have the shape of x {tuple(x.shape)}, got {tuple(x_adv.shape)}")
+
+    def extra_repr(self) -> str:
+        return f"epsilon={self.epsilon:.4g}, step_size={self.step_size:.4g}, steps={self.steps}"
+
+
+def _check_unit_interval(value: float, name: str) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _check_non_negative(value: float, name: str) -> float:
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+class SmaraADObjective(DistillationObjective):
+    r"""SmaraAD (and SmaraAD++ with ``weighting="teacher_confidence"``), SPEC §4–5.
+
+    Inner maximisation (Alg. 3), from a uniform random start:
+
+    .. math::
+        \max_{x'} \; \mathrm{KL}(S(x') \| T(x')) + c_{atk} \, \mathcal{L}_{align}(x')
+
+    Outer loss, SmaraAD (Eq. 9, AdaAD-shaped reading):
+
+    .. math::
+        \alpha [\mathcal{L}_{sm}(S(x'), T(x')) + c \mathcal{L}_{align}(x') + \lambda \mathrm{KL}(x')]
+        + (1 - \alpha) [\text{the same on } x]
+
+    SmaraAD++ (Eq. 10, IAD-style reading), with :math:`w_b = p_T(y_b \mid x'_b)^{\beta_w}`:
+
+    .. math::
+        \alpha \, \operatorname{mean}_b [w_b \mathcal{L}_{sm,b}(S(x'), T(x'))
+            + (1 - w_b) \mathcal{L}_{sm,b}(S(x'), S(x))]
+        + c \mathcal{L}_{align}(x') + (1 - \alpha) \mathrm{CE}(S(x), y)
+
+    Args:
+        student, teacher: classifiers on [0, 1] inputs with the same classes.
+        epsilon, step_size, steps: the L∞ PGD budget (8/255, 2/255, 10).
+        gamma: soft-rank sharpness γ of slack matching.
+        alpha: weight of the adversarial terms; at 1 the clean-input terms are not computed.
+        align_weight: c, the alignment weight in the outer loss.
+        kl_weight: λ, an optional KL term added to each bracket of SmaraAD [ours, default 0].
+        weighting: ``None`` (SmaraAD) or ``"teacher_confidence"`` (SmaraAD++).
+        weight_power: β_w of the SmaraAD++ weights.
+        weights_from_epoch: SmaraAD++ uses w = 1 before this epoch. With ``epoch=None`` in a call
+            the weights are used (no warm-up).
+        student_layer, teacher_layer: Grad-CAM layers (see :func:`~softrank_ad.grad_cam`).
+        target: the Grad-CAM class, ``"label"`` or ``"predicted"`` (the teacher's).
+        attack_align_weight: c_atk, the alignment weight inside the attack [ours, default 1 as
+            Alg. 3].
+        scale: soft-rank scaling, see :func:`~softrank_ad.soft_rank`.
+
+    Example:
+        >>> objective = SmaraADObjective(student, teacher)                # doctest: +SKIP
+        >>> optimizer = torch.optim.SGD(objective.parameters(), lr=0.1)    # doctest: +SKIP
+        >>> loss = objective(x, y, epoch=epoch); loss.backward()           # doctest: +SKIP
+
+    Reference: Yin et al., "Adversarial Distillation Based on Slack Matching and Attribution
+    Region Alignment", CVPR 2024.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        *,
+        epsilon: float = 8 / 255,
+        step_size: float = 2 / 255,
+        steps: int = 10,
+        gamma: float = DEFAULT_GAMMA,
+        alpha: float = 1.0,
+        align_weight: float = 1.0,
+        kl_weight: float = 0.0,
+        weighting: Literal["teacher_confidence"] | None = None,
+        weight_power: float = 0.1,
+        weights_from_epoch: int = 60,
+        student_layer: LayerSpec = None,
+        teacher_layer: LayerSpec = None,
+        target: Literal["label", "predicted"] = "label",
+        attack_align_weight: float = 1.0,
+        scale: Literal["none", "std"] = "none",
+    ) -> None:
+        super().__init__(student, teacher, epsilon=epsilon, step_size=step_size, steps=steps)
+        _validate.check_choice(weighting, "weighting", (None, "teacher_confidence"))
+        _validate.check_choice(scale, "scale", ("none", "std"))
+        self.gamma = _validate.check_gamma(gamma)
+        self.alpha = _check_unit_interval(alpha, "alpha")
+        self.align_weight = _check_non_negative(align_weight, "align_weight")
+        self.kl_weight = _check_non_negative(kl_weight, "kl_weight")
+        self.attack_align_weight = _check_non_negative(attack_align_weight, "attack_align_weight")
+        self.weighting = weighting
+        self.weight_power = _check_non_negative(weight_power, "weight_power")
+        self.weights_from_epoch = weights_from_epoch
+        self.scale = scale
+        layers = dict(student_layer=student_layer, teacher_layer=teacher_layer, target=target)
+        # The attack differentiates both maps w.r.t. x'; the outer loss treats the teacher's as data.
+        object.__setattr__(self, "_align_attack", AttributionAlignmentLoss(**layers, teacher_differentiable=True))
+        object.__setattr__(self, "_align", AttributionAlignmentLoss(**layers))
+
+    def _sm(self, z_s: torch.Tensor, z_t: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        return slack_matching_loss(z_s, z_t, self.gamma, reduction, scale=self.scale, check_finite=False)
+
+    def _with_alignment(self, x: torch.Tensor, y: torch.Tensor, *, attack: bool):
+        """Student and teacher logits and the alignment loss, one forward per model either way
+        (Grad-CAM returns the logits of its forward). In the attack both maps and the teacher's
+        logits keep their graph w.r.t. x'; in the outer loss the teacher's side is data."""
+        weight = self.attack_align_weight if attack else self.align_weight
+        if weight == 0:
+            z_s, z_t = self._student_and_teacher(x, teacher_grad=attack)
+            return z_s, z_t, z_s.new_zeros(())
+        align = self._align_attack if attack else self._align
+        loss, z_s, z_t = align(self.student, self.teacher, x, y, return_logits=True)
+        return z_s, (z_t if attack else z_t.detach()), loss
+
+    def _attack_loss(self, x_adv, y, context):
+        z_s, z_t, align = self._with_alignment(x_adv, y, attack=True)
+        return kl_batchmean(z_s, z_t) + self.attack_align_weight * align
+
+    def _weights(self, z_t_adv: torch.Tensor, y: torch.Tensor, epoch: int | None) -> torch.Tensor | None:
+        if self.weighting is None:
+            return None
+        if epoch is not None and epoch < self.weights_from_epoch:
+            return torch.ones_like(y, dtype=z_t_adv.dtype)
+        with torch.no_grad():
+            p_true = F.softmax(z_t_adv.float(), dim=1).gather(1, y[:, None]).squeeze(1)
+            return p_true.pow(self.weight_power).to(z_t_adv.dtype)
+
+    def _outer_terms(self, x, y, x_adv, epoch):
+        z_s_adv, z_t_adv, align_adv = self._with_alignment(x_adv, y, attack=False)
+        if self.weighting is None:
+            return self._smaraad(x, y, z_s_adv, z_t_adv, align_adv)
+        return self._smaraad_pp(x, y, z_s_adv, z_t_adv, align_adv, epoch)
+
+    def _smaraad(self, x, y, z_s_adv, z_t_adv, align_adv):
+        sm_adv = self._sm(z_s_adv, z_t_adv)
+        kl_adv = kl_batchmean(z_s_adv, z_t_adv) if self.kl_weight else sm_adv.new_zeros(())
+        loss = self.alpha * (sm_adv + self.align_weight * align_adv + self.kl_weight * kl_adv)
+        parts = {"slack_matching_adv": sm_adv, "align_adv": align_adv}
+        if self.kl_weight:
+            parts["kl_adv"] = kl_adv
+        if self.alpha < 1:
+            z_s, z_t, align = self._with_alignment(x, y, attack=False)
+            sm = self._sm(z_s, z_t)
+            kl = kl_batchmean(z_s, z_t) if self.kl_weight else sm.new_zeros(())
+            loss = loss + (1 - self.alpha) * (sm + self.align_weight * align + self.kl_weight * kl)
+            parts.update(slack_matching_clean=sm, align_clean=align)
+            if self.kl_weight:
+                parts["kl_clean"] = kl
+        return loss, parts
+
+    def _smaraad_pp(self, x, y, z_s_adv, z_t_adv, align_adv, epoch):
+        w = self._weights(z_t_adv, y, epoch)
+        sm_teacher = self._sm(z_s_adv, z_t_adv, "none")
+        parts = {"slack_matching_adv": sm_teacher.mean(), "align_adv": align_adv, "weights": w}
+        needs_clean_student = self.alpha < 1 or bool((w < 1).any())
+        per_sample = w * sm_teacher
+        if needs_clean_student:
+            z_s = self.student(x)
+            # S(x) is the target of the self term, as the teacher is of the other [ours].
+            sm_self = self._sm(z_s_adv, z_s.detach(), "none")
+            per_sample = per_sample + (1 - w) * sm_self
+            parts["slack_matching_self"] = sm_self.mean()
+        loss = self.alpha * per_sample.mean() + self.align_weight * align_adv
+        if self.alpha < 1:
+            ce = F.cross_entropy(z_s, y)
+            loss = loss + (1 - self.alpha) * ce
+            parts["ce_clean"] = ce
+        return loss, parts
+
+    def extra_repr(self) -> str:
+        method = "SmaraAD++" if self.weighting else "SmaraAD"
+        return f"{method}, {super().extra_repr()}, gamma={self.gamma}, alpha={self.alpha}, align_weight={self.align_weight}"
+
+
+class AdaADObjective(DistillationObjective):
+    r"""AdaAD (Huang et al., 2023): PGD on KL(S(x') ‖ T(x')); outer
+    :math:`\alpha \mathrm{KL}(S(x') \| T(x')) + (1-\alpha) \mathrm{KL}(S(x) \| T(x))`.
+
+    Example:
+        >>> loss = AdaADObjective(student, teacher)(x, y)                  # doctest: +SKIP
+    """
+
+    def __init__(self, student, teacher, *, epsilon=8 / 255, step_size=2 / 255, steps=10, alpha: float = 1.0):
+        super().__init__(student, teacher, epsilon=epsilon, step_size=step_size, steps=steps)
+        self.alpha = _check_unit_interval(alpha, "alpha")
+
+    def _attack_loss(self, x_adv, y, context):
+        return kl_batchmean(*self._student_and_teacher(x_adv, teacher_grad=True))
+
+    def _outer_terms(self, x, y, x_adv, epoch):
+        z_s_adv, z_t_adv = self._student_and_teacher(x_adv)
+        kl_adv = kl_batchmean(z_s_adv, z_t_adv)
+        loss, parts = self.alpha * kl_adv, {"kl_adv": kl_adv}
+        if self.alpha < 1:
+            kl = kl_batchmean(*self._student_and_teacher(x))
+            loss = loss + (1 - self.alpha) * kl
+            parts["kl_clean"] = kl
+        return loss, parts
+
+
+class RSLADObjective(DistillationObjective):
+    r"""RSLAD (Zi et al., 2021): PGD on KL(S(x') ‖ T(x)) from x + 0.001·N(0, 1); outer
+    :math:`\tfrac56 \mathrm{KL}(S(x') \| T(x)) + \tfrac16 \mathrm{KL}(S(x) \| T(x))`.
+
+    Example:
+        >>> loss = RSLADObjective(student, teacher)(x, y)                  # doctest: +SKIP
+    """
+
+    start: Start = "normal"
+
+    def __init__(self, student, teacher, *, epsilon=8 / 255, step_size=2 / 255, steps=10, adv_weight: float = 5 / 6):
+        super().__init__(student, teacher, epsilon=epsilon, step_size=step_size, steps=steps)
+        self.adv_weight = _check_unit_interval(adv_weight, "adv_weight")
+
+    def _attack_context(self, x, y):
+        return {"z_t_clean": self._teacher_logits(x)}
+
+    def _attack_loss(self, x_adv, y, context):
+        z_s = self.student(x_adv)
+        self._check_classes(z_s, context["z_t_clean"])
+        return kl_batchmean(z_s, context["z_t_clean"])
+
+    def _outer_terms(self, x, y, x_adv, epoch):
+        z_t = self._teacher_logits(x)
+        z_s_adv = self.student(x_adv)
+        self._check_classes(z_s_adv, z_t)
+        kl_adv = kl_batchmean(z_s_adv, z_t)
+        kl_clean = kl_batchmean(self.student(x), z_t)
+        loss = self.adv_weight * kl_adv + (1 - self.adv_weight) * kl_clean
+        return loss, {"kl_adv": kl_adv, "kl_clean": kl_clean}
+
+
+class ARDObjective(DistillationObjective):
+    r"""ARD (Goldblum et al., 2020): PGD on CE(S(x'), y); outer
+    :math:`\alpha \tau^2 \mathrm{KL}(S(x')/\tau \| T(x)/\tau) + (1-\alpha) \mathrm{CE}(S(x), y)`.
+
+    Example:
+        >>> loss = ARDObjective(student, teacher, temperature=30.0)(x, y)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, student, teacher, *, epsilon=8 / 255, step_size=2 / 255, steps=10, alpha: float = 1.0, temperature: float = 30.0
+    ):
+        super().__init__(student, teacher, epsilon=epsilon, step_size=step_size, steps=steps)
+        self.alpha = _check_unit_interval(alpha, "alpha")
+        if not temperature > 0 or temperature == float("inf"):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    def _attack_loss(self, x_adv, y, context):
+        z_s = self.student(x_adv)
+        return F.cross_entropy(z_s, y)
+
+    def _outer_terms(self, x, y, x_adv, epoch):
+        z_t = self._teacher_logits(x)
+        z_s_adv = self.student(x_adv)
+        self._check_classes(z_s_adv, z_t)
+        tau = self.temperature
+        kl_adv = kl_batchmean(z_s_adv, z_t, tau)
+        loss, parts = self.alpha * tau * tau * kl_adv, {"kl_adv": kl_adv}
+        if self.alpha < 1:
+            ce = F.cross_entropy(self.student(x), y)
+            loss = loss + (1 - self.alpha) * ce
+            parts["ce_clean"] = ce
+        return loss, parts
+
+
+OBJECTIVES = {
+    "smaraad": SmaraADObjective,
+    "smaraad++": SmaraADObjective,
+    "ard": ARDObjective,
+    "rslad": RSLADObjective,
+    "adaad": AdaADObjective,
+}
+
+
+def make_objective(name: str, student: nn.Module, teacher: nn.Module, **hparams) -> DistillationObjective:
+    """An objective by name: ``"smaraad"``, ``"smaraad++"``, ``"ard"``, ``"rslad"`` or ``"adaad"``.
+
+    ``hparams`` go to the class's constructor (``epsilon``, ``step_size``, ``steps`` for all).
+
+    Example:
+        >>> objective = make_objective("smaraad++", student, teacher, gamma=2.0)  # doctest: +SKIP
+    """
+    key = name.lower() if isinstance(name, str) else name
+    if key not in OBJECTIVES:
+        raise ValueError(f"unknown method {name!r}; choose one of {sorted(OBJECTIVES)}")
+    if key == "smaraad++":
+        hparams.setdefault("weighting", "teacher_confidence")
+    return OBJECTIVES[key](student, teacher, **hparams)

@@ -1,0 +1,289 @@
+"""SmaraADObjective and the baselines: attack, freezing, formulas, errors, toy training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from softrank_ad import (
+    ARDObjective,
+    AdaADObjective,
+    RSLADObjective,
+    SmaraADObjective,
+    make_objective,
+    pgd,
+    soft_spearman,
+)
+from softrank_ad.attacks import random_start
+
+METHODS = ["smaraad", "smaraad++", "ard", "rslad", "adaad"]
+
+
+class TinyCNN(nn.Module):
+    """Two conv layers on 8×8 images: small, but with a spatial layer for Grad-CAM."""
+
+    def __init__(self, width: int = 8, classes: int = 2):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU()
+        )
+        self.bn = nn.BatchNorm2d(width)
+        self.fc = nn.Linear(width, classes)
+
+    def forward(self, x):
+        return self.fc(self.bn(self.features(x)).mean((2, 3)))
+
+
+def blobs(n: int, seed: int = 0):
+    """Class 0: a bright 3×3 patch in the left half; class 1: in the right half; noise elsewhere."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = 0.3 * torch.rand(n, 3, 8, 8, generator=g)
+    rows = torch.randint(0, 6, (n,), generator=g)
+    cols = torch.randint(0, 2, (n,), generator=g) + 4 * y
+    for i in range(n):
+        x[i, :, rows[i] : rows[i] + 3, cols[i] : cols[i] + 3] = 0.9
+    return x, y
+
+
+def robust_accuracy(model, x, y, epsilon=8 / 255):
+    model.eval()
+    x_adv = pgd(lambda u: F.cross_entropy(model(u), y), x, epsilon=epsilon, step_size=epsilon / 4, steps=10)
+    with torch.no_grad():
+        return (model(x_adv).argmax(1) == y).float().mean().item()
+
+
+@pytest.fixture(scope="module")
+def robust_teacher():
+    torch.manual_seed(0)
+    teacher = TinyCNN(width=16)
+    optimizer = torch.optim.Adam(teacher.parameters(), lr=1e-2)
+    x, y = blobs(256)
+    for _ in range(60):
+        teacher.eval()
+        x_adv = pgd(lambda u: F.cross_entropy(teacher(u), y), x, epsilon=8 / 255, step_size=2 / 255, steps=3)
+        teacher.train()
+        optimizer.zero_grad()
+        F.cross_entropy(teacher(x_adv), y).backward()
+        optimizer.step()
+    teacher.eval()
+    assert robust_accuracy(teacher, *blobs(256, seed=1)) > 0.9
+    return teacher
+
+
+def fresh_pair(classes: int = 2):
+    torch.manual_seed(0)
+    return TinyCNN(classes=classes), TinyCNN(width=16, classes=classes)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_x_adv_in_epsilon_ball_and_unit_box(method):
+    student, teacher = fresh_pair()
+    x, y = blobs(16)
+    x_adv = make_objective(method, student, teacher, epsilon=0.1, step_size=0.05, steps=3).perturb(x, y)
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert not x_adv.requires_grad
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_pgd_raises_the_inner_objective_over_the_random_start(method):
+    student, teacher = fresh_pair()
+    objective = make_objective(method, student, teacher, epsilon=0.1, step_size=0.02, steps=10)
+    x, y = blobs(32)
+    torch.manual_seed(5)
+    start = random_start(x, objective.epsilon, objective.start)
+    torch.manual_seed(5)
+    x_adv = objective.perturb(x, y)
+    assert objective.inner_objective(x_adv, x, y) > objective.inner_objective(start, x, y)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_teacher_frozen_and_student_gets_finite_gradients(method):
+    student, teacher = fresh_pair()
+    teacher.train()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    objective = make_objective(method, student, teacher, steps=2)
+    assert {id(p) for p in objective.parameters()} == {id(p) for p in student.parameters()}
+    optimizer = torch.optim.SGD(objective.parameters(), lr=0.1)
+    modes_seen = []
+    hook = teacher.register_forward_hook(lambda m, i, o: modes_seen.append(m.training))
+    x, y = blobs(16)
+    for _ in range(3):
+        optimizer.zero_grad()
+        objective(x, y, epoch=100).backward()
+        grads = [p.grad for p in student.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(g).all() for g in grads)
+        optimizer.step()
+    hook.remove()
+    assert modes_seen and not any(modes_seen), "the teacher must run in eval mode"
+    assert teacher.training, "the teacher's own mode must be restored"
+    assert all(p.grad is None for p in teacher.parameters())
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_student_mode_restored_after_perturb_and_eval_during_it(method):
+    student, teacher = fresh_pair()
+    student.train()
+    modes = []
+    student.register_forward_hook(lambda m, i, o: modes.append(m.bn.training))
+    make_objective(method, student, teacher, steps=2).perturb(*blobs(8))
+    assert modes and not any(modes)
+    assert student.training and student.bn.training
+
+
+def _count_forwards(model, batch):
+    counter = []
+    model.register_forward_hook(lambda m, i, o: counter.append(1) if i[0].shape[0] == batch else None)
+    return counter
+
+
+@pytest.mark.parametrize("alpha,expected", [(1.0, 1), (0.5, 2)])
+def test_clean_terms_skipped_when_alpha_is_one(alpha, expected):
+    student, teacher = fresh_pair()
+    objective = SmaraADObjective(student, teacher, alpha=alpha, steps=1)
+    x, y = blobs(8)
+    x_adv = objective.perturb(x, y)
+    student_calls, teacher_calls = _count_forwards(student, 8), _count_forwards(teacher, 8)
+    terms = objective.terms(x, y, x_adv=x_adv)
+    assert len(student_calls) == expected and len(teacher_calls) == expected
+    assert ("slack_matching_clean" in terms) == (alpha < 1)
+
+
+def test_smaraad_pp_weights():
+    student, teacher = fresh_pair()
+    objective = make_objective("smaraad++", student, teacher, steps=1, weights_from_epoch=10, weight_power=0.5)
+    x, y = blobs(16)
+    x_adv = objective.perturb(x, y)
+    early = objective.terms(x, y, x_adv=x_adv, epoch=3)["weights"]
+    torch.testing.assert_close(early, torch.ones(16))
+    late = objective.terms(x, y, x_adv=x_adv, epoch=10)["weights"]
+    assert late.min() >= 0 and late.max() <= 1
+    with torch.no_grad():
+        p_true = F.softmax(teacher.eval()(x_adv), 1)[torch.arange(16), y]
+    torch.testing.assert_close(late, p_true.sqrt())
+
+
+def _manual_kl(z_s, z_t, tau=1.0):
+    p_t = torch.softmax(z_t / tau, 1)
+    return (p_t * (p_t.log() - torch.log_softmax(z_s / tau, 1))).sum(1).mean()
+
+
+class Linear(nn.Module):
+    def __init__(self, seed, classes=5):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.fc = nn.Linear(6, classes)
+
+    def forward(self, x):
+        return self.fc(x) * 3
+
+
+@pytest.fixture
+def fixed():
+    torch.manual_seed(3)
+    x = torch.rand(10, 6)
+    x_adv = (x + 0.03 * torch.randn_like(x)).clamp(0, 1)
+    return Linear(1), Linear(2), x, x_adv, torch.randint(0, 5, (10,))
+
+
+def test_ard_formula(fixed):
+    s, t, x, x_adv, y = fixed
+    loss = ARDObjective(s, t, alpha=0.7, temperature=4.0)(x, y, x_adv=x_adv)
+    expected = 0.7 * 16 * _manual_kl(s(x_adv), t(x), 4.0) + 0.3 * F.cross_entropy(s(x), y)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_rslad_formula(fixed):
+    s, t, x, x_adv, y = fixed
+    loss = RSLADObjective(s, t)(x, y, x_adv=x_adv)
+    expected = 5 / 6 * _manual_kl(s(x_adv), t(x)) + 1 / 6 * _manual_kl(s(x), t(x))
+    torch.testing.assert_close(loss, expected)
+
+
+def test_adaad_formula(fixed):
+    s, t, x, x_adv, y = fixed
+    loss = AdaADObjective(s, t, alpha=0.6)(x, y, x_adv=x_adv)
+    expected = 0.6 * _manual_kl(s(x_adv), t(x_adv)) + 0.4 * _manual_kl(s(x), t(x))
+    torch.testing.assert_close(loss, expected)
+
+
+def test_smaraad_formula_without_alignment(fixed):
+    s, t, x, x_adv, y = fixed
+    objective = SmaraADObjective(s, t, alpha=0.8, align_weight=0.0, kl_weight=0.5, gamma=2.0)
+    sm = lambda a, b: (1 - soft_spearman(a, b, 2.0)).mean()  # noqa: E731
+    expected = 0.8 * (sm(s(x_adv), t(x_adv)) + 0.5 * _manual_kl(s(x_adv), t(x_adv)))
+    expected = expected + 0.2 * (sm(s(x), t(x)) + 0.5 * _manual_kl(s(x), t(x)))
+    torch.testing.assert_close(objective(x, y, x_adv=x_adv), expected)
+
+
+def test_smaraad_pp_formula_without_alignment(fixed):
+    s, t, x, x_adv, y = fixed
+    objective = make_objective("smaraad++", s, t, alpha=0.9, align_weight=0.0, weight_power=0.1)
+    w = torch.softmax(t(x_adv), 1)[torch.arange(10), y].detach() ** 0.1
+    sm = lambda a, b: 1 - soft_spearman(a, b, 1.0)  # noqa: E731
+    per_sample = w * sm(s(x_adv), t(x_adv)) + (1 - w) * sm(s(x_adv), s(x))
+    expected = 0.9 * per_sample.mean() + 0.1 * F.cross_entropy(s(x), y)
+    torch.testing.assert_close(objective(x, y, x_adv=x_adv, epoch=None), expected)
+
+
+def test_smaraad_alignment_term_is_added_with_its_weight():
+    student, teacher = fresh_pair()
+    x, y = blobs(8)
+    x_adv = SmaraADObjective(student, teacher, steps=1).perturb(x, y)
+    terms = SmaraADObjective(student, teacher, align_weight=2.5).terms(x, y, x_adv=x_adv)
+    torch.testing.assert_close(terms["loss"], terms["slack_matching_adv"] + 2.5 * terms["align_adv"])
+    assert terms["align_adv"] > 0
+
+
+def test_bad_inputs():
+    student, teacher = fresh_pair()
+    objective = make_objective("smaraad", student, teacher, steps=1)
+    x, y = blobs(4)
+    with pytest.raises(ValueError, match=r"x must lie in \[0, 1\].*normalisation inside the model"):
+        objective(x * 2 - 1, y)
+    with pytest.raises(ValueError, match=r"y must have shape \(4,\)"):
+        objective(x, y[:3])
+    with pytest.raises(ValueError, match=r"y holds classes outside \[0, 2\)"):
+        objective(x, y + 5)
+    with pytest.raises(TypeError, match="y must be an int64 tensor"):
+        objective(x, y.float())
+    with pytest.raises(ValueError, match="same shape.*student \\(1, 2\\) and teacher \\(1, 3\\)"):
+        make_objective("adaad", TinyCNN(classes=2), TinyCNN(classes=3))(x, y)
+    for kwargs, name in [({"epsilon": -0.1}, "epsilon"), ({"step_size": -1.0}, "step_size"), ({"steps": -2}, "steps")]:
+        with pytest.raises(ValueError, match=name):
+            make_objective("smaraad", student, teacher, **kwargs)
+    with pytest.raises(ValueError, match="unknown method 'trades'.*'adaad'"):
+        make_objective("trades", student, teacher)
+    with pytest.raises(ValueError, match="alpha must lie in"):
+        SmaraADObjective(student, teacher, alpha=1.5)
+    with pytest.raises(ValueError, match="weighting must be one of"):
+        SmaraADObjective(student, teacher, weighting="entropy")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_toy_training_lowers_objective_and_gives_robust_student(method, robust_teacher):
+    torch.manual_seed(0)
+    student = TinyCNN(width=8)
+    objective = make_objective(method, student, robust_teacher, steps=3)
+    optimizer = torch.optim.Adam(objective.parameters(), lr=1e-2)
+    x, y = blobs(128, seed=2)
+    x_eval, y_eval = blobs(32, seed=3)
+
+    def eval_objective():
+        torch.manual_seed(7)
+        with torch.no_grad():
+            return objective(x_eval, y_eval, epoch=100).item()
+
+    first = eval_objective()
+    for _ in range(40):
+        optimizer.zero_grad()
+        objective(x, y, epoch=100).backward()
+        optimizer.step()
+    assert eval_objective() < first
+    assert robust_accuracy(student, *blobs(256, seed=4)) > 0.75
