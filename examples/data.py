@@ -1,0 +1,169 @@
+"""CIFAR-10/100 discovery: torchvision's on-disk layout, an ImageFolder tree, or a download.
+
+Looked for, in order, under ``data_dir``:
+
+1. torchvision's layout: ``cifar-10-batches-py/`` (``data_batch_1..5``, ``test_batch``) or
+   ``cifar-100-python/`` (``train``, ``test``), the pickled batches of the official release. They
+   are read directly, so a copy made by any tool works (torchvision's md5 check is not needed);
+2. an ImageFolder tree: ``train/<class>/*`` and ``test/<class>/*`` (e.g. the JPEG copy of CIFAR-10);
+3. with ``download=True``, torchvision's download into ``data_dir`` and then (1).
+
+Nothing found raises :class:`DatasetNotFound` with a message that says what was looked for.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+from torchvision import datasets, transforms
+
+PICKLE_LAYOUT = {
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels"),
+}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+
+
+class DatasetNotFound(RuntimeError):
+    """No dataset in any supported layout, and none could be downloaded."""
+
+
+class PickledCifar(Dataset):
+    """The official CIFAR python batches: uint8 (N, 3072) rows and integer labels."""
+
+    def __init__(self, files: list[Path], label_key: bytes, transform=None) -> None:
+        images, labels = [], []
+        for f in files:
+            with open(f, "rb") as fh:
+                batch = pickle.load(fh, encoding="bytes")
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(batch[label_key])
+        self.images = np.concatenate(images).transpose(0, 2, 3, 1)  # HWC for PIL-style transforms
+        self.targets = list(map(int, labels))
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        img = Image.fromarray(self.images[i])
+        return (self.transform(img) if self.transform else img), self.targets[i]
+
+
+def transforms_for(train: bool, augment: bool = True):
+    """RandomCrop(32, pad 4) + flip for training (SPEC §7); inputs stay in [0, 1]."""
+    ops = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if train and augment else []
+    return transforms.Compose(ops + [transforms.ToTensor()])
+
+
+def _pickled(dataset: str, root: Path, train_tf, test_tf):
+    folder, train_files, test_files, key = PICKLE_LAYOUT[dataset]
+    base = root / folder
+    if not all((base / f).is_file() for f in train_files + test_files):
+        return None
+    return (
+        PickledCifar([base / f for f in train_files], key, train_tf),
+        PickledCifar([base / f for f in test_files], key, test_tf),
+    )
+
+
+def _image_folder(root: Path, train_tf, test_tf):
+    if not ((root / "train").is_dir() and (root / "test").is_dir()):
+        return None
+    train, test = datasets.ImageFolder(root / "train", train_tf), datasets.ImageFolder(root / "test", test_tf)
+    if train.classes != test.classes:
+        raise DatasetNotFound(f"{root}: train/ and test/ hold different class folders")
+    return train, test
+
+
+def load(dataset: str, data_dir: str | Path, *, download: bool = False, augment: bool = True):
+    """``(train_set, test_set, num_classes, layout)`` for ``dataset`` ("cifar10" | "cifar100")."""
+    if dataset not in PICKLE_LAYOUT:
+        raise ValueError(f"dataset must be one of {sorted(PICKLE_LAYOUT)}, got {dataset!r}")
+    root = Path(data_dir).expanduser()
+    train_tf, test_tf = transforms_for(True, augment), transforms_for(False)
+    found = _pickled(dataset, root, train_tf, test_tf)
+    if found:
+        return (*found, NUM_CLASSES[dataset], "torchvision")
+    found = _image_folder(root, train_tf, test_tf)
+    if found:
+        classes = len(found[0].classes)
+        return (*found, classes, "imagefolder")
+    if download:
+        cls = datasets.CIFAR10 if dataset == "cifar10" else datasets.CIFAR100
+        try:
+            cls(root, train=True, download=True)
+            cls(root, train=False, download=True)
+        except Exception as err:  # any network or disk failure ends in the same advice
+            raise DatasetNotFound(_advice(dataset, root, f"the download failed: {err}")) from None
+        found = _pickled(dataset, root, train_tf, test_tf)
+        if found:
+            return (*found, NUM_CLASSES[dataset], "torchvision")
+    raise DatasetNotFound(_advice(dataset, root, "pass --download to fetch it" if not download else ""))
+
+
+def _advice(dataset: str, root: Path, extra: str) -> str:
+    folder = PICKLE_LAYOUT[dataset][0]
+    lines = [
+        f"No {dataset} data found under {root}. Looked for:",
+        f"  - torchvision's layout: {root / folder}/ with the official python batches",
+        f"  - an ImageFolder tree: {root / 'train'}/<class>/*.png|jpg and {root / 'test'}/<class>/*",
+        "Provide one of them (e.g. extract a CIFAR archive there) and point --data-dir at it.",
+    ]
+    if extra:
+        lines.append(extra)
+    return "\n".join(lines)
+
+
+def first(dataset: Dataset, n: int | None, seed: int = 0, shuffle: bool = False) -> Dataset:
+    """The first ``n`` items (or a seeded random ``n`` with ``shuffle``); all when ``n`` is None."""
+    if n is None or n >= len(dataset):
+        return dataset
+    if shuffle:
+        idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    else:
+        idx = list(range(n))
+    return Subset(dataset, idx)
+
+
+def write_fake_cifar(root: Path, layout: str, per_class: int = 4, classes: int = 10, seed: int = 0) -> Path:
+    """Tiny CIFAR-shaped data in ``layout`` ("torchvision" | "imagefolder"), for tests and smoke runs.
+
+    Each class gets a distinct mean colour, so a model can learn something from a few images.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+
+    def images(n, label):
+        base = np.array([(label * 37) % 256, (label * 91) % 256, (label * 53) % 256], dtype=np.int16)
+        noise = rng.integers(-40, 40, size=(n, 32, 32, 3))
+        return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+    if layout == "imagefolder":
+        for split, n in (("train", per_class), ("test", max(1, per_class // 2))):
+            for c in range(classes):
+                folder = root / split / f"class_{c:02d}"
+                folder.mkdir(parents=True, exist_ok=True)
+                for i, img in enumerate(images(n, c)):
+                    Image.fromarray(img).save(folder / f"{i:04d}.png")
+        return root
+    if layout == "torchvision":
+        folder = root / PICKLE_LAYOUT["cifar10"][0]
+        folder.mkdir(parents=True, exist_ok=True)
+        names = PICKLE_LAYOUT["cifar10"][1] + PICKLE_LAYOUT["cifar10"][2]
+        for name in names:
+            n = per_class if name.startswith("data") else max(1, per_class // 2)
+            labels = [c for c in range(classes) for _ in range(n)]
+            data = np.concatenate([images(n, c) for c in range(classes)]).transpose(0, 3, 1, 2).reshape(len(labels), -1)
+            with open(folder / name, "wb") as fh:
+                pickle.dump({b"data": data, b"labels": labels}, fh)
+        return root
+    raise ValueError(f"layout must be 'torchvision' or 'imagefolder', got {layout!r}")

@@ -1,0 +1,443 @@
+"""Adversarial distillation on CIFAR-10/100, end to end: teacher, student, evaluation.
+
+    # a 3-minute CPU check on tiny data the script writes itself
+    python examples/distill_cifar.py --preset smoke --data-dir /tmp/fake --make-fake-data
+    # about 10 minutes on one H100: fast-AT teacher, ResNet-18 students, AutoAttack on 1,000 images
+    python examples/distill_cifar.py --preset quick --data-dir /data/cifar10-jpeg --method smaraad
+    # the paper's protocol (SPEC §7), with a robust WRN-34-10 teacher checkpoint
+    python examples/distill_cifar.py --preset paper --teacher-ckpt wrn.pt --method smaraad++
+    # several GPUs
+    torchrun --nproc_per_node=4 examples/distill_cifar.py --preset paper --teacher-ckpt wrn.pt
+
+Writes to ``--out``: ``history.csv`` (one row per epoch), ``curves.png``, ``results.json`` and
+``results.md`` (clean, PGD-20, CW∞ and AutoAttack accuracy), ``teacher.pt``, ``student.pt`` and
+the resumable checkpoints ``teacher_ckpt.pt`` / ``student_ckpt.pt`` (written atomically each epoch;
+``--resume`` continues from them exactly).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+import data
+import models
+from softrank_ad import cw_margin_loss, make_objective, pgd
+
+PRESETS = {
+    "smoke": dict(
+        student="resnet18", student_width=8, teacher_arch="preact_resnet18", teacher_width=8,
+        epochs=2, teacher_epochs=2, train_teacher="fast", steps=2, batch_size=32, lr=0.05,
+        milestones=[], train_subset=256, test_subset=64, eval_pgd_steps=20, eval_cw_steps=30,
+        autoattack_n=8, workers=0,
+    ),
+    "quick": dict(
+        student="resnet18", student_width=None, teacher_arch="preact_resnet18", teacher_width=None,
+        epochs=5, teacher_epochs=10, train_teacher="fast", steps=5, batch_size=128, lr=0.1,
+        milestones=[4], train_subset=None, test_subset=1000, eval_pgd_steps=20, eval_cw_steps=30,
+        autoattack_n=1000, workers=8,
+    ),
+    "paper": dict(
+        student="resnet18", student_width=None, teacher_arch="wrn34_10", teacher_width=None,
+        epochs=200, teacher_epochs=100, train_teacher="pgd", steps=10, batch_size=128, lr=0.1,
+        milestones=[100, 150], train_subset=None, test_subset=None, eval_pgd_steps=20, eval_cw_steps=30,
+        autoattack_n=10000, workers=8,
+    ),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="smoke")
+    p.add_argument("--dataset", choices=["cifar10", "cifar100"], default="cifar10")
+    p.add_argument("--data-dir", default="data")
+    p.add_argument("--download", action="store_true", help="download through torchvision if nothing is found")
+    p.add_argument("--make-fake-data", action="store_true", help="write tiny CIFAR-shaped data into --data-dir first")
+    p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<preset>-<method>)")
+    p.add_argument("--method", choices=["smaraad", "smaraad++", "adaad", "rslad", "ard"], default="smaraad")
+    p.add_argument("--student", choices=sorted(models.MODELS))
+    p.add_argument("--student-width", type=float)
+    p.add_argument("--teacher-arch", choices=sorted(models.MODELS))
+    p.add_argument("--teacher-width", type=float)
+    p.add_argument("--teacher-ckpt", type=Path, help="state_dict or {'state_dict': ...}; 'module.' prefixes handled")
+    p.add_argument("--train-teacher", choices=["pgd", "fast"], help="PGD-AT, or FGSM with random start + early stopping")
+    p.add_argument("--teacher-epochs", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--milestones", type=int, nargs="*", help="epochs where the lr is divided by 10")
+    p.add_argument("--epsilon", type=float, default=8 / 255)
+    p.add_argument("--step-size", type=float, default=2 / 255)
+    p.add_argument("--steps", type=int, help="PGD steps of the training attack")
+    p.add_argument("--gamma", type=float, default=1.0)
+    p.add_argument("--alpha", type=float, default=1.0)
+    p.add_argument("--align-weight", type=float, default=1.0)
+    p.add_argument("--kl-weight", type=float, default=0.0)
+    p.add_argument("--weight-power", type=float, default=0.1)
+    p.add_argument("--weights-from-epoch", type=int, default=60)
+    p.add_argument("--temperature", type=float, default=30.0, help="ARD's τ")
+    p.add_argument("--train-subset", type=int)
+    p.add_argument("--test-subset", type=int)
+    p.add_argument("--eval-pgd-steps", type=int)
+    p.add_argument("--eval-cw-steps", type=int)
+    p.add_argument("--autoattack-n", type=int, help="AutoAttack (standard) on the first N test images of a fixed shuffle; 0 skips")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    for key, value in PRESETS[args.preset].items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.out is None:
+        args.out = Path("runs") / f"{args.preset}-{args.method.replace('+', 'p')}"
+    return args
+
+
+# -- distributed helpers ------------------------------------------------------------------------
+def setup_distributed() -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def is_main(rank: int) -> bool:
+    return rank == 0
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+def atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model.load_state_dict(state)
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+def evaluate(model, loader, device, args) -> dict:
+    """Clean, PGD-20 and CW∞ accuracy over ``loader`` (model in eval mode, fp32 attacks)."""
+    model.eval()
+    correct = {"clean": 0, f"pgd{args.eval_pgd_steps}": 0, "cw": 0}
+    total = 0
+    eps, step = args.epsilon, args.step_size
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        with torch.no_grad():
+            correct["clean"] += (model(x).argmax(1) == y).sum().item()
+        x_pgd = pgd(lambda u: F.cross_entropy(model(u), y), x, epsilon=eps, step_size=step, steps=args.eval_pgd_steps)
+        x_cw = pgd(lambda u: cw_margin_loss(model(u), y), x, epsilon=eps, step_size=step, steps=args.eval_cw_steps)
+        with torch.no_grad():
+            correct[f"pgd{args.eval_pgd_steps}"] += (model(x_pgd).argmax(1) == y).sum().item()
+            correct["cw"] += (model(x_cw).argmax(1) == y).sum().item()
+        total += len(y)
+    return {k: v / total for k, v in correct.items()}
+
+
+def autoattack_accuracy(model, test_set, n: int, device, args) -> float | None:
+    if n <= 0:
+        return None
+    from pyautoattack import AutoAttack
+
+    subset = data.first(test_set, n, seed=0, shuffle=True)
+    x = torch.stack([subset[i][0] for i in range(len(subset))]).to(device)
+    y = torch.tensor([subset[i][1] for i in range(len(subset))], device=device)
+    model.eval()
+    adversary = AutoAttack(model, norm="Linf", eps=args.epsilon, version="standard", device=device, seed=args.seed)
+    adversary.verbose = False
+    x_adv = adversary.run_standard_evaluation(x, y, batch_size=256)
+    if isinstance(x_adv, tuple):
+        x_adv = x_adv[0]
+    with torch.no_grad():
+        return (model(x_adv).argmax(1) == y).float().mean().item()
+
+
+# -- training --------------------------------------------------------------------------------------
+def fit(stage, module, loss_fn, loader, sampler, epochs, args, device, rank, world, on_epoch_end=None):
+    """SGD with step decay over ``epochs``; resumable from ``<stage>_ckpt.pt``; one CSV row per epoch."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    # The student follows --milestones; the teacher decays at 1/2 and 3/4 of its own schedule.
+    milestones = args.milestones if stage == "student" else [int(epochs * 0.5), int(epochs * 0.75)]
+    milestones = sorted({m for m in milestones if 0 < m < epochs})
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+    ckpt_path = args.out / f"{stage}_ckpt.pt"
+    start_epoch, extra = 0, {}
+    if args.resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        unwrap(module).load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        start_epoch, extra = ckpt["epoch"], ckpt.get("extra", {})
+        if is_main(rank):
+            print(f"resumed {stage} at epoch {start_epoch}/{epochs}")
+    for epoch in range(start_epoch, epochs):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        module.train()
+        started, running, seen, terms_sum = time.time(), 0.0, 0, {}
+        bar = tqdm(loader, desc=f"{stage} epoch {epoch + 1}/{epochs}", disable=args.no_progress or not is_main(rank), leave=False)
+        for x, y in bar:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            terms = loss_fn(x, y, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            running += terms["loss"].item() * len(y)
+            seen += len(y)
+            for k, v in terms.items():
+                if k != "loss" and v.ndim == 0:
+                    terms_sum[k] = terms_sum.get(k, 0.0) + v.item() * len(y)
+            bar.set_postfix(loss=f"{running / seen:.4f}")
+        scheduler.step()
+        row = {"stage": stage, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "loss": running / max(seen, 1),
+               "seconds": time.time() - started, **{k: v / max(seen, 1) for k, v in terms_sum.items()}}
+        stop = False
+        if on_epoch_end is not None:
+            stop = on_epoch_end(epoch, row, extra)
+        if is_main(rank):
+            append_csv(args.out / "history.csv", row)
+            atomic_save({"model": unwrap(module).state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
+                         "extra": extra}, ckpt_path)
+            print(f"{stage} epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
+        if world > 1:
+            dist.barrier()
+        if stop:
+            break
+    return extra
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def append_csv(path: Path, row: dict) -> None:
+    rows = []
+    if path.exists():
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_curves(path: Path, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
+    for stage in dict.fromkeys(r["stage"] for r in rows):
+        rs = [r for r in rows if r["stage"] == stage]
+        epochs = [int(r["epoch"]) for r in rs]
+        axes[0].plot(epochs, [float(r["loss"]) for r in rs], marker="o", label=f"{stage} loss")
+        if rs[0].get("val_pgd"):
+            axes[1].plot(epochs, [float(r["val_pgd"]) for r in rs if r.get("val_pgd")], marker="o", label=f"{stage} PGD acc (val)")
+    axes[0].set(xlabel="epoch", ylabel="training loss", title="loss")
+    axes[1].set(xlabel="epoch", ylabel="accuracy", title="robust accuracy on held-out images", ylim=(0, 1))
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def pgd_at_loss(model, args, fast: bool, amp):
+    """PGD-AT (Madry) or fast FGSM-RS (Wong et al. 2020: one step of 1.25 ε from a uniform start)."""
+
+    def loss_fn(x, y, epoch):
+        model.eval()
+        steps, step_size = (1, 1.25 * args.epsilon) if fast else (args.steps, args.step_size)
+        x_adv = pgd(lambda u: F.cross_entropy(model(u), y), x, epsilon=args.epsilon, step_size=step_size, steps=steps)
+        model.train()
+        with amp():
+            return {"loss": F.cross_entropy(model(x_adv), y)}
+
+    return loss_fn
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    rank, world, device = setup_distributed()
+    torch.manual_seed(args.seed + rank)
+    np.random.seed(args.seed + rank)
+    random.seed(args.seed + rank)
+    args.out.mkdir(parents=True, exist_ok=True)
+    use_amp = device.type == "cuda" and not args.no_amp
+    amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+    if args.make_fake_data and is_main(rank):
+        data.write_fake_cifar(Path(args.data_dir), "imagefolder", per_class=40)
+    if world > 1:
+        dist.barrier()
+    try:
+        train_set, test_set, classes, layout = data.load(args.dataset, args.data_dir, download=args.download)
+    except data.DatasetNotFound as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    train_set = data.first(train_set, args.train_subset, args.seed, shuffle=True)
+    # A fixed shuffle (seed 0): ImageFolder lists the test set class by class, so its literal
+    # first N images would all be airplanes. AutoAttack takes the first N of the same shuffle.
+    eval_set = data.first(test_set, args.test_subset, seed=0, shuffle=True)
+    sampler = DistributedSampler(train_set, seed=args.seed) if world > 1 else None
+    loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=args.workers, pin_memory=device.type == "cuda", drop_last=len(train_set) > args.batch_size)
+    eval_loader = DataLoader(eval_set, batch_size=256, num_workers=args.workers)
+    # 128 test images, never trained on, for a per-epoch robust-accuracy curve.
+    val_x, val_y = next(iter(DataLoader(data.first(test_set, 128, seed=1, shuffle=True), batch_size=128)))
+    val_x, val_y = val_x.to(device), val_y.to(device)
+    if is_main(rank):
+        print(f"{args.dataset} ({layout}): {len(train_set)} train / {len(eval_set)} eval images, {classes} classes, "
+              f"device {device}, world {world}, bf16 autocast {use_amp}")
+
+    def build(arch, width):
+        return models.build(arch, classes, width).to(device, memory_format=memory_format)
+
+    def quick_robust_acc(model):
+        model.eval()
+        x_adv = pgd(lambda u: F.cross_entropy(model(u), val_y), val_x, epsilon=args.epsilon, step_size=args.step_size, steps=10)
+        with torch.no_grad():
+            return (model(x_adv).argmax(1) == val_y).float().mean().item()
+
+    # -- teacher ------------------------------------------------------------------------------
+    teacher = build(args.teacher_arch, args.teacher_width)
+    teacher_path = args.out / "teacher.pt"
+    if args.teacher_ckpt is not None:
+        load_weights(teacher, args.teacher_ckpt)
+    elif args.resume and teacher_path.exists():
+        load_weights(teacher, teacher_path)
+    else:
+        if args.train_teacher is None:
+            raise SystemExit("error: give --teacher-ckpt, or --train-teacher pgd|fast to train one")
+        net = nn.parallel.DistributedDataParallel(teacher) if world > 1 else teacher
+
+        def early_stop(epoch, row, extra):
+            row["val_pgd"] = quick_robust_acc(teacher)
+            best = extra.get("best_pgd", -1.0)
+            if row["val_pgd"] >= best:
+                extra.update(best_pgd=row["val_pgd"], best_state={k: v.detach().cpu().clone() for k, v in teacher.state_dict().items()})
+            elif args.train_teacher == "fast" and row["val_pgd"] < best - 0.2:
+                return True  # catastrophic overfitting: keep the best epoch and stop
+            return False
+
+        extra = fit("teacher", net, pgd_at_loss(net, args, args.train_teacher == "fast", amp), loader, sampler,
+                    args.teacher_epochs, args, device, rank, world, early_stop)
+        if "best_state" in extra:
+            teacher.load_state_dict(extra["best_state"])
+        if is_main(rank):
+            atomic_save(teacher.state_dict(), teacher_path)
+    teacher.eval()
+
+    # -- student ------------------------------------------------------------------------------
+    student = build(args.student, args.student_width)
+    net = nn.parallel.DistributedDataParallel(student) if world > 1 else student
+    hparams = dict(epsilon=args.epsilon, step_size=args.step_size, steps=args.steps)
+    if args.method in ("smaraad", "smaraad++"):
+        hparams.update(gamma=args.gamma, alpha=args.alpha, align_weight=args.align_weight, kl_weight=args.kl_weight,
+                       weight_power=args.weight_power, weights_from_epoch=args.weights_from_epoch)
+    elif args.method in ("adaad", "ard"):
+        hparams.update(alpha=args.alpha)
+    if args.method == "ard":
+        hparams.update(temperature=args.temperature)
+    objective = make_objective(args.method, net, teacher, **hparams)
+
+    def student_loss(x, y, epoch):
+        x_adv = objective.perturb(x, y)
+        with amp():
+            return objective.terms(x, y, x_adv=x_adv, epoch=epoch)
+
+    def log_val(epoch, row, extra):
+        row["val_pgd"] = quick_robust_acc(student)
+        return False
+
+    started = time.time()
+    fit("student", net, student_loss, loader, sampler, args.epochs, args, device, rank, world, log_val)
+    train_seconds = time.time() - started
+
+    # -- evaluation (rank 0) ------------------------------------------------------------------
+    result = {}
+    if is_main(rank):
+        atomic_save(student.state_dict(), args.out / "student.pt")
+        plot_curves(args.out / "history.csv", args.out / "curves.png")
+        rows = {}
+        for name, model in (("teacher", teacher), (args.method, student)):
+            started_eval = time.time()
+            scores = evaluate(model, eval_loader, device, args)
+            scores["autoattack"] = autoattack_accuracy(model, test_set, args.autoattack_n, device, args)
+            scores["eval_seconds"] = time.time() - started_eval
+            rows[name] = scores
+        result = {"args": {k: str(v) for k, v in vars(args).items()}, "device": str(device),
+                  "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                  "torch": torch.__version__, "student_train_seconds": train_seconds, "results": rows}
+        (args.out / "results.json").write_text(json.dumps(result, indent=2))
+        pgd_key = f"pgd{args.eval_pgd_steps}"
+        lines = [f"| model | clean | PGD-{args.eval_pgd_steps} | CW∞-{args.eval_cw_steps} | AutoAttack (first {args.autoattack_n}) |",
+                 "|---|---|---|---|---|"]
+        for name, s in rows.items():
+            aa = f"{s['autoattack']:.2%}" if s["autoattack"] is not None else "not run"
+            lines.append(f"| {name} | {s['clean']:.2%} | {s[pgd_key]:.2%} | {s['cw']:.2%} | {aa} |")
+        table = "\n".join(lines)
+        (args.out / "results.md").write_text(table + "\n")
+        print(table)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return result
+
+
+if __name__ == "__main__":
+    main()

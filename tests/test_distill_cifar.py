@@ -1,0 +1,97 @@
+"""examples/distill_cifar.py on tiny data written in each supported on-disk layout."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import data
+import distill_cifar
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+TINY = [
+    "--preset", "smoke", "--train-subset", "64", "--test-subset", "16", "--batch-size", "32",
+    "--eval-pgd-steps", "2", "--eval-cw-steps", "2", "--autoattack-n", "0", "--no-progress",
+]
+
+
+def history(out: Path) -> list[dict]:
+    with open(out / "history.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["torchvision", "imagefolder"])
+def test_smoke_preset_writes_every_artefact(tmp_path, layout):
+    root = data.write_fake_cifar(tmp_path / "data", layout, per_class=8)
+    out = tmp_path / "run"
+    args = ["--data-dir", str(root), "--out", str(out), "--method", "smaraad++", "--weights-from-epoch", "1",
+            "--autoattack-n", "4", *TINY[:-3], "--no-progress"]
+    result = distill_cifar.main(args)
+    for name in ("results.json", "results.md", "history.csv", "curves.png", "teacher.pt", "student.pt",
+                 "student_ckpt.pt", "teacher_ckpt.pt"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["results"]) == {"teacher", "smaraad++"}
+    for scores in saved["results"].values():
+        assert 0 <= scores["pgd2"] <= scores["clean"] <= 1 and scores["autoattack"] is not None
+    assert saved["results"] == result["results"]
+    stages = [(r["stage"], r["epoch"]) for r in history(out)]
+    assert stages == [("teacher", "1"), ("teacher", "2"), ("student", "1"), ("student", "2")]
+    assert "| smaraad++ |" in (out / "results.md").read_text()
+    assert (out / "curves.png").stat().st_size > 5_000
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly(tmp_path):
+    root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=8)
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    distill_cifar.main(["--data-dir", str(root), "--out", str(straight), "--epochs", "2", *TINY])
+    distill_cifar.main(["--data-dir", str(root), "--out", str(resumed), "--epochs", "1", *TINY])
+    distill_cifar.main(["--data-dir", str(root), "--out", str(resumed), "--epochs", "2", "--resume", *TINY])
+    assert [r["stage"] + r["epoch"] for r in history(resumed)] == ["teacher1", "teacher2", "student1", "student2"]
+    a = torch.load(straight / "student.pt")
+    b = torch.load(resumed / "student.pt")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def test_teacher_checkpoint_formats(tmp_path):
+    import models
+
+    teacher = models.build("resnet18", 10, 4)
+    wrapped = {"state_dict": {f"module.{k}": v for k, v in teacher.state_dict().items()}}
+    torch.save(wrapped, tmp_path / "t.pt")
+    fresh = models.build("resnet18", 10, 4)
+    distill_cifar.load_weights(fresh, tmp_path / "t.pt")
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v)
+
+
+def test_missing_data_message_and_exit_code(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        distill_cifar.main(["--data-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"), *TINY])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "No cifar10 data found" in err and "cifar-10-batches-py" in err and "ImageFolder" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(tmp_path):
+    root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=8)
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+           str(EXAMPLES / "distill_cifar.py"), "--data-dir", str(root), "--out", str(tmp_path / "ddp"),
+           "--epochs", "1", "--teacher-epochs", "1", *TINY]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "world 2" in done.stdout
+    assert json.loads((tmp_path / "ddp" / "results.json").read_text())["results"]["smaraad"]["clean"] >= 0
