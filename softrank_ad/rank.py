@@ -9,31 +9,61 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from softrank_ad import _validate
-from softrank_ad._kernels import reference, window
+from softrank_ad._kernels import compiled, reference, window
 
-Backend = Literal["auto", "reference", "window"]
+Backend = Literal["auto", "reference", "window", "compiled", "triton"]
 Scale = Literal["none", "std"]
 
-BACKENDS = ("auto", "reference", "window")
+BACKENDS = ("auto", "reference", "window", "compiled", "triton")
 SCALES = ("none", "std")
 
-#: Default sharpness. Chosen on logits of a CIFAR-10 classifier (see README, "Choosing γ"):
-#: at γ = 1 soft and hard Spearman agree closely while most class pairs still carry gradient.
+#: Default sharpness. Chosen on logits of CIFAR-10 classifiers (README, "Choosing γ"): at γ = 1
+#: soft ρ orders rows as hard ρ does while nearly every class pair still passes gradient.
 DEFAULT_GAMMA = 1.0
 
-# Below this row length the dense backend is as fast as any other: skip the sort.
-_WINDOW_MIN_N = 64
+# Below this many elements the compiled kernel's call overhead outweighs its speed.
+_COMPILED_MIN_NUMEL = 4096
+# The sorted window pays for its sort and gathers only on long rows where it skips most pairs.
+_WINDOW_MIN_N = 256
+_WINDOW_MAX_FRACTION = 1 / 8
 
-_KERNELS = {"reference": reference, "window": window}
+
+def _triton():
+    """The Triton kernel module, or None where triton is not installed."""
+    try:
+        from softrank_ad._kernels import triton_kernel
+    except ImportError:
+        return None
+    return triton_kernel
+
+
+def _kernel(name: str):
+    return {"reference": reference, "window": window, "compiled": compiled}.get(name) or _triton()
 
 
 def _pick_backend(x: torch.Tensor, gamma: float, backend: str) -> str:
+    if backend == "triton":
+        kernel = _triton()
+        if kernel is None:
+            raise ValueError("backend='triton' needs the triton package (pip install triton)")
+        if not kernel.supports(x):
+            raise ValueError(
+                f"backend='triton' runs on CUDA float32 tensors, got a {x.dtype} tensor on {x.device}"
+            )
+        return backend
     if backend != "auto":
         return backend
-    if torch.compiler.is_compiling() or x.shape[-1] < _WINDOW_MIN_N or x.numel() == 0:
-        return "reference"
-    # The window pays for its sort and gathers only when it skips most pairs.
-    return "window" if window.window_width(x, gamma) * 4 <= x.shape[-1] else "reference"
+    if torch.compiler.is_compiling() or x.numel() == 0:
+        return "reference"  # inductor fuses the dense formula itself
+    if x.is_cuda:
+        kernel = _triton()
+        return "triton" if kernel is not None and kernel.supports(x) else "reference"
+    n = x.shape[-1]
+    if n >= _WINDOW_MIN_N and window.window_width(x, gamma) <= n * _WINDOW_MAX_FRACTION:
+        return "window"
+    if x.numel() >= _COMPILED_MIN_NUMEL and compiled.available():
+        return "compiled"
+    return "reference"
 
 
 class _SoftRankFunction(torch.autograd.Function):
@@ -44,13 +74,13 @@ class _SoftRankFunction(torch.autograd.Function):
         ctx.gamma = gamma
         ctx.backend = backend
         ctx.save_for_backward(x)
-        return _KERNELS[backend].forward(x, gamma)
+        return _kernel(backend).forward(x, gamma)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         (x,) = ctx.saved_tensors
-        grad_x = _KERNELS[ctx.backend].backward(x, grad.contiguous(), ctx.gamma)
+        grad_x = _kernel(ctx.backend).backward(x, grad.contiguous(), ctx.gamma)
         return grad_x, None, None
 
 
@@ -84,8 +114,10 @@ def soft_rank(
         scale: ``"none"`` uses γ as given; ``"std"`` divides each row by its standard deviation
             first, so γ is relative to the row's spread (r(c·v; γ) = r(v; c·γ)), which makes one
             γ fit logits of any magnitude. The gradient flows through the spread too.
-        backend: ``"reference"`` (dense, chunked), ``"window"`` (sorted window, exact to
-            rounding, fast when γ times the spread is large) or ``"auto"``.
+        backend: ``"auto"`` picks per call: the fused Triton kernel for CUDA float32, on CPU the
+            sorted window where it skips most pairs, else the torch.compile-fused kernel, else
+            ``"reference"`` (dense torch, chunked over rows). ``"window"`` is exact to rounding
+            and fast when γ times the spread is large. Any can be forced.
         check_finite: raise on NaN/inf input. This needs a device sync; pass False to skip it.
 
     Returns:

@@ -15,7 +15,7 @@ from scipy.stats import rankdata
 from conftest import DEVICES
 from softrank_ad import SoftRank, soft_rank
 
-BACKENDS = ["reference", "window"]
+BACKENDS = ["reference", "window", "compiled"]
 
 finite = st.floats(-100, 100, allow_nan=False, allow_infinity=False, width=64)
 gammas = st.floats(0.01, 100.0)
@@ -82,12 +82,19 @@ def test_dim_matches_moving_the_axis(dim):
     torch.testing.assert_close(soft_rank(x, 3.0, dim=dim), expected)
 
 
-def test_backends_agree_on_wide_spread_and_ties():
+@pytest.mark.parametrize("backend", ["window", "compiled", "auto"])
+def test_backends_agree_with_float64_on_wide_spread_and_ties(backend):
     x = torch.cat([torch.randn(64, 500) * 30, torch.randint(-3, 3, (64, 500)).float()])
+    g = torch.randn_like(x)
     for gamma in (0.3, 3.0, 30.0):
-        ref = soft_rank(x, gamma, backend="reference")
-        win = soft_rank(x, gamma, backend="window")
-        torch.testing.assert_close(win, ref, rtol=1e-5, atol=1e-3)
+        x64 = x.double().requires_grad_()
+        exact = soft_rank(x64, gamma, backend="reference")
+        (exact_grad,) = torch.autograd.grad(exact, x64, g.double())
+        x32 = x.clone().requires_grad_()
+        r = soft_rank(x32, gamma, backend=backend)
+        (grad,) = torch.autograd.grad(r, x32, g)
+        torch.testing.assert_close(r.double(), exact, rtol=1e-6, atol=2e-3)
+        torch.testing.assert_close(grad.double(), exact_grad, rtol=1e-4, atol=1e-3 * gamma)
 
 
 def test_std_scale_is_gamma_relative_to_spread():

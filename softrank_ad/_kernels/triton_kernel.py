@@ -1,0 +1,88 @@
+"""Fused Triton backend for CUDA: pairwise sigmoids computed in registers, never stored.
+
+Each program owns one row and a block of BLOCK_I entries of it, and sweeps the row in tiles of
+BLOCK_J, so global memory traffic is O(n) per row and the (rows, n, n) matrix never exists.
+
+Forward:  r_i = 1/2 + Σ_j σ(γ (v_i − v_j))
+Backward: ∂L/∂v_k = γ Σ_j σ'(γ (v_k − v_j)) (g_k − g_j)
+
+Importing this module needs ``triton``; ``softrank_ad.rank`` imports it lazily and falls back to
+the torch backends when it is missing. With ``TRITON_INTERPRET=1`` the kernels also run on CPU
+tensors (slowly), which is how CI tests them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@triton.jit
+def _forward_kernel(x_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr):
+    row = tl.program_id(0)
+    offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
+    mask_i = offs_i < n
+    base = row.to(tl.int64) * n
+    v_i = tl.load(x_ptr + base + offs_i, mask=mask_i, other=0.0).to(tl.float32)
+    acc = tl.zeros([BLOCK_I], dtype=tl.float32)
+    for start in range(0, n, BLOCK_J):
+        offs_j = start + tl.arange(0, BLOCK_J)
+        mask_j = offs_j < n
+        v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+        s = tl.sigmoid(gamma * (v_i[:, None] - v_j[None, :]))
+        acc += tl.sum(tl.where(mask_j[None, :], s, 0.0), axis=1)
+    tl.store(out_ptr + base + offs_i, acc + 0.5, mask=mask_i)
+
+
+@triton.jit
+def _backward_kernel(x_ptr, g_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr):
+    row = tl.program_id(0)
+    offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
+    mask_i = offs_i < n
+    base = row.to(tl.int64) * n
+    v_i = tl.load(x_ptr + base + offs_i, mask=mask_i, other=0.0).to(tl.float32)
+    g_i = tl.load(g_ptr + base + offs_i, mask=mask_i, other=0.0).to(tl.float32)
+    acc = tl.zeros([BLOCK_I], dtype=tl.float32)
+    for start in range(0, n, BLOCK_J):
+        offs_j = start + tl.arange(0, BLOCK_J)
+        mask_j = offs_j < n
+        v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+        g_j = tl.load(g_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+        s = tl.sigmoid(gamma * (v_i[:, None] - v_j[None, :]))
+        term = s * (1.0 - s) * (g_i[:, None] - g_j[None, :])
+        acc += tl.sum(tl.where(mask_j[None, :], term, 0.0), axis=1)
+    tl.store(out_ptr + base + offs_i, gamma * acc, mask=mask_i)
+
+
+def _blocks(n: int) -> tuple[int, int]:
+    # Small rows fit one tile; long rows use 64×128 tiles (a few KB of registers per program).
+    width = triton.next_power_of_2(max(n, 16))
+    return min(width, 64), min(width, 128)
+
+
+def supports(x: torch.Tensor) -> bool:
+    """CUDA float32 tensors (float64 stays on the torch backends); CPU too when interpreting."""
+    return x.dtype == torch.float32 and (x.is_cuda or INTERPRET)
+
+
+def forward(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    rows, n = x.shape
+    out = torch.empty_like(x)
+    if x.numel():
+        block_i, block_j = _blocks(n)
+        _forward_kernel[(rows, triton.cdiv(n, block_i))](x, out, n, gamma, BLOCK_I=block_i, BLOCK_J=block_j)
+    return out
+
+
+def backward(x: torch.Tensor, grad: torch.Tensor, gamma: float) -> torch.Tensor:
+    rows, n = x.shape
+    out = torch.empty_like(x)
+    if x.numel():
+        block_i, block_j = _blocks(n)
+        _backward_kernel[(rows, triton.cdiv(n, block_i))](x, grad, out, n, gamma, BLOCK_I=block_i, BLOCK_J=block_j)
+    return out

@@ -1,0 +1,65 @@
+"""The fused Triton kernel, run by Triton's interpreter on CPU tensors (TRITON_INTERPRET=1).
+
+The interpreter must be switched on before triton is imported, so the checks run in a fresh
+Python process; on a CUDA machine the same checks also run on the GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+CHECKS = textwrap.dedent(
+    """
+    import sys, torch
+    from softrank_ad import soft_rank, soft_spearman
+    from softrank_ad._kernels import reference
+    device = sys.argv[1]
+    torch.manual_seed(0)
+    for rows, n, gamma in [(3, 1, 1.0), (5, 7, 0.5), (4, 100, 1.0), (2, 300, 20.0), (0, 9, 1.0)]:
+        x = (torch.randn(rows, n) * 3).to(device).requires_grad_()
+        g = torch.randn(rows, n, device=device)
+        r = soft_rank(x, gamma, backend="triton")
+        (grad,) = torch.autograd.grad(r, x, g)
+        x64 = x.detach().double().requires_grad_()
+        exact = soft_rank(x64, gamma, backend="reference")
+        (exact_grad,) = torch.autograd.grad(exact, x64, g.double())
+        torch.testing.assert_close(r.double(), exact, rtol=1e-6, atol=1e-4)
+        torch.testing.assert_close(grad.double(), exact_grad, rtol=1e-4, atol=1e-4)
+    # Any leading dims and dim=, half precision in float32, through the public API.
+    x = torch.randn(2, 6, 3, device=device, dtype=torch.bfloat16)
+    out = soft_rank(x, 2.0, dim=1, backend="triton")
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), soft_rank(x.float(), 2.0, dim=1, backend="reference"), atol=0.05, rtol=0.01)
+    a, b = torch.randn(2, 8, 10, device=device)
+    torch.testing.assert_close(soft_spearman(a, b, backend="triton"), soft_spearman(a, b, backend="reference"))
+    print("triton checks passed on", device)
+    """
+)
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_triton_kernel_matches_float64_reference(device):
+    env = dict(os.environ)
+    if device == "cpu":
+        env["TRITON_INTERPRET"] = "1"
+    done = subprocess.run([sys.executable, "-c", CHECKS, device], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert f"triton checks passed on {device}" in done.stdout
+
+
+def test_triton_backend_refuses_what_it_cannot_run():
+    from softrank_ad import soft_rank
+
+    with pytest.raises(ValueError, match="backend='triton' runs on CUDA float32 tensors, got a torch.float64"):
+        soft_rank(torch.randn(3, 4, dtype=torch.float64), backend="triton")
+    if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
+        with pytest.raises(ValueError, match="on cpu"):
+            soft_rank(torch.randn(3, 4), backend="triton")
