@@ -25,7 +25,8 @@ DEFAULT_GAMMA = 1.0
 _COMPILED_MIN_NUMEL = 4096
 # The sorted window pays for its sort and gathers only on long rows where it skips most pairs.
 _WINDOW_MIN_N = 256
-_WINDOW_MAX_FRACTION = 1 / 8
+# Measured on 2 CPU cores (n = 1000, B = 128): window 55 ms vs dense 137 ms at w/n = 0.17.
+_WINDOW_MAX_FRACTION = 1 / 3
 
 
 def _triton():

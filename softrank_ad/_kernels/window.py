@@ -5,75 +5,80 @@ After sorting a row, every v_j below v_i − T/γ contributes exactly 1 to r_i a
 v_i + T/γ contributes 0, so only the w entries inside that window need a sigmoid. For large γ
 (or widely spread values) w is much smaller than n. The same window bounds the backward, since
 σ'(t) is below rounding outside it.
+
+The windowed sums are fused by torch.compile where it works (see ``compiled``); otherwise they
+run eagerly, chunked over rows so the (rows, n, w) temporaries stay bounded.
 """
 
 from __future__ import annotations
 
 import torch
 
+from softrank_ad._kernels import compiled
 from softrank_ad._kernels._chunking import row_slices
 
 _SATURATION = {torch.float32: 17.0, torch.float64: 37.0}
 
 
-def _half_width(x: torch.Tensor, gamma: float) -> float:
-    return _SATURATION[x.dtype] / gamma
-
-
-def window_width(x: torch.Tensor, gamma: float) -> int:
-    """Largest number of entries of any row within ±T/γ of one entry (sorted search)."""
-    vs = x.sort(dim=-1).values
-    lo, hi = _bounds(vs, _half_width(x, gamma))
-    return int((hi - lo).max())
-
-
-def _bounds(vs: torch.Tensor, half: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _bounds(vs: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    half = _SATURATION[vs.dtype] / gamma
     lo = torch.searchsorted(vs, vs - half, side="left")
     hi = torch.searchsorted(vs, vs + half, side="right")
     return lo, hi
 
 
-def _windows(vs: torch.Tensor, gamma: float):
-    """Indices of each entry's window, a validity mask and the count of entries below it."""
-    n = vs.shape[-1]
-    lo, hi = _bounds(vs, _half_width(vs, gamma))
-    width = int((hi - lo).max())
-    offsets = torch.arange(width, device=vs.device)
-    pos = lo.unsqueeze(-1) + offsets
+def window_width(x: torch.Tensor, gamma: float) -> int:
+    """Largest number of entries of any row within ±T/γ of one of its entries."""
+    lo, hi = _bounds(x.sort(dim=-1).values, gamma)
+    return int((hi - lo).max())
+
+
+def _window(vs, lo, hi, width: int):
+    """Each entry's window as positions into its sorted row, and which of them are real."""
+    pos = lo.unsqueeze(-1) + torch.arange(width, device=vs.device)
     valid = pos < hi.unsqueeze(-1)
-    return pos.clamp_max_(n - 1), valid, lo
+    return pos.clamp(max=vs.shape[-1] - 1), valid
 
 
-def _window_sigmoid(vs: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor, gamma: float):
-    rows, n, width = pos.shape
-    neighbours = torch.gather(vs, 1, pos.reshape(rows, n * width)).reshape(rows, n, width)
-    s = torch.sigmoid(gamma * (vs.unsqueeze(-1) - neighbours))
-    return s.masked_fill_(~valid, 0.0)
+def _neighbours(values, pos):
+    # expand is a view: the gather reads each row n times without copying it.
+    return torch.gather(values.unsqueeze(1).expand(-1, values.shape[-1], -1), 2, pos)
+
+
+def _forward_core(vs, lo, hi, width: int, gamma):
+    pos, valid = _window(vs, lo, hi, width)
+    s = torch.where(valid, torch.sigmoid(gamma * (vs.unsqueeze(-1) - _neighbours(vs, pos))), 0.0)
+    return s.sum(-1) + lo.to(vs.dtype) + 0.5
+
+
+def _backward_core(vs, g, lo, hi, width: int, gamma):
+    pos, valid = _window(vs, lo, hi, width)
+    s = torch.sigmoid(gamma * (vs.unsqueeze(-1) - _neighbours(vs, pos)))
+    ds = torch.where(valid, s * (1 - s), 0.0)
+    return gamma * (ds * (g.unsqueeze(-1) - _neighbours(g, pos))).sum(-1)
+
+
+def _sorted_apply(x: torch.Tensor, gamma: float, name: str, core, extra: torch.Tensor | None = None):
+    """Sort rows, run ``core`` on the windows (fused, or eager by row chunks), unsort."""
+    vs, order = x.sort(dim=-1)
+    lo, hi = _bounds(vs, gamma)
+    width = int((hi - lo).max())
+    gamma_t = torch.tensor(gamma, dtype=x.dtype, device=x.device)
+    args = [vs] + ([torch.gather(extra, 1, order)] if extra is not None else [])
+
+    def eager():
+        out = torch.empty_like(vs)
+        for rs in row_slices(len(vs), vs.shape[-1] * width):
+            out[rs] = core(*(a[rs] for a in args), lo[rs], hi[rs], width, gamma_t)
+        return out
+
+    result = compiled.run(name, core, eager, *args, lo, hi, width, gamma_t) if not x.is_cuda else eager()
+    return torch.empty_like(vs).scatter_(1, order, result)
 
 
 def forward(x: torch.Tensor, gamma: float) -> torch.Tensor:
-    out = torch.empty_like(x)
-    rows, n = x.shape
-    for rs in row_slices(rows, n * n):
-        vs, order = x[rs].sort(dim=-1)
-        pos, valid, below = _windows(vs, gamma)
-        s = _window_sigmoid(vs, pos, valid, gamma)
-        ranks_sorted = s.sum(-1) + below.to(x.dtype) + 0.5
-        out[rs] = torch.empty_like(vs).scatter_(1, order, ranks_sorted)
-    return out
+    return _sorted_apply(x, gamma, "window_forward", _forward_core)
 
 
 def backward(x: torch.Tensor, grad: torch.Tensor, gamma: float) -> torch.Tensor:
-    out = torch.empty_like(x)
-    rows, n = x.shape
-    for rs in row_slices(rows, n * n):
-        vs, order = x[rs].sort(dim=-1)
-        pos, valid, _ = _windows(vs, gamma)
-        s = _window_sigmoid(vs, pos, valid, gamma)
-        ds = s * (1 - s)
-        width = pos.shape[-1]
-        g = torch.gather(grad[rs], 1, order)
-        g_neighbours = torch.gather(g, 1, pos.reshape(len(g), n * width)).reshape(pos.shape)
-        grad_sorted = gamma * (g * ds.sum(-1) - (ds * g_neighbours).sum(-1))
-        out[rs] = torch.empty_like(vs).scatter_(1, order, grad_sorted)
-    return out
+    return _sorted_apply(x, gamma, "window_backward", _backward_core, extra=grad)

@@ -1,0 +1,284 @@
+"""Soft-rank speed and memory: softrank_ad's backends against the field, in one run.
+
+For each (device, dtype, n, B): forward and forward+backward time (median of repeats) and peak
+memory of
+
+- softrank_ad with every backend that runs there (auto, reference, window, compiled, triton);
+- naive pairwise autograd in plain PyTorch (materialises B×n×n, kept by autograd);
+- the authors' released per-element loop, one 1-D row at a time (small sizes only);
+- torchsort (``soft_rank``, l2 regularisation) and diffsort (bitonic network) when installed.
+
+Ratios in the Markdown table are against the naive pairwise baseline and against torchsort
+measured in the same run. Memory is the CUDA allocator's peak on GPU, and the peak of sampled
+resident memory above the starting point on CPU (sampled every 0.5 ms; an approximation).
+
+    python benchmarks/soft_rank_throughput.py --quick          # < 1 minute on 2 CPU cores (CI)
+    python benchmarks/soft_rank_throughput.py --device cuda    # full grid on a GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+import softrank_ad
+from softrank_ad import soft_rank
+from softrank_ad.rank import _triton
+
+FULL_N = (10, 100, 1000, 4096)
+FULL_B = (1, 128, 4096, 65536)
+QUICK = [(10, 4096), (100, 128), (100, 4096), (1000, 128)]
+# The naive baseline materialises a few B×n×n tensors; skip it (and the reference's dense
+# chunks are bounded anyway) above this many pairwise elements.
+NAIVE_MAX_ELEMENTS = {"cpu": 2**28, "cuda": 2**31}
+LOOP_MAX_ELEMENTS = 128 * 100  # the authors' loop runs one Python iteration per element
+# Any implementation does B·n² sigmoid work; on CPU skip sizes that would take minutes each.
+CPU_MAX_PAIRS = 2**31
+
+
+def naive_pairwise(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    return torch.sigmoid(gamma * (x.unsqueeze(-1) - x.unsqueeze(-2))).sum(-1) + 0.5
+
+
+def authors_loop(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    """The released snippet's soft rank, per element of one row, applied row by row (it also
+    rebuilds the ranks with torch.tensor(...), which cuts the gradient; stack keeps it here so
+    that forward+backward can be timed)."""
+    rows = []
+    for row in x:
+        rows.append(torch.stack([torch.sigmoid(gamma * (row - xi)).sum() for xi in row]))
+    return torch.stack(rows)
+
+
+def implementations(device: str) -> dict[str, Callable]:
+    impls: dict[str, Callable] = {}
+    backends = ["auto", "reference", "window", "compiled"]
+    if device == "cuda" and _triton() is not None:
+        backends.append("triton")
+    for b in backends:
+        impls[f"softrank_ad[{b}]"] = lambda x, g, b=b: soft_rank(x, g, backend=b, check_finite=False)
+    impls["naive pairwise"] = naive_pairwise
+    impls["authors' loop"] = authors_loop
+    try:
+        import torchsort
+
+        impls["torchsort"] = lambda x, g: torchsort.soft_rank(x, regularization_strength=1.0 / g)
+    except ImportError:
+        pass
+    try:
+        from diffsort import DiffSortNet
+
+        nets: dict = {}
+
+        def diffsort_rank(x, g):
+            n = x.shape[-1]
+            key = (n, x.device, x.dtype)
+            if key not in nets:
+                nets[key] = DiffSortNet("bitonic", n, steepness=g, device=x.device).to(x.dtype)
+            _, perm = nets[key](x)
+            return (perm * torch.arange(1, n + 1, device=x.device, dtype=x.dtype)).sum(-2)
+
+        impls["diffsort"] = diffsort_rank
+    except ImportError:
+        pass
+    return impls
+
+
+class PeakMemory:
+    """Peak bytes allocated during the block: CUDA's allocator, or sampled RSS on CPU."""
+
+    def __init__(self, device: str) -> None:
+        self.device, self.peak = device, 0
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __enter__(self):
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+        else:
+            self._base, self._stop = self._rss(), False
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop:
+            self.peak = max(self.peak, self._rss() - self._base)
+            time.sleep(0.0005)
+
+    def __exit__(self, *exc):
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self._base
+        else:
+            self._stop = True
+            self._thread.join()
+            self.peak = max(self.peak, self._rss() - self._base)
+
+
+def timed(fn: Callable[[], None], device: str, repeats: int) -> float:
+    """Median seconds over ``repeats`` calls after one warm-up (which also compiles)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(name, impl, n, batch, dtype, device, gamma, repeats, quick=False) -> dict | None:
+    if name == "naive pairwise" and batch * n * n > NAIVE_MAX_ELEMENTS[device]:
+        return None
+    if device == "cpu" and batch * n * n > CPU_MAX_PAIRS and name not in ("torchsort", "diffsort"):
+        return None
+    if name == "authors' loop" and batch * n > LOOP_MAX_ELEMENTS:
+        return None
+    if name == "diffsort" and (n & (n - 1) or n * n * batch > 2**26):
+        return None  # bitonic networks need powers of two and keep n×n permutations
+    if name in ("torchsort", "diffsort") and dtype != torch.float32:
+        return None
+    if quick and name in ("softrank_ad[window]", "softrank_ad[reference]") and n < 256 and batch > 128:
+        return None  # slow eager paths the auto dispatch never picks there: keep --quick short
+    x = torch.randn(batch, n, device=device, dtype=dtype)
+    g = torch.randn(batch, n, device=device, dtype=dtype)
+
+    def forward():
+        with torch.no_grad():
+            impl(x, gamma)
+
+    def forward_backward():
+        leaf = x.detach().requires_grad_()
+        torch.autograd.grad(impl(leaf, gamma), leaf, g)
+
+    reps = 1 if name == "authors' loop" else repeats
+    try:
+        t_fwd = timed(forward, device, reps)
+        t_both = timed(forward_backward, device, reps)
+        with PeakMemory(device) as mem:
+            forward_backward()
+    except (RuntimeError, MemoryError) as err:  # out of memory: record and move on
+        return {"error": str(err).splitlines()[0][:120]}
+    return {"fwd_ms": 1e3 * t_fwd, "fwd_bwd_ms": 1e3 * t_both, "peak_mb": mem.peak / 2**20}
+
+
+def run(args) -> dict:
+    torch.manual_seed(0)
+    grid = QUICK if args.quick else [(n, b) for n in FULL_N for b in FULL_B]
+    dtypes = [torch.float32] if args.quick else [torch.float32, torch.bfloat16]
+    impls = implementations(args.device)
+    if args.only:
+        impls = {k: v for k, v in impls.items() if any(o in k for o in args.only)}
+    rows = []
+    for dtype in dtypes:
+        for n, batch in grid:
+            gamma = args.gamma if not (n == 1000 and batch == 128) else args.gamma_long
+            for name, impl in impls.items():
+                result = measure(name, impl, n, batch, dtype, args.device, gamma, args.repeats, args.quick)
+                if result is None:
+                    continue
+                row = {"impl": name, "n": n, "B": batch, "dtype": str(dtype).removeprefix("torch."), "gamma": gamma, **result}
+                rows.append(row)
+                if "error" in result:
+                    print(f"{name:24s} n={n:5d} B={batch:6d} {row['dtype']:9s} {result['error']}")
+                else:
+                    print(f"{name:24s} n={n:5d} B={batch:6d} {row['dtype']:9s} fwd {result['fwd_ms']:9.3f} ms  "
+                          f"fwd+bwd {result['fwd_bwd_ms']:9.3f} ms  peak {result['peak_mb']:9.1f} MB", flush=True)
+    return {
+        "date": datetime.date.today().isoformat(),
+        "device": args.device,
+        "card": torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "softrank_ad": softrank_ad.__version__,
+        "command": args.command,
+        "rows": rows,
+    }
+
+
+def markdown(report: dict) -> str:
+    rows = [r for r in report["rows"] if "error" not in r]
+    index = {(r["impl"], r["n"], r["B"], r["dtype"]): r for r in rows}
+    lines = [
+        f"{report['date']} · {report['card']} · torch {report['torch']} · `{report['command']}`",
+        "",
+        "| impl | n | B | dtype | γ | fwd ms | fwd+bwd ms | peak MB | × vs naive (fwd+bwd) | × vs torchsort (fwd+bwd) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        key = (r["n"], r["B"], r["dtype"])
+        ratios = []
+        for base in ("naive pairwise", "torchsort"):
+            b = index.get((base, *key))
+            ratios.append(f"{b['fwd_bwd_ms'] / r['fwd_bwd_ms']:.2f}" if b else "–")
+        lines.append(
+            f"| {r['impl']} | {r['n']} | {r['B']} | {r['dtype']} | {r['gamma']:g} | {r['fwd_ms']:.3f} | "
+            f"{r['fwd_bwd_ms']:.3f} | {r['peak_mb']:.1f} | {ratios[0]} | {ratios[1]} |"
+        )
+    lines.append("")
+    lines.append("× > 1: faster than the baseline by that factor (same run, same machine).")
+    return "\n".join(lines)
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["rows"] if "error" not in r and r["dtype"] == "float32"]
+    batches = sorted({r["B"] for r in rows})
+    fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches), 3.8), squeeze=False, constrained_layout=True)
+    for ax, batch in zip(axes[0], batches):
+        for impl in dict.fromkeys(r["impl"] for r in rows):
+            pts = sorted((r["n"], r["fwd_bwd_ms"]) for r in rows if r["impl"] == impl and r["B"] == batch)
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=impl)
+        ax.set(xscale="log", yscale="log", xlabel="n", ylabel="fwd+bwd ms", title=f"B = {batch}")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(f"soft rank, float32, {report['card']}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="four sizes, float32: under a minute on 2 CPU cores")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--gamma", type=float, default=1.0)
+    parser.add_argument("--gamma-long", type=float, default=100.0, help="γ at n=1000, B=128 (a narrow window)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", nargs="*", help="substrings of implementation names to keep")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    args.command = "python benchmarks/soft_rank_throughput.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    report = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"soft_rank_{report['date']}_{args.device}{'_quick' if args.quick else ''}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    stem.with_suffix(".md").write_text(table + "\n")
+    plot(report, stem.with_suffix(".png"))
+    print(table)
+    print(f"wrote {stem}.json/.md/.png")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Training-step time and peak memory: PGD-AT, AdaAD, SmaraAD, SmaraAD++ (and ARD, RSLAD).
+
+One step = the method's attack (10 PGD steps by default) + its outer loss + backward + SGD step,
+on random [0, 1] images. On a GPU: CIFAR ResNet-18 student, WRN-34-10 teacher, batch 128, fp32
+and bfloat16 autocast. On CPU: the same architectures shrunk (``--tiny``), batch 32.
+
+    python benchmarks/train_step.py                 # GPU if present, else tiny models on CPU
+    python benchmarks/train_step.py --tiny --steps 3 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+import models  # noqa: E402
+
+from softrank_ad import make_objective, pgd  # noqa: E402
+
+METHODS = ["pgd-at", "adaad", "smaraad", "smaraad++", "ard", "rslad"]
+
+
+def make_step(method, student, teacher, optimizer, x, y, steps, amp):
+    if method == "pgd-at":
+        def step():
+            student.eval()
+            x_adv = pgd(lambda u: F.cross_entropy(student(u), y), x, epsilon=8 / 255, step_size=2 / 255, steps=steps)
+            student.train()
+            with amp():
+                loss = F.cross_entropy(student(x_adv), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return step
+    objective = make_objective(method, student, teacher, steps=steps)
+
+    def step():
+        x_adv = objective.perturb(x, y)
+        with amp():
+            loss = objective(x, y, x_adv=x_adv, epoch=100)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def measure(step, device, repeats):
+    step()  # warm-up: cudnn autotuning, allocator, compilation
+    times = []
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+    return statistics.median(times) * 1e3, peak
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--tiny", action="store_true", help="shrunk models (default on CPU)")
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--steps", type=int, default=10, help="PGD steps of every method's attack")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--methods", nargs="*", default=METHODS, choices=METHODS)
+    parser.add_argument("--precisions", nargs="*", choices=["fp32", "bf16"])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    device = args.device
+    tiny = args.tiny or device == "cpu"
+    batch = args.batch or (32 if tiny else 128)
+    precisions = args.precisions or (["fp32", "bf16"] if device == "cuda" else ["fp32"])
+    torch.manual_seed(0)
+    memory_format = torch.channels_last if device == "cuda" else torch.contiguous_format
+    student = models.build("resnet18", 10, 16 if tiny else None).to(device, memory_format=memory_format)
+    teacher = models.build("wrn34_10", 10, 2 if tiny else None).to(device, memory_format=memory_format).eval()
+    x = torch.rand(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    rows = []
+    for precision in precisions:
+        amp = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if precision == "bf16" else nullcontext
+        for method in args.methods:
+            optimizer = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
+            ms, peak = measure(make_step(method, student, teacher, optimizer, x, y, args.steps, amp), device, args.repeats)
+            rows.append({"method": method, "precision": precision, "step_ms": ms, "peak_mb": peak})
+            print(f"{method:10s} {precision}  {ms:9.1f} ms/step  peak {peak if peak is None else round(peak)} MB", flush=True)
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "card": torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "command": "python benchmarks/train_step.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "config": {"student": "resnet18" + (" (width 16)" if tiny else ""), "teacher": "wrn34_10" + (" (widen 2)" if tiny else ""),
+                   "batch": batch, "pgd_steps": args.steps},
+        "rows": rows,
+    }
+    lines = [f"{report['date']} · {report['card']} · torch {report['torch']} · `{report['command']}` · "
+             f"student {report['config']['student']}, teacher {report['config']['teacher']}, batch {batch}, PGD-{args.steps}",
+             "", "| method | precision | ms / step | × AdaAD | peak MB |", "|---|---|---|---|---|"]
+    for r in rows:
+        base = next((b for b in rows if b["method"] == "adaad" and b["precision"] == r["precision"]), None)
+        ratio = f"{r['step_ms'] / base['step_ms']:.2f}" if base else "–"
+        peak = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "–"
+        lines.append(f"| {r['method']} | {r['precision']} | {r['step_ms']:.1f} | {ratio} | {peak} |")
+    table = "\n".join(lines)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"train_step_{report['date']}_{device}"
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    stem.with_suffix(".md").write_text(table + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The benchmarks in their quick modes: they run and write what they promise."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import soft_rank_throughput  # noqa: E402
+import train_step  # noqa: E402
+
+
+@pytest.mark.slow
+def test_soft_rank_throughput_quick(tmp_path):
+    report = soft_rank_throughput.main(["--quick", "--repeats", "2", "--out", str(tmp_path)])
+    impls = {r["impl"] for r in report["rows"]}
+    assert {"softrank_ad[auto]", "softrank_ad[compiled]", "naive pairwise", "authors' loop"} <= impls
+    files = sorted(p.suffix for p in tmp_path.iterdir())
+    assert files == [".json", ".md", ".png"]
+    saved = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert saved["rows"] == report["rows"]
+    assert all(r["fwd_bwd_ms"] > 0 for r in report["rows"] if "error" not in r)
+    assert "× vs naive" in next(tmp_path.glob("*.md")).read_text()
+
+
+def test_train_step_tiny(tmp_path):
+    report = train_step.main(["--device", "cpu", "--steps", "1", "--repeats", "1", "--batch", "4",
+                              "--methods", "adaad", "smaraad", "--out", str(tmp_path)])
+    assert [r["method"] for r in report["rows"]] == ["adaad", "smaraad"]
+    assert "| smaraad | fp32 |" in next(tmp_path.glob("*.md")).read_text()
