@@ -22,7 +22,6 @@ import argparse
 import datetime
 import json
 import os
-import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from pathlib import Path
 import torch
 
 import softrank_ad
+from _timing import median_ms
 from softrank_ad import soft_rank
 from softrank_ad.rank import _triton
 
@@ -129,21 +129,6 @@ class PeakMemory:
             self.peak = max(self.peak, self._rss() - self._base)
 
 
-def timed(fn: Callable[[], None], device: str, repeats: int) -> float:
-    """Median seconds over ``repeats`` calls after one warm-up (which also compiles)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(name, impl, n, batch, dtype, device, gamma, repeats, quick=False) -> dict | None:
     if name == "naive pairwise" and batch * n * n > NAIVE_MAX_ELEMENTS[device]:
         return None
@@ -151,8 +136,8 @@ def measure(name, impl, n, batch, dtype, device, gamma, repeats, quick=False) ->
         return None
     if name == "authors' loop" and batch * n > LOOP_MAX_ELEMENTS:
         return None
-    if name == "diffsort" and (n & (n - 1) or n * n * batch > 2**26):
-        return None  # bitonic networks need powers of two and keep n×n permutations
+    if name == "diffsort" and (n & (n - 1) or n * n * batch > 2**22):
+        return None  # bitonic networks need powers of two and keep an n×n matrix per layer
     if name in ("torchsort", "diffsort") and dtype != torch.float32:
         return None
     if quick and name in ("softrank_ad[window]", "softrank_ad[reference]") and n < 256 and batch > 128:
@@ -170,13 +155,13 @@ def measure(name, impl, n, batch, dtype, device, gamma, repeats, quick=False) ->
 
     reps = 1 if name == "authors' loop" else repeats
     try:
-        t_fwd = timed(forward, device, reps)
-        t_both = timed(forward_backward, device, reps)
+        t_fwd = median_ms(forward, device, reps)
+        t_both = median_ms(forward_backward, device, reps)
         with PeakMemory(device) as mem:
             forward_backward()
     except (RuntimeError, MemoryError) as err:  # out of memory: record and move on
         return {"error": str(err).splitlines()[0][:120]}
-    return {"fwd_ms": 1e3 * t_fwd, "fwd_bwd_ms": 1e3 * t_both, "peak_mb": mem.peak / 2**20}
+    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": mem.peak / 2**20}
 
 
 def run(args) -> dict:
@@ -244,14 +229,17 @@ def plot(report: dict, path: Path) -> None:
 
     rows = [r for r in report["rows"] if "error" not in r and r["dtype"] == "float32"]
     batches = sorted({r["B"] for r in rows})
-    fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches), 3.8), squeeze=False, constrained_layout=True)
+    impls = list(dict.fromkeys(r["impl"] for r in rows))
+    colours = {impl: f"C{i}" for i, impl in enumerate(impls)}  # one colour per impl in every panel
+    fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches), 4.2), squeeze=False, constrained_layout=True)
     for ax, batch in zip(axes[0], batches):
-        for impl in dict.fromkeys(r["impl"] for r in rows):
+        for impl in impls:
             pts = sorted((r["n"], r["fwd_bwd_ms"]) for r in rows if r["impl"] == impl and r["B"] == batch)
             if pts:
-                ax.plot(*zip(*pts), marker="o", label=impl)
+                ax.plot(*zip(*pts), marker="o", color=colours[impl], label=impl)
         ax.set(xscale="log", yscale="log", xlabel="n", ylabel="fwd+bwd ms", title=f"B = {batch}")
-    axes[0][-1].legend(fontsize=7)
+    handles = [plt.Line2D([], [], color=colours[i], marker="o", label=i) for i in impls]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(impls), 8), fontsize=8)
     fig.suptitle(f"soft rank, float32, {report['card']}")
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -24,6 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 import models  # noqa: E402
+from _timing import median_ms  # noqa: E402
 
 from softrank_ad import make_objective, pgd  # noqa: E402
 
@@ -56,18 +55,11 @@ def make_step(method, student, teacher, optimizer, x, y, steps, amp):
 
 def measure(step, device, repeats):
     step()  # warm-up: cudnn autotuning, allocator, compilation
-    times = []
     if device == "cuda":
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+    ms = median_ms(step, device, repeats, warmup=False)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
-    return statistics.median(times) * 1e3, peak
+    return ms, peak
 
 
 def main(argv: list[str] | None = None) -> dict:

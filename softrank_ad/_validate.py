@@ -37,6 +37,7 @@ def check_finite(x: torch.Tensor, name: str) -> None:
     """``x`` must hold no NaN or infinity (skipped under ``torch.compile``)."""
     if _is_compiling():
         return
+    x = x.detach()  # a check, not part of the graph
     if not bool(torch.isfinite(x).all()):
         bad = int((~torch.isfinite(x)).sum())
         raise ValueError(

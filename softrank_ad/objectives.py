@@ -91,6 +91,9 @@ class DistillationObjective(nn.Module):
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The adversarial inputs of this method's inner maximisation (detached)."""
         self._check_batch(x, y)
+        return self._perturb(x, y)
+
+    def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with eval_mode(self.student, self.teacher):
             context = self._attack_context(x, y)
             return pgd(
@@ -114,7 +117,7 @@ class DistillationObjective(nn.Module):
         """The outer loss under ``"loss"`` and its separate terms (detached), for logging."""
         self._check_batch(x, y)
         if x_adv is None:
-            x_adv = self.perturb(x, y)
+            x_adv = self._perturb(x, y)
         else:
             self._check_x_adv(x_adv, x)
         with eval_mode(self.teacher):

@@ -1,0 +1,25 @@
+"""Wall-clock timing shared by the benchmarks: median of repeats, CUDA-synchronised."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def median_ms(fn: Callable[[], object], device: str, repeats: int, warmup: bool = True) -> float:
+    """Median milliseconds of ``repeats`` calls, after one untimed call (autotuning, compiling)."""
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
