@@ -25,7 +25,8 @@ DEFAULT_GAMMA = 1.0
 _COMPILED_MIN_NUMEL = 4096
 # The sorted window pays for its sort and gathers only on long rows where it skips most pairs.
 _WINDOW_MIN_N = 256
-# Measured on 2 CPU cores (n = 1000, B = 128): window 55 ms vs dense 137 ms at w/n = 0.17.
+# Measured on 2 CPU cores (n = 1000, B = 128, γ = 100): window 46 ms vs dense 134 ms fwd+bwd
+# at a band of 187 of 1000 entries.
 _WINDOW_MAX_FRACTION = 1 / 3
 
 
@@ -126,7 +127,7 @@ def soft_rank(
 
     Example:
         >>> soft_rank(torch.tensor([0.1, 3.0, -2.0]), gamma=10.0)
-        tensor([2.0000, 3.0000, 1.0000])
+        tensor([2., 3., 1.])
 
     Reference: Yin et al., "Adversarial Distillation Based on Slack Matching and Attribution
     Region Alignment", CVPR 2024, supplementary Alg. 1.

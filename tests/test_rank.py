@@ -224,3 +224,11 @@ def test_torch_compile_fullgraph():
     soft_rank(x_eager, 2.0).square().sum().backward()
     torch.testing.assert_close(out, soft_rank(x.detach(), 2.0).square().sum())
     torch.testing.assert_close(grad, x_eager.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_empty_batch(backend):
+    x = torch.randn(0, 5, requires_grad=True)
+    r = soft_rank(x, backend=backend)
+    r.sum().backward()
+    assert r.shape == (0, 5) and x.grad.shape == (0, 5)
