@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -88,7 +89,10 @@ def test_missing_data_message_and_exit_code(tmp_path, capsys):
 def test_two_process_ddp_on_cpu(tmp_path):
     root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=8)
     env = {**os.environ, "PYTHONPATH": str(EXAMPLES), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+    with socket.socket() as sock:  # a free port, so parallel runs on one machine do not collide
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
            str(EXAMPLES / "distill_cifar.py"), "--data-dir", str(root), "--out", str(tmp_path / "ddp"),
            "--epochs", "1", "--teacher-epochs", "1", *TINY]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
