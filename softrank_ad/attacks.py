@@ -8,15 +8,16 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from softrank_ad import _validate
+
 Start = Literal["uniform", "normal", "none"]
 STARTS = ("uniform", "normal", "none")
 
 
 def check_budget(epsilon: float, step_size: float, steps: int) -> None:
     """ε and the step size must be finite and ≥ 0, steps a non-negative int."""
-    for name, value in (("epsilon", epsilon), ("step_size", step_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    _validate.check_non_negative(epsilon, "epsilon")
+    _validate.check_non_negative(step_size, "step_size")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
 

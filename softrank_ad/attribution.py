@@ -75,8 +75,9 @@ class _Capture:
 
 
 @contextmanager
-def _modes_restored(model: nn.Module) -> Iterator[None]:
-    modes = [(m, m.training) for m in model.modules()]
+def modes_restored(*models: nn.Module) -> Iterator[None]:
+    """Every submodule's train/eval mode put back on exit, also after an error."""
+    modes = [(m, m.training) for model in models for m in model.modules()]
     try:
         yield
     finally:
@@ -218,7 +219,7 @@ def grad_cam(
     # and hand back detached results in that case.
     caller_tracks_grad = torch.is_grad_enabled()
     with torch.enable_grad():
-        with _modes_restored(model), _Capture(modules) as capture:
+        with modes_restored(model), _Capture(modules) as capture:
             logits = model(x)
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__

@@ -34,7 +34,7 @@ from torch import nn
 
 from softrank_ad import _validate
 from softrank_ad.attacks import Start, check_budget, kl_batchmean, pgd, random_start
-from softrank_ad.attribution import AttributionAlignmentLoss, LayerSpec, check_labels
+from softrank_ad.attribution import AttributionAlignmentLoss, LayerSpec, check_labels, modes_restored
 from softrank_ad.rank import DEFAULT_GAMMA
 from softrank_ad.spearman import slack_matching_loss
 
@@ -44,14 +44,10 @@ Terms = dict[str, torch.Tensor]
 @contextmanager
 def eval_mode(*models: nn.Module):
     """Every submodule of ``models`` in eval mode inside the block; each one's mode restored after."""
-    saved = [(m, m.training) for model in models for m in model.modules()]
-    try:
+    with modes_restored(*models):
         for model in models:
             model.eval()
         yield
-    finally:
-        for m, training in saved:
-            m.training = training
 
 
 class DistillationObjective(nn.Module):
@@ -187,18 +183,6 @@ class DistillationObjective(nn.Module):
         return f"epsilon={self.epsilon:.4g}, step_size={self.step_size:.4g}, steps={self.steps}"
 
 
-def _check_unit_interval(value: float, name: str) -> float:
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
-    return float(value)
-
-
-def _check_non_negative(value: float, name: str) -> float:
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 class SmaraADObjective(DistillationObjective):
     r"""SmaraAD (and SmaraAD++ with ``weighting="teacher_confidence"``), SPEC §4–5.
 
@@ -271,12 +255,12 @@ class SmaraADObjective(DistillationObjective):
         _validate.check_choice(weighting, "weighting", (None, "teacher_confidence"))
         _validate.check_choice(scale, "scale", ("none", "std"))
         self.gamma = _validate.check_gamma(gamma)
-        self.alpha = _check_unit_interval(alpha, "alpha")
-        self.align_weight = _check_non_negative(align_weight, "align_weight")
-        self.kl_weight = _check_non_negative(kl_weight, "kl_weight")
-        self.attack_align_weight = _check_non_negative(attack_align_weight, "attack_align_weight")
+        self.alpha = _validate.check_unit_interval(alpha, "alpha")
+        self.align_weight = _validate.check_non_negative(align_weight, "align_weight")
+        self.kl_weight = _validate.check_non_negative(kl_weight, "kl_weight")
+        self.attack_align_weight = _validate.check_non_negative(attack_align_weight, "attack_align_weight")
         self.weighting = weighting
-        self.weight_power = _check_non_negative(weight_power, "weight_power")
+        self.weight_power = _validate.check_non_negative(weight_power, "weight_power")
         self.weights_from_epoch = weights_from_epoch
         self.scale = scale
         layers = dict(student_layer=student_layer, teacher_layer=teacher_layer, target=target)
@@ -369,7 +353,7 @@ class AdaADObjective(DistillationObjective):
 
     def __init__(self, student, teacher, *, epsilon=8 / 255, step_size=2 / 255, steps=10, alpha: float = 1.0):
         super().__init__(student, teacher, epsilon=epsilon, step_size=step_size, steps=steps)
-        self.alpha = _check_unit_interval(alpha, "alpha")
+        self.alpha = _validate.check_unit_interval(alpha, "alpha")
 
     def _attack_loss(self, x_adv, y, context):
         return kl_batchmean(*self._student_and_teacher(x_adv, teacher_grad=True))
@@ -397,7 +381,7 @@ class RSLADObjective(DistillationObjective):
 
     def __init__(self, student, teacher, *, epsilon=8 / 255, step_size=2 / 255, steps=10, adv_weight: float = 5 / 6):
         super().__init__(student, teacher, epsilon=epsilon, step_size=step_size, steps=steps)
-        self.adv_weight = _check_unit_interval(adv_weight, "adv_weight")
+        self.adv_weight = _validate.check_unit_interval(adv_weight, "adv_weight")
 
     def _attack_context(self, x, y):
         return {"z_t_clean": self._teacher_logits(x)}
@@ -429,7 +413,7 @@ class ARDObjective(DistillationObjective):
         self, student, teacher, *, epsilon=8 / 255, step_size=2 / 255, steps=10, alpha: float = 1.0, temperature: float = 30.0
     ):
         super().__init__(student, teacher, epsilon=epsilon, step_size=step_size, steps=steps)
-        self.alpha = _check_unit_interval(alpha, "alpha")
+        self.alpha = _validate.check_unit_interval(alpha, "alpha")
         if not temperature > 0 or temperature == float("inf"):
             raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
         self.temperature = float(temperature)
