@@ -9,18 +9,19 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from softrank_ad import _validate
-from softrank_ad._kernels import compiled, reference, window
+from softrank_ad._kernels import compiled, native, reference, window
 
-Backend = Literal["auto", "reference", "window", "compiled", "triton"]
+Backend = Literal["auto", "reference", "window", "compiled", "native", "triton"]
 Scale = Literal["none", "std"]
 
-BACKENDS = ("auto", "reference", "window", "compiled", "triton")
+BACKENDS = ("auto", "reference", "window", "compiled", "native", "triton")
 SCALES = ("none", "std")
 
 #: Default sharpness. Chosen on logits of CIFAR-10 classifiers (README, "Choosing γ"): at γ = 1
 #: soft ρ orders rows as hard ρ does while nearly every class pair still passes gradient.
 DEFAULT_GAMMA = 1.0
 
+# Where the native kernels cannot be built (no C compiler), the CPU falls back to these rules.
 # Below this many elements the compiled kernel's call overhead outweighs its speed.
 _COMPILED_MIN_NUMEL = 4096
 # The sorted window pays for its sort and gathers only on long rows where it skips most pairs.
@@ -40,7 +41,8 @@ def _triton():
 
 
 def _kernel(name: str):
-    return {"reference": reference, "window": window, "compiled": compiled}.get(name) or _triton()
+    kernels = {"reference": reference, "window": window, "compiled": compiled, "native": native}
+    return kernels.get(name) or _triton()
 
 
 def _pick_backend(x: torch.Tensor, gamma: float, backend: str) -> str:
@@ -53,6 +55,14 @@ def _pick_backend(x: torch.Tensor, gamma: float, backend: str) -> str:
                 f"backend='triton' runs on CUDA float32 tensors, got a {x.dtype} tensor on {x.device}"
             )
         return backend
+    if backend == "native":
+        if not native.supports(x):
+            raise ValueError(
+                f"backend='native' runs on CPU float32/float64 tensors, got a {x.dtype} tensor on {x.device}"
+            )
+        if not native.available():
+            raise ValueError(f"backend='native' could not be built here: {native.build_error()}")
+        return backend
     if backend != "auto":
         return backend
     if torch.compiler.is_compiling() or x.numel() == 0:
@@ -60,6 +70,8 @@ def _pick_backend(x: torch.Tensor, gamma: float, backend: str) -> str:
     if x.is_cuda:
         kernel = _triton()
         return "triton" if kernel is not None and kernel.supports(x) else "reference"
+    if native.supports(x) and native.available():
+        return "native"
     n = x.shape[-1]
     if n >= _WINDOW_MIN_N and window.window_width(x, gamma) <= n * _WINDOW_MAX_FRACTION:
         return "window"
@@ -116,10 +128,12 @@ def soft_rank(
         scale: ``"none"`` uses γ as given; ``"std"`` divides each row by its standard deviation
             first, so γ is relative to the row's spread (r(c·v; γ) = r(v; c·γ)), which makes one
             γ fit logits of any magnitude. The gradient flows through the spread too.
-        backend: ``"auto"`` picks per call: the fused Triton kernel for CUDA float32, on CPU the
-            sorted window where it skips most pairs, else the torch.compile-fused kernel, else
-            ``"reference"`` (dense torch, chunked over rows). ``"window"`` is exact to rounding
-            and fast when γ times the spread is large. Any can be forced.
+        backend: ``"auto"`` picks per call: the fused Triton kernel for CUDA float32, the
+            ``"native"`` C kernels on CPU (built on first use; they sort and window rows where
+            σ saturates), and where those cannot run the torch backends: ``"window"`` (sorted
+            window, exact to rounding) when γ times the spread is large, ``"compiled"``
+            (torch.compile-fused dense), or ``"reference"`` (dense torch, chunked over rows).
+            Any can be forced.
         check_finite: raise on NaN/inf input. This needs a device sync; pass False to skip it.
 
     Returns:

@@ -15,7 +15,7 @@ from scipy.stats import rankdata
 from conftest import DEVICES
 from softrank_ad import SoftRank, soft_rank
 
-BACKENDS = ["reference", "window", "compiled"]
+BACKENDS = ["reference", "window", "compiled", "native"]
 
 finite = st.floats(-100, 100, allow_nan=False, allow_infinity=False, width=64)
 gammas = st.floats(0.01, 100.0)
@@ -82,7 +82,7 @@ def test_dim_matches_moving_the_axis(dim):
     torch.testing.assert_close(soft_rank(x, 3.0, dim=dim), expected)
 
 
-@pytest.mark.parametrize("backend", ["window", "compiled", "auto"])
+@pytest.mark.parametrize("backend", ["window", "compiled", "native", "auto"])
 def test_backends_agree_with_float64_on_wide_spread_and_ties(backend):
     x = torch.cat([torch.randn(64, 500) * 30, torch.randint(-3, 3, (64, 500)).float()])
     g = torch.randn_like(x)

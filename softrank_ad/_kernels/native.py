@@ -1,0 +1,201 @@
+"""Native CPU backend: the C kernels of ``native.c``, built on first use and called via ctypes.
+
+Why C rather than torch: per pair the kernel needs one division and a few multiply-adds
+(σ(γ(v_i − v_j)) = E_i / (E_i + E_j) with one exponential per entry, each unordered pair once),
+and rows wide enough for σ to saturate are radix-sorted and swept in windows. No torch expression
+fuses that; see ``native_rows.h`` for the algorithm.
+
+The source is compiled once per machine with the system C compiler (``$CC``, else the one Python
+was built with, else ``cc``) into a cache directory (``$SOFTRANK_AD_CACHE``, else
+``~/.cache/softrank_ad``), keyed by the source, the compiler and the CPU, so ``-march=native``
+code never runs on another CPU. Building takes under a second. Where no compiler works,
+:func:`available` turns False, :func:`build_error` says why, and ``softrank_ad.rank`` uses the
+torch backends instead.
+
+Rows are split across ``torch.get_num_threads()`` threads; ctypes releases the GIL during each
+call, and every call allocates its own O(n) scratch, so the threads share nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+_SOURCES = ("native.c", "native_rows.h")
+# -fassociative-math lets the compiler vectorise the sums; unlike -ffast-math it keeps NaN/inf
+# semantics and does not link crtfastmath.o, which would set flush-to-zero for the whole process.
+_FLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "-fno-signed-zeros"]
+# Below this many pairs per call, handing rows to other threads costs more than it saves.
+_MIN_PAIRS_PER_THREAD = 1 << 16
+
+_library: ctypes.CDLL | None = None
+_error: str | None = None
+_pool: ThreadPoolExecutor | None = None
+_load_lock = threading.Lock()
+
+
+def _compiler() -> list[str]:
+    return shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("SOFTRANK_AD_CACHE")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "softrank_ad"
+
+
+def _cpu_identity() -> str:
+    """What -march=native depends on: the CPU's feature flags where Linux lists them."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line for line in info if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return platform.processor()
+
+
+def _build_key(compiler: list[str]) -> str:
+    digest = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _SOURCES:
+        digest.update((here / name).read_bytes())
+    version = subprocess.run(compiler + ["--version"], capture_output=True, text=True, timeout=60)
+    for part in (compiler, _FLAGS, version.stdout, platform.machine(), _cpu_identity()):
+        digest.update(repr(part).encode())
+    return digest.hexdigest()[:16]
+
+
+def _compile(compiler: list[str], target: Path) -> None:
+    """Compiles into a temporary file beside ``target`` and renames it: concurrent builds of the
+    same key (several processes starting at once) each produce a whole file."""
+    source = Path(__file__).parent / "native.c"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    errors = []
+    try:
+        # -march=native where the compiler knows it; some (Apple clang on arm64) do not.
+        for extra in (["-march=native"], []):
+            command = compiler + _FLAGS + extra + [str(source), "-o", partial, "-lm"]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            if done.returncode == 0:
+                os.replace(partial, target)
+                return
+            errors.append(f"$ {shlex.join(command)}\n{done.stderr.strip()}")
+        raise RuntimeError("\n".join(errors))
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def _declare(library: ctypes.CDLL) -> None:
+    pointer, size, real = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
+    for suffix in ("f32", "f64"):
+        forward = getattr(library, f"softrank_forward_{suffix}")
+        forward.argtypes = [pointer, pointer, size, size, real]
+        backward = getattr(library, f"softrank_backward_{suffix}")
+        backward.argtypes = [pointer, pointer, pointer, size, size, real]
+        forward.restype = backward.restype = ctypes.c_int
+
+
+def _load() -> ctypes.CDLL | None:
+    """The compiled library, building it on the first call; None (for good) if that fails."""
+    global _library, _error
+    if _library is not None or _error is not None:
+        return _library
+    with _load_lock:
+        if _library is None and _error is None:
+            _library, _error = _build_and_open()
+    return _library
+
+
+def _build_and_open() -> tuple[ctypes.CDLL | None, str | None]:
+    try:
+        compiler = _compiler()
+        suffix = ".dll" if sys.platform == "win32" else ".so"
+        target = _cache_dir() / f"softrank_native-{_build_key(compiler)}{suffix}"
+        if not target.exists():
+            _compile(compiler, target)
+        library = ctypes.CDLL(str(target))
+        _declare(library)
+        return library, None
+    except Exception as err:  # no compiler, read-only cache, unknown platform: use torch
+        return None, f"{type(err).__name__}: {err}"
+
+
+def available() -> bool:
+    """Whether the kernels are built (building them on the first call)."""
+    return _load() is not None
+
+
+def build_error() -> str | None:
+    """Why the kernels could not be built, or None."""
+    _load()
+    return _error
+
+
+def supports(x: torch.Tensor) -> bool:
+    """CPU float32 and float64 tensors with rows short enough for int32 column indices."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.shape[-1] < 2**31
+
+
+def _reset_pool_in_child() -> None:
+    # A forked child (a DataLoader worker) inherits the pool object but none of its threads.
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pool_in_child)
+
+
+def _run(name: str, tensors: list[torch.Tensor], gamma: float) -> torch.Tensor:
+    """Calls ``name`` on row blocks of ``tensors`` (each rows × n), one block per thread."""
+    global _pool
+    library = _load()
+    if library is None:
+        raise RuntimeError(f"the native soft-rank kernels could not be built: {_error}")
+    x = tensors[0]
+    rows, n = x.shape
+    out = torch.empty_like(x)
+    if x.numel() == 0:
+        return out
+    suffix = "f32" if x.dtype == torch.float32 else "f64"
+    function = getattr(library, f"{name}_{suffix}")
+
+    def block(start: int, stop: int) -> int:
+        pointers = [t[start].data_ptr() for t in tensors] + [out[start].data_ptr()]
+        return function(*pointers, stop - start, n, gamma)
+
+    threads = max(1, min(torch.get_num_threads(), rows, rows * n * n // (2 * _MIN_PAIRS_PER_THREAD)))
+    step = -(-rows // threads)
+    others = []
+    if threads > 1:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="softrank")
+        others = [_pool.submit(block, start, min(start + step, rows)) for start in range(step, rows, step)]
+    failures = [block(0, step)] + [other.result() for other in others]
+    if any(failures):
+        raise MemoryError(f"the native soft-rank kernel could not allocate scratch for rows of {n}")
+    return out
+
+
+def forward(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    return _run("softrank_forward", [x], gamma)
+
+
+def backward(x: torch.Tensor, grad: torch.Tensor, gamma: float) -> torch.Tensor:
+    return _run("softrank_backward", [x, grad], gamma)

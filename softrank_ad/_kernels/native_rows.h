@@ -1,0 +1,246 @@
+/* Soft rank of one row and its backward, instantiated by native.c once per floating type.
+ *
+ * Before including, define REAL (float or double), UKEY (the unsigned integer of REAL's width),
+ * NAME(x) (a suffix for the type) and EXP (exp for REAL).
+ *
+ * Three identities keep the work per pair to one division and a few multiply-adds:
+ *  - σ(γ(v_i − v_j)) = E_i / (E_i + E_j) with E_k = exp(γ (v_k − c)) for any shift c, so a row
+ *    needs n exponentials, not n²; c is chosen so no E over- or underflows.
+ *  - σ(t) + σ(−t) = 1, so each unordered pair is visited once for both r_i and r_j; σ' is even,
+ *    so the backward pair term is added to one entry and subtracted from the other.
+ *  - σ(t) rounds to 0 or 1 once |t| > SATURATION. Rows where some pair passes it are sorted
+ *    (radix sort, O(n)); entry i then visits its right neighbours only up to where σ saturates,
+ *    and each pair beyond adds exactly 1 to the larger entry (a prefix count).
+ */
+
+/* Order-preserving map from REAL's bits to an unsigned key: flip all bits of negatives, the
+ * sign bit of the rest. */
+static UKEY NAME(key)(REAL value)
+{
+    UKEY bits;
+    memcpy(&bits, &value, sizeof bits);
+    const UKEY sign = (UKEY)1 << (8 * sizeof(UKEY) - 1);
+    return (bits & sign) ? ~bits : (bits | sign);
+}
+
+/* Sorts x[0..n) into s->values, with s->sorted_index[k] the column of the k-th smallest. LSD
+ * radix sort, 8 bits a pass, skipping passes where every key shares the digit. */
+static void NAME(sort_row)(const REAL *x, int64_t n, struct scratch *s)
+{
+    UKEY *key = (UKEY *)s->key, *key_tmp = (UKEY *)s->key_tmp;
+    int32_t *index = s->index, *index_tmp = s->index_tmp;
+    for (int64_t j = 0; j < n; ++j) {
+        key[j] = NAME(key)(x[j]);
+        index[j] = (int32_t)j;
+    }
+    for (unsigned shift = 0; shift < 8 * sizeof(UKEY); shift += 8) {
+        int64_t count[257] = {0};
+        for (int64_t j = 0; j < n; ++j)
+            ++count[((key[j] >> shift) & 0xFF) + 1];
+        if (count[((key[0] >> shift) & 0xFF) + 1] == n)
+            continue;
+        for (int d = 0; d < 256; ++d)
+            count[d + 1] += count[d];
+        for (int64_t j = 0; j < n; ++j) {
+            const int64_t at = count[(key[j] >> shift) & 0xFF]++;
+            key_tmp[at] = key[j];
+            index_tmp[at] = index[j];
+        }
+        UKEY *swap_key = key; key = key_tmp; key_tmp = swap_key;
+        int32_t *swap_index = index; index = index_tmp; index_tmp = swap_index;
+    }
+    REAL *values = (REAL *)s->values;
+    for (int64_t k = 0; k < n; ++k)
+        values[k] = x[index[k]];
+    s->sorted_index = index;
+}
+
+/* How a row is swept: densely (every pair, one shift c for the row) or sorted with windows. */
+struct NAME(plan) {
+    int nonfinite, window;
+    REAL shift;
+};
+
+static struct NAME(plan) NAME(plan_row)(const REAL *x, int64_t n, REAL gamma)
+{
+    REAL lo = x[0], hi = x[0];
+    int nonfinite = 0;
+    for (int64_t j = 0; j < n; ++j) {
+        nonfinite |= !isfinite(x[j]);
+        lo = x[j] < lo ? x[j] : lo;
+        hi = x[j] > hi ? x[j] : hi;
+    }
+    const REAL spread = gamma * (hi - lo);
+    /* Dense needs every E = exp(γ(v − c)) within exp(±MAX_EXPONENT / 2); sorting pays off once
+     * some pair saturates on rows long enough to skip many. */
+    const int window = spread > MAX_EXPONENT || (n >= WINDOW_MIN_N && spread > SATURATION);
+    const struct NAME(plan) plan = {nonfinite, window, (hi + lo) / 2};
+    return plan;
+}
+
+/* One past the last neighbour of i that needs σ: the first k with γ(v[k] − v[i]) > SATURATION,
+ * rounded up to whole vectors (those extra pairs are computed rather than counted as 1). *hi is
+ * a pointer that only moves right, so the calls for i = 0, 1, … cost O(n) in all. */
+static int64_t NAME(window_end)(const REAL *v, int64_t n, int64_t i, int64_t *hi, REAL reach)
+{
+    if (*hi <= i)
+        *hi = i + 1;
+    while (*hi < n && v[*hi] - v[i] <= reach)
+        ++*hi;
+    const int64_t end = i + 1 + ((*hi - i - 1 + VECTOR - 1) / VECTOR) * VECTOR;
+    return end < n ? end : n;
+}
+
+/* The pairs (i, j), i < j < end, for entry i: returns entry i's share and adds entry j's share to
+ * part[j]. Forward: σ(γ(v_i − v_j)) to i, σ(γ(v_j − v_i)) to j. Backward (g != NULL):
+ * w = σ'(γ(v_i − v_j)) (g_i − g_j) to i and −w to j; the caller multiplies by γ. Entry i's
+ * share is summed in REAL over BLOCK pairs at a time, then in double. */
+static inline double NAME(pairs)(const REAL *E, const REAL *g, int64_t i, int64_t end, REAL *part)
+{
+    const REAL ei = E[i];
+    double total = 0;
+    for (int64_t from = i + 1; from < end; from += BLOCK) {
+        const int64_t to = end - from > BLOCK ? from + BLOCK : end;
+        REAL acc = 0;
+        if (g == NULL) {
+            for (int64_t j = from; j < to; ++j) {
+                const REAL inv = (REAL)1 / (ei + E[j]);
+                acc += ei * inv;
+                part[j] += E[j] * inv;
+            }
+        } else {
+            const REAL gi = g[i];
+            for (int64_t j = from; j < to; ++j) {
+                const REAL inv = (REAL)1 / (ei + E[j]);
+                const REAL w = (ei * inv) * (E[j] * inv) * (gi - g[j]);
+                acc += w;
+                part[j] -= w;
+            }
+        }
+        total += acc;
+    }
+    return total;
+}
+
+/* Sweeps a row in blocks of entries, sharing E within a block. Leaves in s->total each entry's
+ * sum over the pairs it was visited in, in sorted order when plan.window; in s->count, when
+ * plan.window, how many saturated pairs each sorted position is the larger entry of. */
+static void NAME(sweep)(const REAL *v, const REAL *g, int64_t n, REAL gamma,
+                        struct NAME(plan) plan, struct scratch *s)
+{
+    REAL *E = (REAL *)s->exps, *part = (REAL *)s->part;
+    double *total = s->total;
+    int64_t *end = s->end, *saturated = s->count;
+    for (int64_t j = 0; j <= n; ++j) {
+        part[j] = 0;
+        total[j] = 0;
+        saturated[j] = 0;
+    }
+    const REAL reach = (REAL)SATURATION / gamma;
+    if (!plan.window)
+        for (int64_t j = 0; j < n; ++j)
+            E[j] = EXP(gamma * (v[j] - plan.shift));
+    int64_t hi = 0;
+    for (int64_t start = 0; start < n;) {
+        /* A block ends after BLOCK entries (so REAL partial sums stay short) and, when sorted,
+         * before γ(v_i − v_start) passes BLOCK_SPREAD, so that E relative to v_start stays in
+         * [1, exp(MAX_EXPONENT)]: E_i ≤ exp(BLOCK_SPREAD) inside the block and a neighbour past
+         * its window is clamped far enough out for σ to read 0 either way. */
+        int64_t stop = start + 1;
+        while (stop < n && stop - start < BLOCK &&
+               (!plan.window || gamma * (v[stop] - v[start]) <= BLOCK_SPREAD))
+            ++stop;
+        int64_t last = stop; /* max of end[i]: rounding up to vectors makes end not monotone */
+        for (int64_t i = start; i < stop; ++i) {
+            end[i] = plan.window ? NAME(window_end)(v, n, i, &hi, reach) : n;
+            last = end[i] > last ? end[i] : last;
+        }
+        if (plan.window)
+            for (int64_t j = start; j < last; ++j) {
+                const REAL t = gamma * (v[j] - v[start]);
+                E[j] = EXP(t < MAX_EXPONENT ? t : (REAL)MAX_EXPONENT);
+            }
+        for (int64_t i = start; i < stop; ++i) {
+            total[i] += NAME(pairs)(E, g, i, end[i], part);
+            ++saturated[end[i]];
+        }
+        for (int64_t j = start; j < last; ++j) {
+            total[j] += part[j];
+            part[j] = 0;
+        }
+        start = stop;
+    }
+}
+
+/* A row holding NaN or ±inf comes back all NaN: the dense formula gives NaN there too (NaN or
+ * inf − inf in its pairs), and a whole NaN row cannot be mistaken for ranks. */
+static int NAME(nonfinite_row)(struct NAME(plan) plan, REAL *out, int64_t n)
+{
+    if (plan.nonfinite)
+        for (int64_t j = 0; j < n; ++j)
+            out[j] = (REAL)NAN;
+    return plan.nonfinite;
+}
+
+static void NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, struct scratch *s)
+{
+    const struct NAME(plan) plan = NAME(plan_row)(x, n, gamma);
+    if (NAME(nonfinite_row)(plan, out, n))
+        return;
+    const REAL *v = x;
+    if (plan.window) {
+        NAME(sort_row)(x, n, s);
+        v = (const REAL *)s->values;
+    }
+    NAME(sweep)(v, NULL, n, gamma, plan, s);
+    /* + 1: σ(0) of the pair (i, i) and the offset 1/2; + below: saturated pairs. */
+    int64_t below = 0;
+    for (int64_t k = 0; k < n; ++k) {
+        below += plan.window ? s->count[k] : 0;
+        out[plan.window ? s->sorted_index[k] : k] = (REAL)(s->total[k] + 1.0 + (double)below);
+    }
+}
+
+static void NAME(backward_row)(const REAL *x, const REAL *grad, REAL *out, int64_t n, REAL gamma,
+                               struct scratch *s)
+{
+    const struct NAME(plan) plan = NAME(plan_row)(x, n, gamma);
+    if (NAME(nonfinite_row)(plan, out, n))
+        return;
+    const REAL *v = x, *g = grad;
+    if (plan.window) {
+        NAME(sort_row)(x, n, s);
+        v = (const REAL *)s->values;
+        REAL *sorted_grad = (REAL *)s->grad;
+        for (int64_t k = 0; k < n; ++k)
+            sorted_grad[k] = grad[s->sorted_index[k]];
+        g = sorted_grad;
+    }
+    NAME(sweep)(v, g, n, gamma, plan, s);
+    for (int64_t k = 0; k < n; ++k)
+        out[plan.window ? s->sorted_index[k] : k] = (REAL)((double)gamma * s->total[k]);
+}
+
+/* Exported: rows × n, row-major. Returns 0, or 1 when scratch memory could not be allocated. */
+int NAME(softrank_forward)(const REAL *x, REAL *out, int64_t rows, int64_t n, double gamma)
+{
+    struct scratch s;
+    if (!scratch_alloc(&s, n, sizeof(REAL)))
+        return 1;
+    for (int64_t row = 0; row < rows; ++row)
+        NAME(forward_row)(x + row * n, out + row * n, n, (REAL)gamma, &s);
+    scratch_free(&s);
+    return 0;
+}
+
+int NAME(softrank_backward)(const REAL *x, const REAL *grad, REAL *out, int64_t rows, int64_t n,
+                            double gamma)
+{
+    struct scratch s;
+    if (!scratch_alloc(&s, n, sizeof(REAL)))
+        return 1;
+    for (int64_t row = 0; row < rows; ++row)
+        NAME(backward_row)(x + row * n, grad + row * n, out + row * n, n, (REAL)gamma, &s);
+    scratch_free(&s);
+    return 0;
+}

@@ -1,0 +1,180 @@
+"""The native C backend: agreement with float64 on every path through the kernel, threads,
+NaN rows, the build cache, and the fallback when no compiler works."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from softrank_ad import soft_rank
+from softrank_ad._kernels import native
+
+def exact(x: torch.Tensor, gamma: float, grad: torch.Tensor):
+    """Float64 dense ranks and their vector-Jacobian product with ``grad``."""
+    x64 = x.detach().double().requires_grad_()
+    r = soft_rank(x64, gamma, backend="reference")
+    (g,) = torch.autograd.grad(r, x64, grad.double())
+    return r.detach(), g
+
+
+def native_with_grad(x: torch.Tensor, gamma: float, grad: torch.Tensor):
+    x = x.detach().clone().requires_grad_()
+    r = soft_rank(x, gamma, backend="native")
+    (g,) = torch.autograd.grad(r, x, grad)
+    return r.detach(), g
+
+
+def test_build_reports_no_error():
+    assert native.build_error() is None
+
+
+# Each case takes a different path: dense short rows; short rows too spread for one shift
+# (sorted despite n < 64); rows sorted and windowed, with blocks cut by count (64) and by spread;
+# windows rounded up past the row end; ties and constant rows; a single entry.
+CASES = [
+    ("dense short", torch.randn(50, 10), 1.0),
+    ("short, wide spread", torch.randn(20, 30) * 50, 10.0),
+    ("windowed, narrow", torch.randn(16, 1000), 100.0),
+    ("windowed, sparse tails", torch.randn(8, 300) ** 3, 30.0),
+    ("dense long", torch.randn(4, 700), 1.0),
+    ("ties", torch.randint(-3, 4, (32, 200)).float(), 50.0),
+    ("constant rows", torch.full((3, 130), 2.5), 7.0),
+    ("one entry", torch.randn(5, 1), 3.0),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name,x,gamma", CASES, ids=[case[0] for case in CASES])
+def test_matches_float64_dense_formula(name, x, gamma, dtype):
+    grad = torch.randn_like(x)
+    r_exact, g_exact = exact(x, gamma, grad)
+    r, g = native_with_grad(x.to(dtype), gamma, grad.to(dtype))
+    assert r.dtype == g.dtype == dtype
+    if dtype == torch.float64:
+        torch.testing.assert_close(r, r_exact, rtol=1e-12, atol=1e-10)
+        torch.testing.assert_close(g, g_exact, rtol=1e-10, atol=1e-10 * gamma)
+    else:  # the float32 dense formula in torch is off from float64 by as much
+        torch.testing.assert_close(r.double(), r_exact, rtol=1e-6, atol=1e-3)
+        torch.testing.assert_close(g.double(), g_exact, rtol=1e-4, atol=1e-4 * gamma)
+
+
+@given(
+    v=arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 150)), elements=st.floats(-1e3, 1e3)),
+    gamma=st.floats(1e-3, 1e3),
+)
+def test_float64_matches_dense_formula_everywhere(v, gamma):
+    x = torch.from_numpy(v)
+    grad = torch.linspace(-1, 1, x.numel(), dtype=torch.float64).reshape(x.shape)
+    r_exact, g_exact = exact(x, gamma, grad)
+    r, g = native_with_grad(x, gamma, grad)
+    torch.testing.assert_close(r, r_exact, rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(g, g_exact, rtol=1e-9, atol=1e-9 * max(gamma, 1.0))
+
+
+def test_threads_split_rows_without_changing_results():
+    x, grad = torch.randn(300, 257), torch.randn(300, 257)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = native_with_grad(x, 20.0, grad)
+        torch.set_num_threads(4)  # more threads than cores still splits the rows
+        several = native_with_grad(x, 20.0, grad)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], several[0]) and torch.equal(one[1], several[1])
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nonfinite_row_comes_back_nan_and_leaves_other_rows_alone(bad):
+    x = torch.randn(4, 100)
+    x[1, 17] = bad
+    r = soft_rank(x, 50.0, backend="native", check_finite=False)
+    assert torch.isnan(r[1]).all()
+    torch.testing.assert_close(r[[0, 2, 3]], soft_rank(x[[0, 2, 3]], 50.0, backend="native"))
+
+
+def test_auto_picks_native_for_cpu_float32_and_float64():
+    from softrank_ad.rank import _pick_backend
+
+    assert _pick_backend(torch.randn(2, 5), 1.0, "auto") == "native"
+    assert _pick_backend(torch.randn(2, 5, dtype=torch.float64), 1.0, "auto") == "native"
+
+
+def test_refuses_what_it_cannot_run_by_name():
+    from softrank_ad.rank import _pick_backend
+
+    # soft_rank itself hands half precision over as float32; the kernel boundary still checks.
+    with pytest.raises(ValueError, match="backend='native' runs on CPU float32/float64 tensors, got a torch.float16"):
+        _pick_backend(torch.randn(2, 5).half(), 1.0, "native")
+
+
+def _rank_in_child(queue):
+    x = torch.randn(64, 512)
+    queue.put(torch.equal(soft_rank(x, 5.0, backend="native"), soft_rank(x, 5.0, backend="native")))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="fork start method")
+def test_threads_work_in_a_forked_child():
+    soft_rank(torch.randn(64, 512), 5.0, backend="native")  # the parent's pool exists now
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_rank_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0 and queue.get(timeout=5) is True
+
+
+CHILD = textwrap.dedent(
+    """
+    import json, torch
+    from softrank_ad import soft_rank
+    from softrank_ad._kernels import native
+    x = torch.randn(4, 100)
+    auto = soft_rank(x, 3.0)
+    same = torch.allclose(auto, soft_rank(x, 3.0, backend="reference"), atol=1e-4)
+    try:
+        soft_rank(x, 3.0, backend="native")
+        refusal = ""
+    except ValueError as err:
+        refusal = str(err)
+    print(json.dumps({"available": native.available(), "error": native.build_error(),
+                      "auto_matches_reference": same, "refusal": refusal}))
+    """
+)
+
+
+def _child(env_updates: dict) -> dict:
+    import json
+
+    env = {**os.environ, **env_updates}
+    done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_without_a_compiler_auto_falls_back_and_native_says_why(tmp_path):
+    report = _child({"CC": str(tmp_path / "no-such-cc"), "SOFTRANK_AD_CACHE": str(tmp_path)})
+    assert report["available"] is False
+    assert "no-such-cc" in report["error"]
+    assert report["auto_matches_reference"] is True
+    assert report["refusal"].startswith("backend='native' could not be built here")
+
+
+def test_build_is_cached_and_reused(tmp_path):
+    env = {"SOFTRANK_AD_CACHE": str(tmp_path)}
+    assert _child(env)["available"] is True
+    (built,) = list(tmp_path.glob("softrank_native-*"))
+    stamp = built.stat().st_mtime_ns
+    assert _child(env)["available"] is True
+    assert list(tmp_path.glob("softrank_native-*")) == [built]
+    assert built.stat().st_mtime_ns == stamp
