@@ -3,7 +3,8 @@
 For each (device, dtype, n, B): forward and forward+backward time (median of repeats) and peak
 memory of
 
-- softrank_ad with every backend that runs there (auto, reference, window, compiled, triton);
+- softrank_ad with every backend that runs there (auto, reference, window, compiled, and
+  native on CPU, triton on CUDA);
 - naive pairwise autograd in plain PyTorch (materialises B×n×n, kept by autograd);
 - the authors' released per-element loop, one 1-D row at a time (small sizes only);
 - torchsort (``soft_rank``, l2 regularisation) and diffsort (bitonic network) when installed.
@@ -62,6 +63,8 @@ def authors_loop(x: torch.Tensor, gamma: float) -> torch.Tensor:
 def implementations(device: str) -> dict[str, Callable]:
     impls: dict[str, Callable] = {}
     backends = ["auto", "reference", "window", "compiled"]
+    if device == "cpu":
+        backends.append("native")
     if device == "cuda" and _triton() is not None:
         backends.append("triton")
     for b in backends:

@@ -18,7 +18,7 @@ import train_step  # noqa: E402
 def test_soft_rank_throughput_quick(tmp_path):
     report = soft_rank_throughput.main(["--quick", "--repeats", "2", "--out", str(tmp_path)])
     impls = {r["impl"] for r in report["rows"]}
-    assert {"softrank_ad[auto]", "softrank_ad[compiled]", "naive pairwise", "authors' loop"} <= impls
+    assert {"softrank_ad[auto]", "softrank_ad[compiled]", "softrank_ad[native]", "naive pairwise", "authors' loop"} <= impls
     files = sorted(p.suffix for p in tmp_path.iterdir())
     assert files == [".json", ".md", ".png"]
     saved = json.loads(next(tmp_path.glob("*.json")).read_text())
