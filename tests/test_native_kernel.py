@@ -49,6 +49,7 @@ CASES = [
     ("dense long", torch.randn(4, 700), 1.0),
     ("ties", torch.randint(-3, 4, (32, 200)).float(), 50.0),
     ("constant rows", torch.full((3, 130), 2.5), 7.0),
+    ("far from zero", torch.randn(8, 100) + 3e4, 3.0),
     ("one entry", torch.randn(5, 1), 3.0),
 ]
 
@@ -136,11 +137,14 @@ def test_threads_work_in_a_forked_child():
 
 CHILD = textwrap.dedent(
     """
-    import json, torch
+    import json, warnings, torch
     from softrank_ad import soft_rank
     from softrank_ad._kernels import native
     x = torch.randn(4, 100)
-    auto = soft_rank(x, 3.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        auto = soft_rank(x, 3.0)
+        soft_rank(x, 3.0)
     same = torch.allclose(auto, soft_rank(x, 3.0, backend="reference"), atol=1e-4)
     try:
         soft_rank(x, 3.0, backend="native")
@@ -148,7 +152,8 @@ CHILD = textwrap.dedent(
     except ValueError as err:
         refusal = str(err)
     print(json.dumps({"available": native.available(), "error": native.build_error(),
-                      "auto_matches_reference": same, "refusal": refusal}))
+                      "auto_matches_reference": same, "refusal": refusal,
+                      "warnings": sum("native CPU kernels" in str(w.message) for w in caught)}))
     """
 )
 
@@ -168,6 +173,7 @@ def test_without_a_compiler_auto_falls_back_and_native_says_why(tmp_path):
     assert "no-such-cc" in report["error"]
     assert report["auto_matches_reference"] is True
     assert report["refusal"].startswith("backend='native' could not be built here")
+    assert report["warnings"] == 1
 
 
 def test_build_is_cached_and_reused(tmp_path):

@@ -28,6 +28,7 @@ import sys
 import sysconfig
 import tempfile
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -119,6 +120,13 @@ def _load() -> ctypes.CDLL | None:
     with _load_lock:
         if _library is None and _error is None:
             _library, _error = _build_and_open()
+            if _error is not None:  # once per process: a silent 5-20x slowdown would puzzle
+                warnings.warn(
+                    f"softrank_ad: the native CPU kernels could not be built ({_error.splitlines()[0]}); "
+                    "CPU soft ranks use the slower torch backends",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
     return _library
 
 

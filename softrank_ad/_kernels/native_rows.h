@@ -74,7 +74,7 @@ static struct NAME(plan) NAME(plan_row)(const REAL *x, int64_t n, REAL gamma)
     /* Dense needs every E = exp(γ(v − c)) within exp(±MAX_EXPONENT / 2); sorting pays off once
      * some pair saturates on rows long enough to skip many. */
     const int window = spread > MAX_EXPONENT || (n >= WINDOW_MIN_N && spread > SATURATION);
-    const struct NAME(plan) plan = {nonfinite, window, (hi + lo) / 2};
+    const struct NAME(plan) plan = {nonfinite, window, lo + (hi - lo) / 2}; /* no overflow */
     return plan;
 }
 
