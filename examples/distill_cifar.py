@@ -18,26 +18,25 @@ the resumable checkpoints ``teacher_ckpt.pt`` / ``student_ckpt.pt`` (written ato
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
-import random
 import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
-from tqdm import tqdm
 
 import data
 import models
-from softrank_ad import cw_margin_loss, make_objective, pgd
+import robustness
+from softrank_ad import make_objective
+from softrank_ad.objectives import OBJECTIVES
+from training import Schedule, fit, load_weights, read_csv, save_checkpoint, seed_everything
 
 PRESETS = {
     "smoke": dict(
@@ -69,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--download", action="store_true", help="download through torchvision if nothing is found")
     p.add_argument("--make-fake-data", action="store_true", help="write tiny CIFAR-shaped data into --data-dir first")
     p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<preset>-<method>)")
-    p.add_argument("--method", choices=["smaraad", "smaraad++", "adaad", "rslad", "ard"], default="smaraad")
+    p.add_argument("--method", type=str.lower, choices=sorted(OBJECTIVES), default="smaraad")
     p.add_argument("--student", choices=sorted(models.MODELS))
     p.add_argument("--student-width", type=float)
     p.add_argument("--teacher-arch", choices=sorted(models.MODELS))
@@ -130,156 +129,13 @@ def is_main(rank: int) -> bool:
     return rank == 0
 
 
-# -- checkpoints ---------------------------------------------------------------------------------
-def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint
-
-
-def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def load_weights(model: nn.Module, path: Path) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    model.load_state_dict(state)
-
-
-# -- evaluation ----------------------------------------------------------------------------------
-def evaluate(model, loader, device, args) -> dict:
-    """Clean, PGD-20 and CW∞ accuracy over ``loader`` (model in eval mode, fp32 attacks)."""
-    model.eval()
-    correct = {"clean": 0, f"pgd{args.eval_pgd_steps}": 0, "cw": 0}
-    total = 0
-    eps, step = args.epsilon, args.step_size
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        with torch.no_grad():
-            correct["clean"] += (model(x).argmax(1) == y).sum().item()
-        x_pgd = pgd(lambda u: F.cross_entropy(model(u), y), x, epsilon=eps, step_size=step, steps=args.eval_pgd_steps)
-        x_cw = pgd(lambda u: cw_margin_loss(model(u), y), x, epsilon=eps, step_size=step, steps=args.eval_cw_steps)
-        with torch.no_grad():
-            correct[f"pgd{args.eval_pgd_steps}"] += (model(x_pgd).argmax(1) == y).sum().item()
-            correct["cw"] += (model(x_cw).argmax(1) == y).sum().item()
-        total += len(y)
-    return {k: v / total for k, v in correct.items()}
-
-
-def autoattack_accuracy(model, test_set, n: int, device, args) -> float | None:
-    if n <= 0:
-        return None
-    from pyautoattack import AutoAttack
-
-    subset = data.first(test_set, n, seed=0, shuffle=True)
-    x = torch.stack([subset[i][0] for i in range(len(subset))]).to(device)
-    y = torch.tensor([subset[i][1] for i in range(len(subset))], device=device)
-    model.eval()
-    adversary = AutoAttack(model, norm="Linf", eps=args.epsilon, version="standard", device=device, seed=args.seed)
-    adversary.verbose = False
-    x_adv = adversary.run_standard_evaluation(x, y, batch_size=256)
-    if isinstance(x_adv, tuple):
-        x_adv = x_adv[0]
-    with torch.no_grad():
-        return (model(x_adv).argmax(1) == y).float().mean().item()
-
-
-# -- training --------------------------------------------------------------------------------------
-def fit(stage, module, loss_fn, loader, sampler, epochs, args, device, rank, world, on_epoch_end=None):
-    """SGD with step decay over ``epochs``; resumable from ``<stage>_ckpt.pt``; one CSV row per epoch."""
-    params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    # The student follows --milestones; the teacher decays at 1/2 and 3/4 of its own schedule.
-    milestones = args.milestones if stage == "student" else [int(epochs * 0.5), int(epochs * 0.75)]
-    milestones = sorted({m for m in milestones if 0 < m < epochs})
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
-    ckpt_path = args.out / f"{stage}_ckpt.pt"
-    start_epoch, extra = 0, {}
-    if args.resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        unwrap(module).load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"])
-        start_epoch, extra = ckpt["epoch"], ckpt.get("extra", {})
-        if is_main(rank):
-            print(f"resumed {stage} at epoch {start_epoch}/{epochs}")
-    for epoch in range(start_epoch, epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        module.train()
-        started, running, seen, terms_sum = time.time(), 0.0, 0, {}
-        bar = tqdm(loader, desc=f"{stage} epoch {epoch + 1}/{epochs}", disable=args.no_progress or not is_main(rank), leave=False)
-        for x, y in bar:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            terms = loss_fn(x, y, epoch)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
-            running += terms["loss"].item() * len(y)
-            seen += len(y)
-            for k, v in terms.items():
-                if k != "loss" and v.ndim == 0:
-                    terms_sum[k] = terms_sum.get(k, 0.0) + v.item() * len(y)
-            bar.set_postfix(loss=f"{running / seen:.4f}")
-        scheduler.step()
-        row = {"stage": stage, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "loss": running / max(seen, 1),
-               "seconds": time.time() - started, **{k: v / max(seen, 1) for k, v in terms_sum.items()}}
-        stop = False
-        if on_epoch_end is not None:
-            stop = on_epoch_end(epoch, row, extra)
-        if is_main(rank):
-            append_csv(args.out / "history.csv", row)
-            atomic_save({"model": unwrap(module).state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
-                         "extra": extra}, ckpt_path)
-            print(f"{stage} epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
-        if world > 1:
-            dist.barrier()
-        if stop:
-            break
-    return extra
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
-
-
-def append_csv(path: Path, row: dict) -> None:
-    rows = []
-    if path.exists():
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def plot_curves(path: Path, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = read_csv(path)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
     for stage in dict.fromkeys(r["stage"] for r in rows):
         rs = [r for r in rows if r["stage"] == stage]
@@ -302,19 +158,23 @@ def pgd_at_loss(model, args, fast: bool, amp):
         steps, step_size = (1, 1.25 * args.epsilon) if fast else (args.steps, args.step_size)
         with amp():
             model.eval()
-            x_adv = pgd(lambda u: F.cross_entropy(model(u), y), x, epsilon=args.epsilon, step_size=step_size, steps=steps)
+            x_adv = robustness.adversarial(model, x, y, "pgd", epsilon=args.epsilon, step_size=step_size, steps=steps)
             model.train()
             return {"loss": F.cross_entropy(model(x_adv), y)}
 
     return loss_fn
 
 
+def first_batch(dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole of a (small) dataset as one batch on ``device``."""
+    x, y = next(iter(DataLoader(dataset, batch_size=len(dataset))))
+    return x.to(device), y.to(device)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     rank, world, device = setup_distributed()
-    torch.manual_seed(args.seed + rank)
-    np.random.seed(args.seed + rank)
-    random.seed(args.seed + rank)
+    seed_everything(args.seed + rank)
     args.out.mkdir(parents=True, exist_ok=True)
     use_amp = device.type == "cuda" and not args.no_amp
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
@@ -338,8 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
                         num_workers=args.workers, pin_memory=device.type == "cuda", drop_last=len(train_set) > args.batch_size)
     eval_loader = DataLoader(eval_set, batch_size=256, num_workers=args.workers)
     # 128 test images, never trained on, for a per-epoch robust-accuracy curve.
-    val_x, val_y = next(iter(DataLoader(data.first(test_set, 128, seed=1, shuffle=True), batch_size=128)))
-    val_x, val_y = val_x.to(device), val_y.to(device)
+    val_x, val_y = first_batch(data.first(test_set, 128, seed=1, shuffle=True), device)
     if is_main(rank):
         print(f"{args.dataset} ({layout}): {len(train_set)} train / {len(eval_set)} eval images, {classes} classes, "
               f"device {device}, world {world}, bf16 autocast {use_amp}")
@@ -348,10 +207,13 @@ def main(argv: list[str] | None = None) -> dict:
         return models.build(arch, classes, width).to(device, memory_format=memory_format)
 
     def quick_robust_acc(model):
-        model.eval()
-        x_adv = pgd(lambda u: F.cross_entropy(model(u), val_y), val_x, epsilon=args.epsilon, step_size=args.step_size, steps=10)
-        with torch.no_grad():
-            return (model(x_adv).argmax(1) == val_y).float().mean().item()
+        return robustness.robust_accuracy(model, val_x, val_y, "pgd", epsilon=args.epsilon, step_size=args.step_size, steps=10)
+
+    def schedule(epochs, milestones):
+        return Schedule(epochs, args.lr, args.momentum, args.weight_decay, milestones)
+
+    run_fit = dict(out=args.out, device=device, resume=args.resume, sampler=sampler, progress=not args.no_progress,
+                   main_process=is_main(rank), barrier=dist.barrier if world > 1 else None)
 
     # -- teacher ------------------------------------------------------------------------------
     teacher = build(args.teacher_arch, args.teacher_width)
@@ -374,12 +236,14 @@ def main(argv: list[str] | None = None) -> dict:
                 return True  # catastrophic overfitting: keep the best epoch and stop
             return False
 
-        extra = fit("teacher", net, pgd_at_loss(net, args, args.train_teacher == "fast", amp), loader, sampler,
-                    args.teacher_epochs, args, device, rank, world, early_stop)
+        # The teacher decays at 1/2 and 3/4 of its own schedule.
+        teacher_schedule = schedule(args.teacher_epochs, [int(args.teacher_epochs * 0.5), int(args.teacher_epochs * 0.75)])
+        extra = fit("teacher", net, pgd_at_loss(net, args, args.train_teacher == "fast", amp), loader, teacher_schedule,
+                    on_epoch_end=early_stop, **run_fit)
         if "best_state" in extra:
             teacher.load_state_dict(extra["best_state"])
         if is_main(rank):
-            atomic_save(teacher.state_dict(), teacher_path)
+            save_checkpoint(teacher.state_dict(), teacher_path)
     teacher.eval()
 
     # -- student ------------------------------------------------------------------------------
@@ -406,19 +270,25 @@ def main(argv: list[str] | None = None) -> dict:
         return False
 
     started = time.time()
-    fit("student", net, student_loss, loader, sampler, args.epochs, args, device, rank, world, log_val)
+    fit("student", net, student_loss, loader, schedule(args.epochs, args.milestones), on_epoch_end=log_val, **run_fit)
     train_seconds = time.time() - started
 
     # -- evaluation (rank 0) ------------------------------------------------------------------
     result = {}
     if is_main(rank):
-        atomic_save(student.state_dict(), args.out / "student.pt")
+        save_checkpoint(student.state_dict(), args.out / "student.pt")
         plot_curves(args.out / "history.csv", args.out / "curves.png")
         rows = {}
         for name, model in (("teacher", teacher), (args.method, student)):
             started_eval = time.time()
-            scores = evaluate(model, eval_loader, device, args)
-            scores["autoattack"] = autoattack_accuracy(model, test_set, args.autoattack_n, device, args)
+            scores = robustness.evaluate(model, eval_loader, device, epsilon=args.epsilon, step_size=args.step_size,
+                                         pgd_steps=args.eval_pgd_steps, cw_steps=args.eval_cw_steps,
+                                         progress=not args.no_progress, desc=f"evaluating {name}")
+            scores["autoattack"] = None
+            if args.autoattack_n > 0:
+                x_aa, y_aa = first_batch(data.first(test_set, args.autoattack_n, seed=0, shuffle=True), device)
+                scores["autoattack"] = robustness.autoattack_accuracy(model, x_aa, y_aa, epsilon=args.epsilon, seed=args.seed,
+                                                                      progress=not args.no_progress)
             scores["eval_seconds"] = time.time() - started_eval
             rows[name] = scores
         result = {"args": {k: str(v) for k, v in vars(args).items()}, "device": str(device),

@@ -4,9 +4,15 @@ Every model takes inputs in [0, 1] and normalises inside (``Normalize`` as its f
 attacks work in pixel space (SPEC §7). ``width`` scales the channel counts for quick runs.
 
 - ``resnet18``: He et al. 2016, CIFAR variant (3×3 stem, no max-pool); last block ``layer4`` (4×4).
-- ``preact_resnet18``: He et al. 2016b; last block ``layer4`` (4×4), then ``bn`` + ReLU.
-- ``mobilenet_v2``: Sandler et al. 2018, CIFAR variant (stride 1 stem); last conv ``conv2`` (4×4).
-- ``wrn34_10``: Zagoruyko & Komodakis 2016, depth 34, widen 10; last block ``block3`` (8×8).
+- ``preact_resnet18``: He et al. 2016b; last block ``layer4`` (4×4), then ``bn`` and ``relu``.
+- ``mobilenet_v2``: Sandler et al. 2018, CIFAR variant (stride 1 stem); last conv ``conv2`` (4×4),
+  then ``bn2`` and ``relu``.
+- ``wrn34_10``: Zagoruyko & Komodakis 2016, depth 34, widen 10; last block ``block3`` (8×8), then
+  ``bn`` and ``relu``.
+
+The final activation before pooling is a module (``relu``) wherever it follows a norm layer, so
+:func:`softrank_ad.grad_cam`'s automatic layer (the last 4-D output) is the post-ReLU feature map
+of classic Grad-CAM, as ``layer4`` of the ResNet-18 already is.
 """
 
 from __future__ import annotations
@@ -108,6 +114,7 @@ class PreActResNet18(nn.Module):
         self.layer3 = self._layer(widths[2], 2)
         self.layer4 = self._layer(widths[3], 2)
         self.bn = nn.BatchNorm2d(widths[3])
+        self.relu = nn.ReLU()
         self.linear = nn.Linear(widths[3], num_classes)
 
     def _layer(self, planes: int, stride: int) -> nn.Sequential:
@@ -120,7 +127,7 @@ class PreActResNet18(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(self.normalize(x))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        out = F.relu(self.bn(out))
+        out = self.relu(self.bn(out))
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
@@ -164,11 +171,12 @@ class MobileNetV2(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.conv2 = nn.Conv2d(in_planes, scale(1280), 1, bias=False)
         self.bn2 = nn.BatchNorm2d(scale(1280))
+        self.relu = nn.ReLU()
         self.linear = nn.Linear(scale(1280), num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(self.normalize(x))))
-        out = F.relu(self.bn2(self.conv2(self.layers(out))))
+        out = self.relu(self.bn2(self.conv2(self.layers(out))))
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
@@ -203,6 +211,7 @@ class WideResNet(nn.Module):
         self.block2 = self._group(widths[1], widths[2], n, 2)
         self.block3 = self._group(widths[2], widths[3], n, 2)
         self.bn = nn.BatchNorm2d(widths[3])
+        self.relu = nn.ReLU()
         self.fc = nn.Linear(widths[3], num_classes)
 
     @staticmethod
@@ -212,7 +221,7 @@ class WideResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.conv1(self.normalize(x))
         out = self.block3(self.block2(self.block1(out)))
-        out = F.relu(self.bn(out))
+        out = self.relu(self.bn(out))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 

@@ -5,7 +5,7 @@ Layers (each imports only from those above it): ``_validate`` → ``rank`` (with
 names and defines nothing.
 """
 
-from softrank_ad.attacks import cw_margin_loss, kl_batchmean, pgd
+from softrank_ad.attacks import cw_margin_loss, kl_divergence, pgd
 from softrank_ad.attribution import AttributionAlignmentLoss, grad_cam
 from softrank_ad.objectives import (
     ARDObjective,
@@ -16,7 +16,7 @@ from softrank_ad.objectives import (
     make_objective,
 )
 from softrank_ad.rank import DEFAULT_GAMMA, SoftRank, soft_rank
-from softrank_ad.spearman import SlackMatchingLoss, slack_matching_loss, soft_spearman
+from softrank_ad.spearman import SlackMatchingLoss, dcg_weights, slack_matching_loss, soft_spearman
 
 __version__ = "0.1.0"
 
@@ -31,8 +31,9 @@ __all__ = [
     "SmaraADObjective",
     "SoftRank",
     "cw_margin_loss",
+    "dcg_weights",
     "grad_cam",
-    "kl_batchmean",
+    "kl_divergence",
     "make_objective",
     "pgd",
     "slack_matching_loss",

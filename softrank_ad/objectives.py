@@ -14,7 +14,18 @@ Every objective wraps a student and a frozen teacher and offers:
 teacher is frozen when the objective is built (``requires_grad_(False)``), evaluated in eval mode
 in every call with its previous mode restored, and never registered as a submodule.
 
-KL convention, in every method: ``kl_div(log_softmax(z_S/τ), softmax(z_T/τ), "batchmean")``.
+KL convention, in every method: ``kl_div(log_softmax(z_S/τ), softmax(z_T/τ), "batchmean")``;
+``kl_reduction="mean"`` averages over classes too, as the official CIFAR-10 code of AdaAD, RSLAD and
+ARD does (see :func:`~softrank_ad.kl_divergence`).
+
+Two options reproduce how the official baselines treat the student's BatchNorm (both off by
+default, where the student's BN statistics come from adversarial batches alone):
+
+- ``attack_mode="train"`` runs the attack with the student in train mode (official ARD), so the
+  attack's forwards update its BN running statistics; ``"eval"`` (default) freezes them.
+- ``clean_bn_forward=True`` runs a clean train-mode forward of the student before the outer loss
+  even where no clean term is computed (official AdaAD and ARD at α = 1, where that term's weight
+  is 0), so BN running statistics mix clean and adversarial batches.
 
 A three-line change to a training loop::
 
@@ -33,12 +44,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from softrank_ad import _validate
-from softrank_ad.attacks import Start, check_budget, kl_batchmean, pgd, random_start
+from softrank_ad.attacks import KL_REDUCTIONS, Start, check_budget, kl_divergence, pgd, random_start
 from softrank_ad.attribution import AttributionAlignmentLoss, LayerSpec, check_labels, modes_restored
 from softrank_ad.rank import DEFAULT_GAMMA
-from softrank_ad.spearman import slack_matching_loss
+from softrank_ad.spearman import dcg_weights, slack_matching_loss
 
 Terms = dict[str, torch.Tensor]
+ATTACK_MODES = ("eval", "train")
 
 
 @contextmanager
@@ -56,6 +68,15 @@ class DistillationObjective(nn.Module):
     Subclasses define ``_attack_loss`` (what PGD maximises), ``_outer_terms`` (the outer loss and
     its parts) and, where needed, ``_attack_context`` (teacher outputs reused across PGD steps)
     and ``start``.
+
+    Args (every objective takes them as keywords):
+        epsilon, step_size, steps: the L∞ PGD budget (8/255, 2/255, 10).
+        kl_reduction: ``"batchmean"`` (default, the KL per sample) or ``"mean"`` (also averaged
+            over classes, as the official CIFAR-10 code of AdaAD, RSLAD and ARD).
+        attack_mode: the student's mode during the attack: ``"eval"`` (default) or ``"train"``
+            (official ARD; its BN running statistics then follow the attack's forwards).
+        clean_bn_forward: add a clean train-mode forward of the student (no gradient) where the
+            outer loss has none, as the official AdaAD and ARD code do at α = 1.
     """
 
     start: Start = "uniform"
@@ -68,8 +89,15 @@ class DistillationObjective(nn.Module):
         epsilon: float = 8 / 255,
         step_size: float = 2 / 255,
         steps: int = 10,
+        kl_reduction: Literal["batchmean", "mean"] = "batchmean",
+        attack_mode: Literal["eval", "train"] = "eval",
+        clean_bn_forward: bool = False,
     ) -> None:
         super().__init__()
+        _validate.check_choice(kl_reduction, "kl_reduction", KL_REDUCTIONS)
+        _validate.check_choice(attack_mode, "attack_mode", ATTACK_MODES)
+        if not isinstance(clean_bn_forward, bool):
+            raise TypeError(f"clean_bn_forward must be a bool, got {type(clean_bn_forward).__name__}")
         for name, model in (("student", student), ("teacher", teacher)):
             if not isinstance(model, nn.Module):
                 raise TypeError(f"{name} must be an nn.Module, got {type(model).__name__}")
@@ -82,6 +110,9 @@ class DistillationObjective(nn.Module):
         self.epsilon = float(epsilon)
         self.step_size = float(step_size)
         self.steps = steps
+        self.kl_reduction = kl_reduction
+        self.attack_mode = attack_mode
+        self.clean_bn_forward = clean_bn_forward
 
     # -- the public protocol -------------------------------------------------------------------
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -89,8 +120,16 @@ class DistillationObjective(nn.Module):
         self._check_batch(x, y)
         return self._perturb(x, y)
 
+    @contextmanager
+    def _attack_modes(self):
+        """Teacher in eval mode; the student in eval mode, or in train mode with
+        ``attack_mode="train"``; both modes restored after."""
+        with eval_mode(self.teacher), modes_restored(self.student):
+            self.student.train(self.attack_mode == "train")
+            yield
+
     def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with eval_mode(self.student, self.teacher):
+        with self._attack_modes():
             context = self._attack_context(x, y)
             return pgd(
                 lambda u: self._attack_loss(u, y, context),
@@ -104,7 +143,7 @@ class DistillationObjective(nn.Module):
     def inner_objective(self, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The scalar ``perturb`` maximises, evaluated at ``x_adv`` (models as during the attack)."""
         self._check_batch(x, y)
-        with eval_mode(self.student, self.teacher), torch.enable_grad():
+        with self._attack_modes(), torch.enable_grad():
             return self._attack_loss(x_adv, y, self._attack_context(x, y))
 
     def terms(
@@ -116,6 +155,9 @@ class DistillationObjective(nn.Module):
             x_adv = self._perturb(x, y)
         else:
             self._check_x_adv(x_adv, x)
+        if self.clean_bn_forward and self._skips_clean_student():
+            with torch.no_grad():
+                self.student(x)  # for its BN running statistics only; the term's weight is 0
         with eval_mode(self.teacher):
             loss, parts = self._outer_terms(x, y, x_adv, epoch)
         return {"loss": loss, **{k: v.detach() for k, v in parts.items()}}
@@ -127,6 +169,13 @@ class DistillationObjective(nn.Module):
         return self.terms(x, y, x_adv, epoch)["loss"]
 
     # -- hooks for subclasses -----------------------------------------------------------------
+    def _skips_clean_student(self) -> bool:
+        """True where the outer loss evaluates no S(x) (then ``clean_bn_forward`` adds one)."""
+        return False
+
+    def _kl(self, z_s: torch.Tensor, z_t: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return kl_divergence(z_s, z_t, temperature, self.kl_reduction)
+
     def _attack_context(self, x: torch.Tensor, y: torch.Tensor) -> dict:
         return {}
 
@@ -180,7 +229,8 @@ class DistillationObjective(nn.Module):
             raise ValueError(f"x_adv must have the shape of x {tuple(x.shape)}, got {tuple(x_adv.shape)}")
 
     def extra_repr(self) -> str:
-        return f"epsilon={self.epsilon:.4g}, step_size={self.step_size:.4g}, steps={self.steps}"
+        return (f"epsilon={self.epsilon:.4g}, step_size={self.step_size:.4g}, steps={self.steps}, "
+                f"kl_reduction={self.kl_reduction!r}, attack_mode={self.attack_mode!r}")
 
 
 class SmaraADObjective(DistillationObjective):
@@ -220,6 +270,12 @@ class SmaraADObjective(DistillationObjective):
         attack_align_weight: c_atk, the alignment weight inside the attack [ours, default 1 as
             Alg. 3].
         scale: soft-rank scaling, see :func:`~softrank_ad.soft_rank`.
+        position_weights: ``"none"`` (the paper) or ``"dcg"``: slack matching weighs each class by
+            1 / log2(1 + its rank in the target's logits), so a swap of the teacher's top classes
+            costs more than one among its least likely [library extension, see
+            :func:`~softrank_ad.dcg_weights`].
+        **options: ``epsilon``, ``step_size``, ``steps``, ``kl_reduction``, ``attack_mode``,
+            ``clean_bn_forward``, as in :class:`DistillationObjective`.
 
     Example:
         >>> objective = SmaraADObjective(student, teacher)                # doctest: +SKIP
@@ -235,9 +291,6 @@ class SmaraADObjective(DistillationObjective):
         student: nn.Module,
         teacher: nn.Module,
         *,
-        epsilon: float = 8 / 255,
-        step_size: float = 2 / 255,
-        steps: int = 10,
         gamma: float = DEFAULT_GAMMA,
         alpha: float = 1.0,
         align_weight: float = 1.0,
@@ -250,10 +303,13 @@ class SmaraADObjective(DistillationObjective):
         target: Literal["label", "predicted"] = "label",
         attack_align_weight: float = 1.0,
         scale: Literal["none", "std"] = "none",
+        position_weights: Literal["none", "dcg"] = "none",
+        **options,
     ) -> None:
-        super().__init__(student, teacher, epsilon=epsilon, step_size=step_size, steps=steps)
+        super().__init__(student, teacher, **options)
         _validate.check_choice(weighting, "weighting", (None, "teacher_confidence"))
         _validate.check_choice(scale, "scale", ("none", "std"))
+        _validate.check_choice(position_weights, "position_weights", ("none", "dcg"))
         self.gamma = _validate.check_gamma(gamma)
         self.alpha = _validate.check_unit_interval(alpha, "alpha")
         self.align_weight = _validate.check_non_negative(align_weight, "align_weight")
@@ -263,13 +319,21 @@ class SmaraADObjective(DistillationObjective):
         self.weight_power = _validate.check_non_negative(weight_power, "weight_power")
         self.weights_from_epoch = weights_from_epoch
         self.scale = scale
+        self.position_weights = position_weights
         layers = dict(student_layer=student_layer, teacher_layer=teacher_layer, target=target)
         # The attack differentiates both maps w.r.t. x'; the outer loss treats the teacher's as data.
         object.__setattr__(self, "_align_attack", AttributionAlignmentLoss(**layers, teacher_differentiable=True))
         object.__setattr__(self, "_align", AttributionAlignmentLoss(**layers))
 
+    def _skips_clean_student(self) -> bool:
+        return self.weighting is None and self.alpha == 1
+
     def _sm(self, z_s: torch.Tensor, z_t: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        return slack_matching_loss(z_s, z_t, self.gamma, reduction, scale=self.scale, check_finite=False)
+        # Positions are weighted by the target's ranking (the teacher's, or S(x) in the self term).
+        weights = dcg_weights(z_t.detach()) if self.position_weights == "dcg" else None
+        return slack_matching_loss(
+            z_s, z_t, self.gamma, reduction, scale=self.scale, weights=weights, check_finite=False
+        )
 
     def _with_alignment(self, x: torch.Tensor, y: torch.Tensor, *, attack: bool):
         """Student and teacher logits and the alignment loss, one forward per model either way
@@ -285,7 +349,7 @@ class SmaraADObjective(DistillationObjective):
 
     def _attack_loss(self, x_adv, y, context):
         z_s, z_t, align = self._with_alignment(x_adv, y, attack=True)
-        return kl_batchmean(z_s, z_t) + self.attack_align_weight * align
+        return self._kl(z_s, z_t) + self.attack_align_weight * align
 
     def _weights(self, z_t_adv: torch.Tensor, y: torch.Tensor, epoch: int | None) -> torch.Tensor | None:
         if self.weighting is None:
@@ -304,7 +368,7 @@ class SmaraADObjective(DistillationObjective):
 
     def _smaraad(self, x, y, z_s_adv, z_t_adv, align_adv):
         sm_adv = self._sm(z_s_adv, z_t_adv)
-        kl_adv = kl_batchmean(z_s_adv, z_t_adv) if self.kl_weight else sm_adv.new_zeros(())
+        kl_adv = self._kl(z_s_adv, z_t_adv) if self.kl_weight else sm_adv.new_zeros(())
         loss = self.alpha * (sm_adv + self.align_weight * align_adv + self.kl_weight * kl_adv)
         parts = {"slack_matching_adv": sm_adv, "align_adv": align_adv}
         if self.kl_weight:
@@ -312,7 +376,7 @@ class SmaraADObjective(DistillationObjective):
         if self.alpha < 1:
             z_s, z_t, align = self._with_alignment(x, y, attack=False)
             sm = self._sm(z_s, z_t)
-            kl = kl_batchmean(z_s, z_t) if self.kl_weight else sm.new_zeros(())
+            kl = self._kl(z_s, z_t) if self.kl_weight else sm.new_zeros(())
             loss = loss + (1 - self.alpha) * (sm + self.align_weight * align + self.kl_weight * kl)
             parts.update(slack_matching_clean=sm, align_clean=align)
             if self.kl_weight:
@@ -351,19 +415,24 @@ class AdaADObjective(DistillationObjective):
         >>> loss = AdaADObjective(student, teacher)(x, y)                  # doctest: +SKIP
     """
 
-    def __init__(self, student, teacher, *, epsilon=8 / 255, step_size=2 / 255, steps=10, alpha: float = 1.0):
-        super().__init__(student, teacher, epsilon=epsilon, step_size=step_size, steps=steps)
+    start: Start = "normal"  # x + 0.001·N(0, 1), as the official code starts its attack
+
+    def __init__(self, student, teacher, *, alpha: float = 1.0, **options):
+        super().__init__(student, teacher, **options)
         self.alpha = _validate.check_unit_interval(alpha, "alpha")
 
+    def _skips_clean_student(self) -> bool:
+        return self.alpha == 1
+
     def _attack_loss(self, x_adv, y, context):
-        return kl_batchmean(*self._student_and_teacher(x_adv, teacher_grad=True))
+        return self._kl(*self._student_and_teacher(x_adv, teacher_grad=True))
 
     def _outer_terms(self, x, y, x_adv, epoch):
         z_s_adv, z_t_adv = self._student_and_teacher(x_adv)
-        kl_adv = kl_batchmean(z_s_adv, z_t_adv)
+        kl_adv = self._kl(z_s_adv, z_t_adv)
         loss, parts = self.alpha * kl_adv, {"kl_adv": kl_adv}
         if self.alpha < 1:
-            kl = kl_batchmean(*self._student_and_teacher(x))
+            kl = self._kl(*self._student_and_teacher(x))
             loss = loss + (1 - self.alpha) * kl
             parts["kl_clean"] = kl
         return loss, parts
@@ -379,8 +448,8 @@ class RSLADObjective(DistillationObjective):
 
     start: Start = "normal"
 
-    def __init__(self, student, teacher, *, epsilon=8 / 255, step_size=2 / 255, steps=10, adv_weight: float = 5 / 6):
-        super().__init__(student, teacher, epsilon=epsilon, step_size=step_size, steps=steps)
+    def __init__(self, student, teacher, *, adv_weight: float = 5 / 6, **options):
+        super().__init__(student, teacher, **options)
         self.adv_weight = _validate.check_unit_interval(adv_weight, "adv_weight")
 
     def _attack_context(self, x, y):
@@ -389,14 +458,14 @@ class RSLADObjective(DistillationObjective):
     def _attack_loss(self, x_adv, y, context):
         z_s = self.student(x_adv)
         self._check_classes(z_s, context["z_t_clean"])
-        return kl_batchmean(z_s, context["z_t_clean"])
+        return self._kl(z_s, context["z_t_clean"])
 
     def _outer_terms(self, x, y, x_adv, epoch):
         z_t = self._teacher_logits(x)
         z_s_adv = self.student(x_adv)
         self._check_classes(z_s_adv, z_t)
-        kl_adv = kl_batchmean(z_s_adv, z_t)
-        kl_clean = kl_batchmean(self.student(x), z_t)
+        kl_adv = self._kl(z_s_adv, z_t)
+        kl_clean = self._kl(self.student(x), z_t)
         loss = self.adv_weight * kl_adv + (1 - self.adv_weight) * kl_clean
         return loss, {"kl_adv": kl_adv, "kl_clean": kl_clean}
 
@@ -409,14 +478,15 @@ class ARDObjective(DistillationObjective):
         >>> loss = ARDObjective(student, teacher, temperature=30.0)(x, y)  # doctest: +SKIP
     """
 
-    def __init__(
-        self, student, teacher, *, epsilon=8 / 255, step_size=2 / 255, steps=10, alpha: float = 1.0, temperature: float = 30.0
-    ):
-        super().__init__(student, teacher, epsilon=epsilon, step_size=step_size, steps=steps)
+    def __init__(self, student, teacher, *, alpha: float = 1.0, temperature: float = 30.0, **options):
+        super().__init__(student, teacher, **options)
         self.alpha = _validate.check_unit_interval(alpha, "alpha")
         if not temperature > 0 or temperature == float("inf"):
             raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
         self.temperature = float(temperature)
+
+    def _skips_clean_student(self) -> bool:
+        return self.alpha == 1
 
     def _attack_loss(self, x_adv, y, context):
         z_s = self.student(x_adv)
@@ -427,7 +497,7 @@ class ARDObjective(DistillationObjective):
         z_s_adv = self.student(x_adv)
         self._check_classes(z_s_adv, z_t)
         tau = self.temperature
-        kl_adv = kl_batchmean(z_s_adv, z_t, tau)
+        kl_adv = self._kl(z_s_adv, z_t, tau)
         loss, parts = self.alpha * tau * tau * kl_adv, {"kl_adv": kl_adv}
         if self.alpha < 1:
             ce = F.cross_entropy(self.student(x), y)

@@ -15,6 +15,7 @@ def soft_spearman(
     gamma: float = DEFAULT_GAMMA,
     dim: int = -1,
     *,
+    weights: torch.Tensor | None = None,
     scale: Scale = "none",
     backend: Backend = "auto",
     check_finite: bool = True,
@@ -22,15 +23,22 @@ def soft_spearman(
     r"""Soft Spearman rank correlation of ``a`` and ``b`` along ``dim``.
 
     .. math::
-        \rho(a, b; \gamma) = 1 - \frac{6 \sum_i (r_i(a) - r_i(b))^2}{n (n^2 - 1)}
+        \rho(a, b; \gamma) = 1 - \frac{6 \sum_i \hat w_i (r_i(a) - r_i(b))^2}{n (n^2 - 1)},
+        \qquad \hat w_i = w_i / \max_j w_j
 
-    with :math:`r` the soft rank of :func:`~softrank_ad.soft_rank`. ρ lies in [−1, 1], equals 1
-    for ``a == b`` and tends to ``scipy.stats.spearmanr`` for distinct values as γ → ∞.
+    with :math:`r` the soft rank of :func:`~softrank_ad.soft_rank` and :math:`\hat w = 1` unless
+    ``weights`` are given. ρ lies in [−1, 1] (soft ranks lie in the permutahedron, so the sum is
+    at most n(n² − 1)/3, and the weights are at most 1), equals 1 for ``a == b`` and tends to
+    ``scipy.stats.spearmanr`` for distinct values as γ → ∞.
 
     Args:
         a, b: floating tensors of the same shape with n ≥ 2 entries along ``dim``.
         gamma, scale, backend, check_finite: as in :func:`~softrank_ad.soft_rank`.
         dim: the axis to correlate along; it is removed from the result.
+        weights: optional non-negative weight per position, broadcastable to ``a`` (e.g. from
+            :func:`dcg_weights`); divided by their maximum along ``dim``, so uniform weights give
+            the unweighted ρ and any weighting only discounts positions [library extension, not
+            in the paper].
 
     Returns:
         ρ per row: the shape of ``a`` without ``dim``, in ``a``'s dtype.
@@ -42,10 +50,49 @@ def soft_spearman(
 
     Reference: Yin et al., CVPR 2024, supplementary Alg. 2 (which returns −ρ).
     """
-    return _spearman(a, b, gamma, dim, scale, backend, check_finite, names=("a", "b"))
+    return _spearman(a, b, gamma, dim, scale, backend, check_finite, weights, names=("a", "b"))
 
 
-def _spearman(a, b, gamma, dim, scale, backend, check_finite, names):
+def dcg_weights(reference: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    r"""DCG-style position weights from a reference ranking: :math:`w_i = 1 / \log_2(1 + k_i)`
+    with :math:`k_i` the descending hard rank of ``reference[i]`` along ``dim`` (1 for the
+    largest). The top entry weighs 1, the second 0.63, the tenth 0.29.
+
+    For :func:`soft_spearman` and :func:`slack_matching_loss` with the teacher's logits as
+    ``reference``: a swap among the teacher's likeliest classes then costs more than one among
+    its least likely [library extension].
+
+    Example:
+        >>> dcg_weights(torch.tensor([0.1, 3.0, -2.0]))
+        tensor([0.6309, 1.0000, 0.5000])
+    """
+    _validate.check_tensor(reference, "reference")
+    dim = _validate.check_dim(reference, dim, "reference")
+    order = reference.detach().argsort(dim=dim, descending=True)
+    shape = [1] * reference.dim()
+    shape[dim] = reference.shape[dim]
+    ranks = torch.arange(1, reference.shape[dim] + 1, device=reference.device).view(shape).expand_as(order)
+    positions = torch.empty_like(order).scatter_(dim, order, ranks.contiguous())
+    return 1.0 / torch.log2(1.0 + positions.to(reference.dtype))
+
+
+def _check_weights(weights: object, like: torch.Tensor, dim: int) -> torch.Tensor:
+    _validate.check_tensor(weights, "weights")
+    try:
+        expanded = weights.expand_as(like)
+    except RuntimeError:
+        raise ValueError(
+            f"weights must broadcast to the inputs' shape {tuple(like.shape)}, got {tuple(weights.shape)}"
+        ) from None
+    detached = expanded.detach()
+    if not bool(torch.isfinite(detached).all()) or bool((detached < 0).any()):
+        raise ValueError("weights must be finite and >= 0")
+    if bool((detached.amax(dim) <= 0).any()):
+        raise ValueError(f"weights must have a positive entry in every row along dim={dim}")
+    return expanded
+
+
+def _spearman(a, b, gamma, dim, scale, backend, check_finite, weights, names):
     name_a, name_b = names
     _validate.check_tensor(a, name_a)
     _validate.check_tensor(b, name_b)
@@ -67,7 +114,11 @@ def _spearman(a, b, gamma, dim, scale, backend, check_finite, names):
     compute_dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
     both = torch.stack((a.to(compute_dtype), b.to(compute_dtype)))
     ra, rb = soft_rank(both, gamma, dim + 1, **options).unbind(0)
-    rho = 1 - 6 * (ra - rb).square().sum(dim) / (n * (n * n - 1))
+    squared = (ra - rb).square()
+    if weights is not None:
+        w = _check_weights(weights, a, dim).to(compute_dtype)
+        squared = squared * (w / w.amax(dim, keepdim=True))
+    rho = 1 - 6 * squared.sum(dim) / (n * (n * n - 1))
     return rho.to(a.dtype)
 
 
@@ -79,6 +130,7 @@ def slack_matching_loss(
     *,
     dim: int = -1,
     detach_teacher: bool = True,
+    weights: torch.Tensor | None = None,
     scale: Scale = "none",
     backend: Backend = "auto",
     check_finite: bool = True,
@@ -97,6 +149,8 @@ def slack_matching_loss(
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` over the rows, as in torch losses.
         dim: the class axis.
         detach_teacher: treat the teacher's logits as a constant (default).
+        weights: optional per-position weights, as in :func:`soft_spearman` (e.g.
+            ``dcg_weights(teacher_logits)``) [library extension].
 
     Returns:
         A scalar, or the per-row losses with ``reduction="none"``.
@@ -118,6 +172,7 @@ def slack_matching_loss(
         scale,
         backend,
         check_finite,
+        weights,
         names=("student_logits", "teacher_logits"),
     )
     return _validate.reduce(1 - rho, reduction)

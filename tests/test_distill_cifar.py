@@ -15,6 +15,7 @@ import torch
 
 import data
 import distill_cifar
+import training
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TINY = [
@@ -71,7 +72,7 @@ def test_teacher_checkpoint_formats(tmp_path):
     wrapped = {"state_dict": {f"module.{k}": v for k, v in teacher.state_dict().items()}}
     torch.save(wrapped, tmp_path / "t.pt")
     fresh = models.build("resnet18", 10, 4)
-    distill_cifar.load_weights(fresh, tmp_path / "t.pt")
+    training.load_weights(fresh, tmp_path / "t.pt")
     for k, v in teacher.state_dict().items():
         assert torch.equal(fresh.state_dict()[k], v)
 
