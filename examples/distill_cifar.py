@@ -27,7 +27,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -36,7 +35,7 @@ import models
 import robustness
 from softrank_ad import make_objective
 from softrank_ad.objectives import OBJECTIVES
-from training import Schedule, fit, load_weights, read_csv, save_checkpoint, seed_everything
+from training import Schedule, adversarial_training_loss, fit, load_weights, read_csv, save_checkpoint, seed_everything
 
 PRESETS = {
     "smoke": dict(
@@ -151,20 +150,6 @@ def plot_curves(path: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def pgd_at_loss(model, args, fast: bool, amp):
-    """PGD-AT (Madry) or fast FGSM-RS (Wong et al. 2020: one step of 1.25 ε from a uniform start)."""
-
-    def loss_fn(x, y, epoch):
-        steps, step_size = (1, 1.25 * args.epsilon) if fast else (args.steps, args.step_size)
-        with amp():
-            model.eval()
-            x_adv = robustness.adversarial(model, x, y, "pgd", epsilon=args.epsilon, step_size=step_size, steps=steps)
-            model.train()
-            return {"loss": F.cross_entropy(model(x_adv), y)}
-
-    return loss_fn
-
-
 def first_batch(dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole of a (small) dataset as one batch on ``device``."""
     x, y = next(iter(DataLoader(dataset, batch_size=len(dataset))))
@@ -238,7 +223,9 @@ def main(argv: list[str] | None = None) -> dict:
 
         # The teacher decays at 1/2 and 3/4 of its own schedule.
         teacher_schedule = schedule(args.teacher_epochs, [int(args.teacher_epochs * 0.5), int(args.teacher_epochs * 0.75)])
-        extra = fit("teacher", net, pgd_at_loss(net, args, args.train_teacher == "fast", amp), loader, teacher_schedule,
+        at_loss = adversarial_training_loss(net, epsilon=args.epsilon, step_size=args.step_size, steps=args.steps,
+                                            fast=args.train_teacher == "fast", amp=amp)
+        extra = fit("teacher", net, at_loss, loader, teacher_schedule,
                     on_epoch_end=early_stop, **run_fit)
         if "best_state" in extra:
             teacher.load_state_dict(extra["best_state"])

@@ -7,6 +7,7 @@ checkpoint file can never run code when it is loaded.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
@@ -18,8 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
+
+import robustness
 
 
 @dataclass
@@ -134,6 +138,22 @@ def grad_norm(parameters) -> float:
 
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, int], dict]
+
+
+def adversarial_training_loss(model: nn.Module, *, epsilon: float, step_size: float, steps: int, fast: bool = False,
+                              amp=contextlib.nullcontext) -> LossFn:
+    """PGD-AT (Madry et al. 2018), or with ``fast`` FGSM-RS (Wong et al. 2020: one step of 1.25 ε
+    from a uniform start), as a ``fit`` loss; the attack runs with the model in eval mode."""
+
+    def loss_fn(x, y, epoch):
+        k, eta = (1, 1.25 * epsilon) if fast else (steps, step_size)
+        with amp():
+            model.eval()
+            x_adv = robustness.adversarial(model, x, y, "pgd", epsilon=epsilon, step_size=eta, steps=k)
+            model.train()
+            return {"loss": F.cross_entropy(model(x_adv), y)}
+
+    return loss_fn
 EpochHook = Callable[[int, dict, dict], bool]
 
 

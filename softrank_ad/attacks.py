@@ -106,11 +106,13 @@ def kl_divergence(
     """
     if reduction not in KL_REDUCTIONS:
         raise ValueError(f"kl_reduction must be one of {KL_REDUCTIONS}, got {reduction!r}")
-    return F.kl_div(
+    kl = F.kl_div(
         F.log_softmax(student_logits / temperature, dim=1),
         F.softmax(teacher_logits / temperature, dim=1),
-        reduction=reduction,
+        reduction="batchmean",
     )
+    # torch warns on kl_div(reduction="mean"); this is the same number without the warning.
+    return kl / student_logits.shape[1] if reduction == "mean" else kl
 
 
 def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float = 50.0) -> torch.Tensor:

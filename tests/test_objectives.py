@@ -12,6 +12,7 @@ from softrank_ad import (
     AdaADObjective,
     RSLADObjective,
     SmaraADObjective,
+    kl_divergence,
     make_objective,
     pgd,
     soft_spearman,
@@ -287,3 +288,75 @@ def test_toy_training_lowers_objective_and_gives_robust_student(method, robust_t
         optimizer.step()
     assert eval_objective() < first
     assert robust_accuracy(student, *blobs(256, seed=4)) > 0.75
+
+
+# -- options that reproduce the official baselines ---------------------------------------------------
+def test_kl_reduction_mean_divides_by_the_class_count():
+    student, teacher = fresh_pair(classes=5)
+    x, y = torch.rand(4, 3, 8, 8), torch.randint(0, 5, (4,))
+    x_adv = x.clone()
+    batchmean = AdaADObjective(student, teacher)(x, y, x_adv=x_adv)
+    mean = AdaADObjective(student, teacher, kl_reduction="mean")(x, y, x_adv=x_adv)
+    torch.testing.assert_close(mean, batchmean / 5)
+    s, t = torch.randn(4, 5), torch.randn(4, 5)
+    torch.testing.assert_close(kl_divergence(s, t, reduction="mean"), F.kl_div(F.log_softmax(s, 1), F.softmax(t, 1), reduction="sum") / 20)
+
+
+def test_adaad_attack_starts_near_x_like_the_official_code():
+    student, teacher = fresh_pair()
+    x, y = blobs(8)
+    start = AdaADObjective(student, teacher, steps=0).perturb(x, y)
+    assert 0 < (start - x).abs().max() < 0.01  # 0.001·N(0, 1), not uniform in ±8/255
+
+
+class ModeRecorder(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, []
+
+    def forward(self, x):
+        self.calls.append((self.training, x.detach().clone()))
+        return self.model(x)
+
+
+@pytest.mark.parametrize("attack_mode", ["eval", "train"])
+def test_attack_mode_sets_the_student_mode_during_the_attack(attack_mode):
+    student, teacher = fresh_pair()
+    recorder = ModeRecorder(student).train()
+    x, y = blobs(8)
+    ARDObjective(recorder, teacher, steps=2, attack_mode=attack_mode).perturb(x, y)
+    attack_modes = {training for training, _ in recorder.calls[-2:]}
+    assert attack_modes == {attack_mode == "train"} and recorder.training
+
+
+@pytest.mark.parametrize("method", ["adaad", "ard", "smaraad"])
+def test_clean_bn_forward_adds_one_train_mode_forward_on_x(method):
+    student, teacher = fresh_pair()
+    x, y = blobs(8)
+    x_adv = x.flip(0)
+    counts = {}
+    for flag in (False, True):
+        recorder = ModeRecorder(student).train()
+        make_objective(method, recorder, teacher, clean_bn_forward=flag)(x, y, x_adv=x_adv)
+        counts[flag] = [training for training, seen in recorder.calls if torch.equal(seen, x)]
+    assert counts[False] == [] and counts[True] == [True]
+
+
+def test_position_weights_dcg_discounts_slack_matching():
+    student, teacher = fresh_pair(classes=5)
+    x, y = torch.rand(6, 3, 8, 8), torch.randint(0, 5, (6,))
+    plain = SmaraADObjective(student, teacher, align_weight=0.0).terms(x, y, x_adv=x)
+    dcg = SmaraADObjective(student, teacher, align_weight=0.0, position_weights="dcg").terms(x, y, x_adv=x)
+    assert 0 < dcg["slack_matching_adv"] < plain["slack_matching_adv"]
+
+
+def test_new_options_are_validated():
+    student, teacher = fresh_pair()
+    with pytest.raises(ValueError, match="kl_reduction must be one of"):
+        AdaADObjective(student, teacher, kl_reduction="sum")
+    with pytest.raises(ValueError, match="attack_mode must be one of"):
+        ARDObjective(student, teacher, attack_mode="training")
+    with pytest.raises(TypeError, match="clean_bn_forward must be a bool, got int"):
+        AdaADObjective(student, teacher, clean_bn_forward=1)
+    with pytest.raises(ValueError, match="position_weights must be one of"):
+        SmaraADObjective(student, teacher, position_weights="ndcg")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import spearmanr
 
-from softrank_ad import SlackMatchingLoss, slack_matching_loss, soft_spearman
+from softrank_ad import SlackMatchingLoss, dcg_weights, slack_matching_loss, soft_spearman
 
 finite = st.floats(-50, 50, allow_nan=False, allow_infinity=False, width=64)
 
@@ -134,3 +134,65 @@ def test_minimising_the_loss_matches_the_teacher_ranking():
     assert loss.item() < first / 100
     hard = np.mean([spearmanr(s, t).statistic for s, t in zip(student.detach().numpy(), teacher.numpy())])
     assert hard > 0.99
+
+
+# -- weighted soft Spearman (library extension) ----------------------------------------------------
+weight_rows = st.integers(2, 20).flatmap(
+    lambda n: st.tuples(
+        arrays(np.float64, (3, n), elements=finite),
+        arrays(np.float64, (3, n), elements=finite),
+        arrays(np.float64, (3, n), elements=st.floats(0, 1e3)).filter(lambda w: (w.max(1) > 0).all()),
+    )
+)
+
+
+@given(pair=paired_rows(), gamma=st.floats(0.01, 100.0), level=st.floats(1e-3, 1e3))
+def test_uniform_weights_give_the_unweighted_rho(pair, gamma, level):
+    a, b = (torch.from_numpy(p) for p in pair)
+    weighted = soft_spearman(a, b, gamma, weights=torch.full_like(a, level))
+    torch.testing.assert_close(weighted, soft_spearman(a, b, gamma), rtol=0, atol=1e-12)
+
+
+@given(rows=weight_rows, gamma=st.floats(0.01, 100.0))
+def test_weighted_rho_in_unit_interval_and_never_below_unweighted(rows, gamma):
+    a, b, w = (torch.from_numpy(p) for p in rows)
+    for other in (b, -a):  # -a: the reversed ranking, where ρ is most negative
+        rho_w = soft_spearman(a, other, gamma, weights=w)
+        assert ((rho_w >= -1 - 1e-9) & (rho_w <= 1 + 1e-9)).all()
+        # Weights are at most 1 after scaling: they only discount squared rank differences.
+        assert (rho_w >= soft_spearman(a, other, gamma) - 1e-9).all()
+
+
+def test_weighted_rho_gradcheck_float64():
+    a = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(3, 6, dtype=torch.float64) + 0.1
+    assert torch.autograd.gradcheck(lambda u, v: soft_spearman(u, v, 1.5, weights=w), (a, b))
+
+
+def test_dcg_weights_follow_the_reference_ranking():
+    z = torch.tensor([[0.1, 3.0, -2.0, 0.5], [4.0, 3.0, 2.0, 1.0]])
+    w = dcg_weights(z)
+    expected_first = 1 / torch.log2(1 + torch.tensor([3.0, 1.0, 4.0, 2.0]))
+    torch.testing.assert_close(w[0], expected_first)
+    torch.testing.assert_close(w[1], 1 / torch.log2(1 + torch.arange(1.0, 5.0)))
+    torch.testing.assert_close(dcg_weights(z.T, dim=0), w.T)
+    # A swap of the teacher's top two classes now costs more than a swap of its bottom two.
+    t = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]])
+    top, bottom = t[:, [1, 0, 2, 3, 4]], t[:, [0, 1, 2, 4, 3]]
+    loss = lambda s: slack_matching_loss(s, t, 10.0, weights=dcg_weights(t))  # noqa: E731
+    assert loss(top) > 1.5 * loss(bottom)
+
+
+def test_bad_weights_name_the_argument():
+    a, b = torch.randn(2, 5), torch.randn(2, 5)
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
+        soft_spearman(a, b, weights=-torch.ones(5))
+    with pytest.raises(ValueError, match="weights must be finite"):
+        soft_spearman(a, b, weights=torch.tensor([1.0, float("nan"), 1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"weights must broadcast to the inputs' shape \(2, 5\), got \(3,\)"):
+        soft_spearman(a, b, weights=torch.ones(3))
+    with pytest.raises(ValueError, match="positive entry in every row"):
+        soft_spearman(a, b, weights=torch.tensor([[1.0] * 5, [0.0] * 5]))
+    with pytest.raises(TypeError, match="weights must be a torch.Tensor"):
+        soft_spearman(a, b, weights=[1.0] * 5)

@@ -1,0 +1,530 @@
+"""Does SmaraAD beat its baselines? A grid of (method, hyperparameters, seed) on real CIFAR-10.
+
+One teacher per preset (trained once, cached under ``--out/teachers/<hash of its config>``), then
+one student per (configuration, seed): the same teacher, and for a given seed the same student
+initialisation and the same data order and augmentation for every method, so runs pair up. Each
+run writes ``--out/runs/<config>-s<seed>.json`` (its configuration, per-epoch log, accuracies) and
+the student's weights; a rerun skips finished runs, and an interrupted one resumes at its last
+epoch. ``--summary`` writes ``summary.md`` (mean ± std over seeds, and each configuration's paired
+difference against AdaAD with a 95% t-interval) and ``summary.png``.
+
+    # the CPU study (real CIFAR-10 JPEGs, ImageFolder layout): headline rows first, then probes
+    python benchmarks/method_study.py --preset cpu --data-dir /tmp/cifar10-jpeg --groups headline --seeds 0 1 2
+    python benchmarks/method_study.py --preset cpu --data-dir /tmp/cifar10-jpeg --groups probe --seeds 0
+    # AutoAttack (standard, official pyautoattack) on the first N evaluation images of finished runs
+    python benchmarks/method_study.py --preset cpu --data-dir /tmp/cifar10-jpeg --autoattack 200 --groups headline
+    python benchmarks/method_study.py --preset cpu --out runs/study-cpu --summary
+
+Per-epoch columns: loss and its terms, ``grad_norm`` (the student's gradient, mean over steps),
+and on 256 held-out test images attacked by PGD-10 on the student's cross-entropy: ``val_pgd``
+(the student's accuracy), ``agree_top1`` (how often S(x') and T(x') predict the same class) and
+``hard_rho`` (Spearman's ρ between S(x') and T(x') logits, mean over images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+import data  # noqa: E402
+import models  # noqa: E402
+import robustness  # noqa: E402
+import training  # noqa: E402
+
+from softrank_ad import make_objective  # noqa: E402
+
+EPSILON = 8 / 255
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Everything a run depends on besides its configuration and seed."""
+
+    teacher: str = "preact_resnet18"
+    teacher_width: float | None = 16
+    teacher_epochs: int = 5
+    teacher_train_n: int | None = None  # None: the whole training set
+    student: str = "resnet18"
+    student_width: float | None = 8
+    train_n: int = 10_240
+    epochs: int = 4
+    milestones: tuple[int, ...] = (3,)
+    batch_size: int = 128
+    lr: float = 0.1
+    steps: int = 3  # PGD steps of the training attacks, step 2.5 ε / steps
+    eval_n: int = 1000
+    val_n: int = 256
+    eval_pgd_steps: int = 20
+    eval_cw_steps: int = 30
+
+
+PRESETS = {
+    # Sized for 2 CPU cores: teacher ≈ 10 min, one student run ≈ 4 min including evaluation.
+    "cpu": Preset(),
+    # Sized (not yet measured) for one H100: teacher and three students within ≈ 6 minutes.
+    "gpu-mini": Preset(teacher_width=None, teacher_epochs=8, student_width=None, train_n=25_000, epochs=3,
+                       milestones=(2,), batch_size=256, lr=0.2, steps=5),
+    # A tiny preset for tests on generated data.
+    "test": Preset(teacher_width=4, teacher_epochs=1, student_width=4, train_n=64, epochs=2, milestones=(1,),
+                   batch_size=32, steps=1, eval_n=16, val_n=16, eval_pgd_steps=2, eval_cw_steps=2),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """One row of the grid: a method, its hyperparameters and the study's own knobs."""
+
+    method: str
+    hparams: dict = field(default_factory=dict)
+    group: str = "probe"
+    teacher_sharpness: float = 1.0  # the teacher's logits multiplied by k (its confidence)
+    loss_scale: float = 1.0  # the objective's loss multiplied by this (an lr scale for its gradient)
+    note: str = ""
+
+
+def _smaraad(**hparams) -> dict:
+    return {"method": "smaraad", "hparams": hparams}
+
+
+CONFIGS: dict[str, Config] = {
+    # -- headline: each method as the library builds it by default -----------------------------
+    "adaad": Config("adaad", group="headline", note="KL on T(x'), the baseline every row is paired against"),
+    "smaraad": Config("smaraad", group="headline", note="the paper reading: gamma 1, c 1, alpha 1, no KL"),
+    "smaraad++": Config("smaraad++", group="headline", note="Eq. 10 reading; weights from 30% of the schedule"),
+    "rslad": Config("rslad", group="headline"),
+    "ard": Config("ard", group="headline"),
+    # -- probes ----------------------------------------------------------------------------------
+    **{f"smaraad-gamma{g}": Config("smaraad", {"gamma": g}, note="soft-rank sharpness") for g in (0.3, 3.0, 10.0)},
+    "smaraad-std": Config("smaraad", {"scale": "std"}, note="rows divided by their spread first"),
+    **{f"smaraad-c{c}": Config("smaraad", {"align_weight": c}, note="alignment weight in the outer loss")
+       for c in (0.0, 0.3, 3.0)},
+    **{f"smaraad-atk{w:.4g}": Config("smaraad", {"attack_align_weight": w}, note="alignment weight in the attack")
+       for w in (0.0, 1 / 128)},
+    **{f"smaraad-kl{w}": Config("smaraad", {"kl_weight": w}, note="extension: KL added to slack matching")
+       for w in (0.5, 1.0)},
+    **{f"smaraad-x{k}": Config("smaraad", loss_scale=float(k), note="slack-matching loss scale") for k in (5, 10)},
+    "smaraad-dcg": Config("smaraad", {"position_weights": "dcg"}, note="extension: DCG-weighted soft Spearman"),
+    "smaraad++-alpha0.9": Config("smaraad++", {"alpha": 0.9}, note="Eq. 10 with its CE anchor, alpha 0.9"),
+    **{f"{m}-k{k}": Config(m, teacher_sharpness=float(k), note="teacher logits sharpened by k")
+       for m in ("adaad", "smaraad") for k in (3, 10)},
+    "adaad-klmean": Config("adaad", {"kl_reduction": "mean"}, note="official CIFAR-10 KL (mean over B*C)"),
+    "rslad-klmean": Config("rslad", {"kl_reduction": "mean"}, note="official CIFAR-10 KL (mean over B*C)"),
+    "adaad-official": Config("adaad", {"kl_reduction": "mean", "clean_bn_forward": True},
+                             note="official code: KL mean over B*C, clean train-mode forward"),
+    "ard-official": Config("ard", {"kl_reduction": "mean", "attack_mode": "train", "clean_bn_forward": True},
+                           note="official code: KL mean over B*C, attack in train mode, clean forward"),
+}
+GROUPS = ("headline", "probe")
+BASELINE = "adaad"
+
+
+class Sharpened(nn.Module):
+    """The teacher with its logits multiplied by ``k``: the same ranking, a more confident softmax."""
+
+    def __init__(self, teacher: nn.Module, k: float) -> None:
+        super().__init__()
+        self.teacher, self.k = teacher, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.k * self.teacher(x)
+
+
+# -- data ------------------------------------------------------------------------------------------
+class TensorLoader:
+    """Shuffled mini-batches of uint8 images with RandomCrop(32, pad 4) and flips, drawn from a
+    generator seeded by (seed, epoch): the same order and augmentation for every method."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> None:
+        self.images, self.labels, self.batch_size, self.seed, self.epoch = images, labels, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.labels) // self.batch_size
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(1_000_003 * self.seed + self.epoch)
+        order = torch.randperm(len(self.labels), generator=g)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x = nn.functional.pad(self.images[idx].float() / 255, (4, 4, 4, 4))
+            dx, dy = torch.randint(0, 9, (2, len(idx)), generator=g).tolist()
+            x = torch.stack([img[:, b:b + 32, a:a + 32] for img, a, b in zip(x, dx, dy)])
+            flip = torch.rand(len(idx), generator=g) < 0.5
+            yield torch.where(flip[:, None, None, None], x.flip(3), x), self.labels[idx]
+
+
+def as_tensors(dataset, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` of a seeded shuffle of ``dataset`` (all when None) as uint8 images and labels."""
+    subset = data.first(dataset, n, seed=seed, shuffle=True)
+    loader = torch.utils.data.DataLoader(subset, batch_size=1000)
+    xs, ys = zip(*loader)
+    return (torch.cat(xs) * 255).round().to(torch.uint8), torch.cat(ys)
+
+
+@dataclass
+class Data:
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    eval_x: torch.Tensor
+    eval_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    classes: int
+
+
+def load_data(data_dir: str, preset: Preset) -> Data:
+    train_set, test_set, classes, _ = data.load("cifar10", data_dir, augment=False)
+    n_train = max(preset.train_n, preset.teacher_train_n or len(train_set))
+    train_x, train_y = as_tensors(train_set, n_train, seed=0)
+    # A fixed shuffle: ImageFolder lists the test set class by class. Evaluation takes its first
+    # eval_n images; the per-epoch curve uses val_n images of another shuffle.
+    eval_x, eval_y = as_tensors(test_set, preset.eval_n, seed=0)
+    val_x, val_y = as_tensors(test_set, preset.val_n, seed=1)
+    f = lambda t: t.float() / 255  # noqa: E731
+    return Data(train_x, train_y, f(eval_x), eval_y, f(val_x), val_y, classes)
+
+
+# -- teacher ----------------------------------------------------------------------------------------
+def teacher_key(preset: Preset) -> str:
+    fields = {k: getattr(preset, k) for k in ("teacher", "teacher_width", "teacher_epochs", "teacher_train_n",
+                                              "batch_size", "lr")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def get_teacher(preset: Preset, d: Data, out: Path, progress: bool) -> tuple[nn.Module, dict]:
+    """The preset's teacher: loaded from the cache, or trained (fast-AT, seed 0) and cached."""
+    folder = out / "teachers" / teacher_key(preset)
+    folder.mkdir(parents=True, exist_ok=True)
+    teacher = models.build(preset.teacher, d.classes, preset.teacher_width)
+    info_path = folder / "teacher.json"
+    if info_path.exists():
+        training.load_weights(teacher, folder / "teacher.pt")
+        return teacher.eval(), json.loads(info_path.read_text())
+    training.seed_everything(0)
+    n = preset.teacher_train_n or len(d.train_y)
+    loader = TensorLoader(d.train_x[:n], d.train_y[:n], preset.batch_size, seed=0)
+    schedule = training.Schedule(preset.teacher_epochs, preset.lr,
+                                 milestones=[preset.teacher_epochs // 2, (3 * preset.teacher_epochs) // 4])
+    loss = training.adversarial_training_loss(teacher, epsilon=EPSILON, step_size=2 / 255, steps=1, fast=True)
+
+    def keep_best(epoch, row, extra):
+        row["val_pgd"] = robustness.robust_accuracy(teacher, d.val_x, d.val_y, "pgd", steps=10)
+        if row["val_pgd"] >= extra.get("best_pgd", -1.0):
+            extra.update(best_pgd=row["val_pgd"], best_state={k: v.clone() for k, v in teacher.state_dict().items()})
+        return False
+
+    started = time.time()
+    extra = training.fit("teacher", teacher, loss, loader, schedule, folder, device=torch.device("cpu"), resume=True,
+                         sampler=loader, on_epoch_end=keep_best, progress=progress)
+    teacher.load_state_dict(extra["best_state"])
+    seconds = time.time() - started
+    training.save_checkpoint(teacher.state_dict(), folder / "teacher.pt")
+    scores = evaluate(teacher, d, preset, progress, "evaluating the teacher")
+    info = {"key": teacher_key(preset), "arch": preset.teacher, "width": preset.teacher_width,
+            "train": "fast-AT (FGSM-RS), best epoch by PGD-10 on held-out images", "train_seconds": seconds,
+            "sha256": hashlib.sha256((folder / "teacher.pt").read_bytes()).hexdigest(), "results": scores}
+    info_path.write_text(json.dumps(info, indent=2))
+    return teacher.eval(), info
+
+
+def evaluate(model: nn.Module, d: Data, preset: Preset, progress: bool, desc: str) -> dict:
+    """Clean, PGD and CW∞ accuracy on the evaluation images, under the keys clean, pgd, cw."""
+    batches = list(zip(d.eval_x.split(250), d.eval_y.split(250)))
+    scores = robustness.evaluate(model.eval(), batches, "cpu", epsilon=EPSILON, pgd_steps=preset.eval_pgd_steps,
+                                 cw_steps=preset.eval_cw_steps, progress=progress, desc=desc)
+    return {"clean": scores["clean"], "pgd": scores[f"pgd{preset.eval_pgd_steps}"], "cw": scores["cw"],
+            "pgd_steps": preset.eval_pgd_steps, "cw_steps": preset.eval_cw_steps}
+
+
+# -- one run ----------------------------------------------------------------------------------------
+def hard_spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman's ρ per row (logits have no ties in practice, so ranks are a double argsort)."""
+    ra, rb = (t.argsort(1).argsort(1).float() for t in (a, b))
+    n = a.shape[1]
+    return 1 - 6 * (ra - rb).square().sum(1) / (n * (n * n - 1))
+
+
+def fidelity(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
+    """Robust accuracy and agreement with the teacher on PGD-10 points of the student."""
+    was_training = student.training
+    student.eval()
+    x_adv = robustness.adversarial(student, x, y, "pgd", epsilon=EPSILON, step_size=2 / 255, steps=10)
+    with torch.no_grad():
+        z_s, z_t = student(x_adv), teacher(x_adv)
+    student.train(was_training)
+    return {"val_pgd": (z_s.argmax(1) == y).float().mean().item(),
+            "agree_top1": (z_s.argmax(1) == z_t.argmax(1)).float().mean().item(),
+            "hard_rho": hard_spearman(z_s, z_t).mean().item()}
+
+
+def objective_hparams(config: Config, preset: Preset) -> dict:
+    hparams = {"epsilon": EPSILON, "step_size": 2.5 * EPSILON / preset.steps, "steps": preset.steps, **config.hparams}
+    if config.method == "smaraad++":
+        # The paper starts the weights at epoch 60 of 200: the same fraction of this schedule.
+        hparams.setdefault("weights_from_epoch", int(0.3 * preset.epochs))
+    return hparams
+
+
+def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module, teacher_info: dict, out: Path,
+            progress: bool) -> dict:
+    preset, config = PRESETS[preset_name], CONFIGS[name]
+    folder = out / "runs" / f"{name}-s{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    training.seed_everything(seed)
+    student = models.build(preset.student, d.classes, preset.student_width)
+    teacher_used = teacher if config.teacher_sharpness == 1 else Sharpened(teacher, config.teacher_sharpness)
+    objective = make_objective(config.method, student, teacher_used, **objective_hparams(config, preset))
+    loader = TensorLoader(d.train_x[:preset.train_n], d.train_y[:preset.train_n], preset.batch_size, seed)
+
+    def loss_fn(x, y, epoch):
+        terms = objective.terms(x, y, epoch=epoch)
+        return {**terms, "loss": config.loss_scale * terms["loss"]}
+
+    def log(epoch, row, extra):
+        row.update(fidelity(student, teacher, d.val_x, d.val_y))
+        return False
+
+    started = time.time()
+    training.fit("student", student, loss_fn, loader, training.Schedule(preset.epochs, preset.lr,
+                 milestones=list(preset.milestones)), folder, device=torch.device("cpu"), resume=True,
+                 sampler=loader, on_epoch_end=log, progress=progress)
+    train_seconds = time.time() - started
+    training.save_checkpoint(student.state_dict(), folder / "student.pt")
+    started = time.time()
+    scores = evaluate(student, d, preset, progress, f"evaluating {name} s{seed}")
+    result = {
+        "config": name, "seed": seed, "preset": preset_name, "method": config.method,
+        "hparams": objective_hparams(config, preset), "teacher_sharpness": config.teacher_sharpness,
+        "loss_scale": config.loss_scale, "note": config.note, "teacher": teacher_info["key"],
+        "teacher_sha256": teacher_info["sha256"], "results": {**scores, "autoattack": None, "autoattack_n": 0},
+        "history": training.read_csv(folder / "history.csv"), "train_seconds": train_seconds,
+        "eval_seconds": time.time() - started, "device": "cpu", "dtype": "float32",
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+    }
+    write_json(out / "runs" / f"{name}-s{seed}.json", result)
+    return result
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    tmp.replace(path)
+
+
+def add_autoattack(path: Path, d: Data, n: int, preset: Preset, progress: bool) -> dict:
+    """AutoAttack accuracy on the first ``n`` evaluation images of a finished run."""
+    result = json.loads(path.read_text())
+    if result["results"].get("autoattack_n", 0) >= n:
+        return result
+    student = models.build(preset.student, d.classes, preset.student_width)
+    training.load_weights(student, path.with_suffix("") / "student.pt")
+    started = time.time()
+    acc = robustness.autoattack_accuracy(student.eval(), d.eval_x[:n], d.eval_y[:n], epsilon=EPSILON, seed=0,
+                                         progress=progress)
+    result["results"].update(autoattack=acc, autoattack_n=n, autoattack_seconds=time.time() - started)
+    write_json(path, result)
+    return result
+
+
+# -- summary ----------------------------------------------------------------------------------------
+def t_interval(diffs: list[float]) -> tuple[float, float, float] | None:
+    """Mean and 95% t-interval of paired differences; None with fewer than two pairs."""
+    if len(diffs) < 2:
+        return None
+    from scipy import stats
+
+    mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
+    half = stats.t.ppf(0.975, len(diffs) - 1) * sd / math.sqrt(len(diffs))
+    return mean, mean - half, mean + half
+
+
+def load_runs(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+
+
+def summarise(runs: list[dict], pgd_key: str = "pgd") -> list[dict]:
+    """One row per configuration: means, spreads and paired differences against AdaAD."""
+    by_config: dict[str, dict[int, dict]] = {}
+    for r in runs:
+        by_config.setdefault(r["config"], {})[r["seed"]] = r["results"]
+    baseline = by_config.get(BASELINE, {})
+    rows = []
+    for name, seeds in by_config.items():
+        row = {"config": name, "seeds": sorted(seeds), "group": CONFIGS[name].group if name in CONFIGS else "?"}
+        for metric in ("clean", pgd_key, "cw", "autoattack"):
+            values = [s[metric] for s in seeds.values() if s.get(metric) is not None]
+            row[metric] = (statistics.mean(values) if values else None,
+                           statistics.stdev(values) if len(values) > 1 else None, len(values))
+            paired = [seeds[s][metric] - baseline[s][metric] for s in seeds
+                      if s in baseline and seeds[s].get(metric) is not None and baseline[s].get(metric) is not None]
+            row[f"diff_{metric}"] = (statistics.mean(paired) if paired else None, t_interval(paired), len(paired))
+        row["autoattack_n"] = min((s.get("autoattack_n", 0) for s in seeds.values()), default=0)
+        rows.append(row)
+    order = {name: i for i, name in enumerate(CONFIGS)}
+    return sorted(rows, key=lambda r: order.get(r["config"], len(order)))
+
+
+def _pct(stat) -> str:
+    mean, sd, n = stat
+    if not n:
+        return "–"
+    return f"{100 * mean:.1f}" + (f" ± {100 * sd:.1f}" if sd is not None else "")
+
+
+def _diff(stat) -> str:
+    mean, interval, n = stat
+    if mean is None or n == 0:
+        return "–"
+    if interval is None:
+        return f"{100 * mean:+.1f} (1 pair)"
+    _, lo, hi = interval
+    star = " *" if lo > 0 or hi < 0 else ""
+    return f"{100 * mean:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]{star}"
+
+
+def markdown(rows: list[dict], pgd_key: str = "pgd") -> str:
+    lines = ["| configuration | seeds | clean | PGD | CW∞ | AutoAttack | Δ clean vs AdaAD | Δ PGD vs AdaAD | Δ AA vs AdaAD |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        aa = _pct(r["autoattack"]) + (f" (n={r['autoattack_n']})" if r["autoattack"][2] else "")
+        diffs = ["(baseline)"] * 3 if r["config"] == BASELINE else [
+            _diff(r[f"diff_{m}"]) for m in ("clean", pgd_key, "autoattack")]
+        lines.append(f"| {r['config']} | {len(r['seeds'])} | {_pct(r['clean'])} | {_pct(r[pgd_key])} | {_pct(r['cw'])} | "
+                     f"{aa} | {' | '.join(diffs)} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], runs: list[dict], path: Path, pgd_key: str = "pgd") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6), constrained_layout=True)
+    for r in rows:
+        colour = "tab:red" if r["config"].startswith("smaraad") else "tab:blue"
+        marker = "o" if r["group"] == "headline" else "."
+        points = [(x["results"]["clean"], x["results"][pgd_key]) for x in runs if x["config"] == r["config"]]
+        left.scatter(*zip(*points), s=10, color=colour, alpha=0.3)
+        left.errorbar(r["clean"][0], r[pgd_key][0], xerr=r["clean"][1] or 0, yerr=r[pgd_key][1] or 0, fmt=marker,
+                      color=colour, ms=7 if marker == "o" else 4)
+        left.annotate(r["config"], (r["clean"][0], r[pgd_key][0]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    left.set(xlabel="clean accuracy", ylabel="PGD accuracy",
+             title="each configuration: mean ± std over seeds (faint: single seeds)\nred: SmaraAD family, blue: KL baselines")
+    named = [r for r in rows if r["config"] != BASELINE and r["diff_" + pgd_key][0] is not None]
+    ys = range(len(named))
+    for y, r in zip(ys, named):
+        mean, interval, n = r["diff_" + pgd_key]
+        lo, hi = (interval[1], interval[2]) if interval else (mean, mean)
+        right.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], fmt="o" if interval else "x",
+                       color="tab:red" if r["config"].startswith("smaraad") else "tab:blue")
+    right.axvline(0, color="k", lw=0.8)
+    right.set_yticks(list(ys), [f"{r['config']} ({r['diff_' + pgd_key][2]} pairs)" for r in named], fontsize=7)
+    right.set(xlabel="PGD accuracy minus AdaAD's, same seed", title="paired difference vs AdaAD\n"
+              "(dot: mean and 95% t-interval; x: one pair, no interval)")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_summary(out: Path) -> str:
+    runs = load_runs(out)
+    if not runs:
+        raise SystemExit(f"error: no finished runs under {out / 'runs'}")
+    rows = summarise(runs)
+    teachers = sorted({r["teacher"] for r in runs})
+    info = [json.loads(p.read_text()) for p in sorted((out / "teachers").glob("*/teacher.json"))]
+    lines = [f"# Method study ({', '.join(sorted({r['preset'] for r in runs}))} preset)", ""]
+    for t in info:
+        s = t["results"]
+        lines.append(f"Teacher {t['key']} ({t['arch']}, width {t['width']}, {t['train']}): clean {100 * s['clean']:.1f}, "
+                     f"PGD-{s['pgd_steps']} {100 * s['pgd']:.1f}, CW∞ {100 * s['cw']:.1f} on the evaluation images.")
+    lines += ["", markdown(rows), "",
+              "Mean ± std over seeds, accuracy in % on the first evaluation images of a fixed shuffle of the test set "
+              f"(AutoAttack on the first n of them); PGD-{runs[0]['results']['pgd_steps']} and "
+              f"CW∞-{runs[0]['results']['cw_steps']}, ε = 8/255. Δ: paired difference against AdaAD over the seeds both ran "
+              "(same teacher, initialisation and data order), mean [95% t-interval]; * where the interval "
+              "excludes 0.", "", f"Teachers used: {', '.join(teachers)}. Float32 on CPU.", ""]
+    text = "\n".join(lines)
+    (out / "summary.md").write_text(text)
+    plot(rows, runs, out / "summary.png")
+    return text
+
+
+# -- command line ---------------------------------------------------------------------------------
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
+    p.add_argument("--data-dir", help="CIFAR-10: an ImageFolder tree (train/<class>/*, test/<class>/*) or torchvision's layout")
+    p.add_argument("--out", type=Path, help="default runs/study-<preset>")
+    p.add_argument("--groups", nargs="+", choices=GROUPS, default=["headline"])
+    p.add_argument("--configs", nargs="+", metavar="NAME", help=f"only these configurations; any of: {', '.join(CONFIGS)}")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--autoattack", type=int, default=0, metavar="N",
+                   help="instead of training: AutoAttack on the first N evaluation images of every finished run selected")
+    p.add_argument("--summary", action="store_true", help="only write summary.md and summary.png from finished runs")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    unknown = sorted(set(args.configs or []) - set(CONFIGS))
+    if unknown:
+        p.error(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
+    if args.out is None:
+        args.out = Path("runs") / f"study-{args.preset}"
+    if not args.summary and not args.data_dir:
+        p.error("--data-dir is required to train or evaluate (give --summary to only summarise)")
+    return args
+
+
+def selected(args) -> list[tuple[str, int]]:
+    """(configuration, seed) pairs: group by group, then seed by seed, so that a study stopped
+    early leaves whole rows of the first groups and seeds."""
+    names = args.configs or [n for n, c in CONFIGS.items() if c.group in args.groups]
+    order = list(CONFIGS)
+    pairs = [(n, s) for n in names for s in args.seeds]
+    return sorted(pairs, key=lambda p: (GROUPS.index(CONFIGS[p[0]].group), p[1], order.index(p[0])))
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    if args.summary:
+        text = write_summary(args.out)
+        print(text)
+        return text
+    preset, progress = PRESETS[args.preset], not args.no_progress
+    d = load_data(args.data_dir, preset)
+    pairs = selected(args)
+    if args.autoattack:
+        for name, seed in tqdm(pairs, desc="AutoAttack", disable=not progress):
+            path = args.out / "runs" / f"{name}-s{seed}.json"
+            if path.exists():
+                r = add_autoattack(path, d, args.autoattack, preset, progress)
+                print(f"{name} s{seed}: AutoAttack {r['results']['autoattack']:.3f} on {args.autoattack}", flush=True)
+        return write_summary(args.out)
+    teacher, info = get_teacher(preset, d, args.out, progress)
+    print(f"teacher {info['key']}: " + ", ".join(f"{k} {v:.3f}" for k, v in info["results"].items()), flush=True)
+    todo = [(n, s) for n, s in pairs if not (args.out / "runs" / f"{n}-s{s}.json").exists()]
+    print(f"{len(pairs) - len(todo)} of {len(pairs)} runs already finished; {len(todo)} to go", flush=True)
+    for name, seed in tqdm(todo, desc="runs", disable=not progress):
+        r = run_one(name, seed, args.preset, d, teacher, info, args.out, progress)
+        s = r["results"]
+        print(f"{name} s{seed}: clean {s['clean']:.3f}, PGD-{s['pgd_steps']} {s['pgd']:.3f}, CW {s['cw']:.3f} "
+              f"({r['train_seconds']:.0f}s train, {r['eval_seconds']:.0f}s eval)", flush=True)
+    return write_summary(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""benchmarks/method_study.py: a tiny grid end to end on generated data, and its statistics."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import data  # noqa: E402
+import method_study  # noqa: E402
+
+
+@pytest.mark.slow
+def test_tiny_grid_runs_resumes_and_summarises(tmp_path, capsys):
+    root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=12)
+    out = tmp_path / "study"
+    grid = ["--preset", "test", "--data-dir", str(root), "--out", str(out), "--configs", "adaad", "smaraad",
+            "smaraad-k3", "--seeds", "0", "1", "--no-progress"]
+    method_study.main(grid)
+    runs = method_study.load_runs(out)
+    assert sorted((r["config"], r["seed"]) for r in runs) == [
+        ("adaad", 0), ("adaad", 1), ("smaraad", 0), ("smaraad", 1), ("smaraad-k3", 0), ("smaraad-k3", 1)]
+    for r in runs:
+        assert 0 <= r["results"]["pgd"] <= r["results"]["clean"] <= 1
+        assert [int(h["epoch"]) for h in r["history"]] == [1, 2]
+        assert {"grad_norm", "val_pgd", "agree_top1", "hard_rho"} <= set(r["history"][0])
+        assert r["teacher_sha256"] == runs[0]["teacher_sha256"]  # one teacher for every run
+    assert runs[0]["hparams"]["steps"] == 1 and runs[0]["hparams"]["epsilon"] == pytest.approx(8 / 255)
+    capsys.readouterr()
+    method_study.main(grid)  # everything is finished: nothing is retrained
+    assert "6 of 6 runs already finished; 0 to go" in capsys.readouterr().out
+    summary = (out / "summary.md").read_text()
+    assert "| smaraad-k3 | 2 |" in summary and (out / "summary.png").stat().st_size > 10_000
+    method_study.main([*grid[:-5], "--configs", "adaad", "--seeds", "0", "--autoattack", "4", "--no-progress"])
+    aa = json.loads((out / "runs" / "adaad-s0.json").read_text())["results"]
+    assert aa["autoattack_n"] == 4 and aa["autoattack"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # on the first 4 images
+
+
+def test_same_seed_same_batches_other_seed_other_batches():
+    images, labels = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8), torch.arange(40)
+    first = [y for _, y in method_study.TensorLoader(images, labels, 8, seed=3)]
+    again = [y for _, y in method_study.TensorLoader(images, labels, 8, seed=3)]
+    other = [y for _, y in method_study.TensorLoader(images, labels, 8, seed=4)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again)) and not all(torch.equal(a, b) for a, b in zip(first, other))
+    x, _ = next(iter(method_study.TensorLoader(images, labels, 8, seed=3)))
+    assert x.shape == (8, 3, 32, 32) and 0 <= x.min() and x.max() <= 1
+
+
+def test_paired_statistics_against_a_hand_computed_case():
+    def run(config, seed, clean, pgd):
+        return {"config": config, "seed": seed, "results": {"clean": clean, "pgd": pgd, "cw": pgd, "autoattack": None}}
+
+    runs = [run("adaad", s, 0.60, p) for s, p in enumerate((0.30, 0.32, 0.34))]
+    runs += [run("smaraad", s, 0.62, p) for s, p in enumerate((0.31, 0.35, 0.36))]
+    runs += [run("smaraad-c0.0", 0, 0.5, 0.2)]
+    rows = {r["config"]: r for r in method_study.summarise(runs)}
+    mean, interval, n = rows["smaraad"]["diff_pgd"]
+    # Differences 0.01, 0.03, 0.02: mean 0.02, sd 0.01, t(0.975, 2) = 4.302653.
+    half = 4.302653 * 0.01 / math.sqrt(3)
+    assert n == 3 and mean == pytest.approx(0.02)
+    assert interval[1] == pytest.approx(0.02 - half, abs=1e-6) and interval[2] == pytest.approx(0.02 + half, abs=1e-6)
+    assert rows["smaraad"]["pgd"][0] == pytest.approx(1.02 / 3) and rows["smaraad"]["pgd"][1] == pytest.approx(
+        torch.tensor([0.31, 0.35, 0.36]).std().item(), abs=1e-6)
+    assert rows["smaraad-c0.0"]["diff_pgd"] == (pytest.approx(-0.1), None, 1)  # one pair: no interval
+    table = method_study.markdown(list(rows.values()))
+    assert "| smaraad | 3 | 62.0 ± 0.0 | 34.0 ± 2.6 |" in table and "+2.0 [-0.5, +4.5]" in table
+    assert "-10.0 (1 pair)" in table
+
+
+def test_hard_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+
+    a, b = torch.randn(5, 10), torch.randn(5, 10)
+    expected = [spearmanr(a[i], b[i]).statistic for i in range(5)]
+    torch.testing.assert_close(method_study.hard_spearman(a, b), torch.tensor(expected, dtype=torch.float32))
+
+
+def test_unknown_configuration_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        method_study.parse_args(["--data-dir", "x", "--configs", "smarad"])
+    assert "unknown configuration(s) ['smarad']" in capsys.readouterr().err
