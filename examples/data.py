@@ -57,7 +57,7 @@ class PickledCifar(Dataset):
 
 
 def transforms_for(train: bool, augment: bool = True):
-    """RandomCrop(32, pad 4) + flip for training (SPEC §7); inputs stay in [0, 1]."""
+    """RandomCrop(32, pad 4) + flip for training (the paper's protocol, docs/method.md §7); inputs stay in [0, 1]."""
     ops = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if train and augment else []
     return transforms.Compose(ops + [transforms.ToTensor()])
 

@@ -4,7 +4,7 @@
     python examples/distill_cifar.py --preset smoke --data-dir /tmp/fake --make-fake-data
     # about 10 minutes on one H100: fast-AT teacher, ResNet-18 students, AutoAttack on 1,000 images
     python examples/distill_cifar.py --preset quick --data-dir /data/cifar10-jpeg --method smaraad
-    # the paper's protocol (SPEC §7), with a robust WRN-34-10 teacher checkpoint
+    # the paper's protocol (docs/method.md §7), with a robust WRN-34-10 teacher checkpoint
     python examples/distill_cifar.py --preset paper --teacher-ckpt wrn.pt --method smaraad++
     # several GPUs
     torchrun --nproc_per_node=4 examples/distill_cifar.py --preset paper --teacher-ckpt wrn.pt

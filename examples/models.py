@@ -1,7 +1,7 @@
 """CIFAR-sized classifiers used in the adversarial-distillation literature.
 
 Every model takes inputs in [0, 1] and normalises inside (``Normalize`` as its first layer), so
-attacks work in pixel space (SPEC §7). ``width`` scales the channel counts for quick runs.
+attacks work in pixel space. ``width`` scales the channel counts for quick runs.
 
 - ``resnet18``: He et al. 2016, CIFAR variant (3×3 stem, no max-pool); last block ``layer4`` (4×4).
 - ``preact_resnet18``: He et al. 2016b; last block ``layer4`` (4×4), then ``bn`` and ``relu``.

@@ -1,22 +1,32 @@
-"""The toy problem of SmaraAD's supplementary (§2.4, Fig. 5), in one command.
+"""The toy problem of SmaraAD's supplementary (§2.4, Fig. 5), over several seeds, in one command.
 
 Random 2-D points with random classes, an L∞ box of radius ε around each. A teacher MLP is
-adversarially trained on them (PGD-AT); two smaller students distil it, one with SmaraAD's slack
-matching and one with a KL-based method (AdaAD). The script prints clean and robust accuracy
-(PGD inside each box) for all three and draws their decision regions: a point whose box holds
-more than one colour is vulnerable.
+adversarially trained on them (PGD-AT); smaller students distil it, one with SmaraAD's slack
+matching and one with a KL-based method (AdaAD), from the same initialisation. For each seed (a
+new point set, teacher and student initialisation) the script measures
 
-The MLPs have no spatial layer, so there is no Grad-CAM map to align: the SmaraAD student here
-uses slack matching alone (``align_weight=0``, ``attack_align_weight=0``).
+- clean and robust accuracy (PGD-20 inside each box) on the points;
+- agreement with the teacher's decision regions, the measure the paper's claim is about: the
+  fraction of a dense 200×200 grid of the unit square, and of an 11×11 grid inside every box,
+  where the student predicts the teacher's class.
 
-    python examples/toy_distill.py                 # about 30 s on 2 CPU cores
-    python examples/toy_distill.py --out runs/toy --points 60 --seed 1
+It prints mean ± std over seeds and draws the decision regions of the first seed: the background
+is each model's predicted class, each square is a point's ε-box in its class colour; a box whose
+background holds more than one colour is a point the model can be attacked at.
+
+The MLPs have no spatial layer, so there is no Grad-CAM map to align: SmaraAD here is slack
+matching alone (``align_weight=0``, ``attack_align_weight=0``). Students train with Adam, which
+is invariant to the loss's scale, so any gap here is not a learning-rate effect.
+
+    python examples/toy_distill.py                          # 3 seeds, SmaraAD vs AdaAD
+    python examples/toy_distill.py --seeds 10 --configs all --out runs/toy-study   # the whole grid
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -25,7 +35,24 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from softrank_ad import make_objective, pgd
+from softrank_ad import make_objective
+from robustness import adversarial, robust_accuracy
+
+TEACHER = "Teacher (PGD-AT, 256 wide)"
+#: Student configurations: (method, hyperparameters). ``smaraad`` is the paper reading.
+CONFIGS = {
+    "adaad": ("adaad", {}),
+    "smaraad": ("smaraad", {}),
+    "smaraad-kl1": ("smaraad", {"kl_weight": 1.0}),
+    "smaraad-gamma0.3": ("smaraad", {"gamma": 0.3}),
+    "smaraad-gamma3": ("smaraad", {"gamma": 3.0}),
+    "smaraad-gamma10": ("smaraad", {"gamma": 10.0}),
+    "smaraad-std": ("smaraad", {"scale": "std"}),
+    "smaraad-dcg": ("smaraad", {"position_weights": "dcg"}),
+    "rslad": ("rslad", {}),
+}
+DEFAULT_CONFIGS = ["smaraad", "adaad"]
+LABELS = {"smaraad": "SmaraAD student (64 wide, slack matching)", "adaad": "AdaAD student (64 wide, KL)"}
 
 
 def mlp(width: int, classes: int) -> nn.Sequential:
@@ -46,26 +73,16 @@ def make_points(n: int, classes: int, epsilon: float, seed: int) -> tuple[torch.
     raise ValueError(f"cannot place {n} points 2.5*epsilon={2.5 * epsilon:.3g} apart: lower --points or --epsilon")
 
 
-def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, steps: int = 20) -> torch.Tensor:
-    return pgd(lambda u: F.cross_entropy(model(u), y), x, epsilon=epsilon, step_size=epsilon / 4, steps=steps)
+def attack_kwargs(epsilon: float, steps: int) -> dict:
+    return dict(epsilon=epsilon, step_size=epsilon / 4, steps=steps)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float) -> tuple[float, float]:
-    model.eval()
-    with torch.no_grad():
-        clean = (model(x).argmax(1) == y).float().mean().item()
-    x_adv = attack(model, x, y, epsilon)
-    with torch.no_grad():
-        robust = (model(x_adv).argmax(1) == y).float().mean().item()
-    return clean, robust
-
-
-def train_teacher(x, y, classes, epsilon, iterations, progress) -> nn.Module:
+def train_teacher(x, y, classes, epsilon, iterations, progress=False) -> nn.Module:
     teacher = mlp(256, classes)
     optimizer = torch.optim.Adam(teacher.parameters(), lr=3e-3)
-    for _ in tqdm(range(iterations), desc="teacher (PGD-AT)", disable=not progress):
+    for _ in tqdm(range(iterations), desc="teacher (PGD-AT)", disable=not progress, leave=False):
         teacher.eval()
-        x_adv = attack(teacher, x, y, epsilon, steps=5)
+        x_adv = adversarial(teacher, x, y, "pgd", **attack_kwargs(epsilon, 5))
         teacher.train()
         optimizer.zero_grad()
         F.cross_entropy(teacher(x_adv), y).backward()
@@ -73,84 +90,154 @@ def train_teacher(x, y, classes, epsilon, iterations, progress) -> nn.Module:
     return teacher.eval()
 
 
-def train_student(method, teacher, x, y, classes, epsilon, iterations, progress, **hparams) -> nn.Module:
+def train_student(config, teacher, x, y, classes, epsilon, iterations, seed, progress=False) -> nn.Module:
+    """A 64-wide student distilled with ``config``; the initialisation depends on ``seed`` only,
+    so every configuration of a seed starts from the same weights."""
+    method, hparams = CONFIGS[config]
+    torch.manual_seed(seed)
     student = mlp(64, classes)
-    objective = make_objective(method, student, teacher, epsilon=epsilon, step_size=epsilon / 4, steps=5, **hparams)
+    if method == "smaraad":
+        hparams = {"align_weight": 0.0, "attack_align_weight": 0.0, **hparams}
+    objective = make_objective(method, student, teacher, **attack_kwargs(epsilon, 5), **hparams)
     optimizer = torch.optim.Adam(objective.parameters(), lr=3e-3)
-    for _ in tqdm(range(iterations), desc=f"student ({method})", disable=not progress):
+    for _ in tqdm(range(iterations), desc=f"student ({config})", disable=not progress, leave=False):
         optimizer.zero_grad()
         objective(x, y).backward()
         optimizer.step()
     return student.eval()
 
 
-def plot(models: dict[str, nn.Module], rows: dict, x, y, epsilon: float, path: Path) -> None:
+def grid(n: int = 200) -> torch.Tensor:
+    line = torch.linspace(0, 1, n)
+    gx, gy = torch.meshgrid(line, line, indexing="xy")
+    return torch.stack([gx.flatten(), gy.flatten()], 1)
+
+
+def box_points(x: torch.Tensor, epsilon: float, per_side: int = 11) -> torch.Tensor:
+    offsets = torch.linspace(-epsilon, epsilon, per_side)
+    ox, oy = torch.meshgrid(offsets, offsets, indexing="xy")
+    return (x[:, None, :] + torch.stack([ox.flatten(), oy.flatten()], 1)[None]).reshape(-1, 2)
+
+
+@torch.no_grad()
+def agreement(student: nn.Module, teacher: nn.Module, points: torch.Tensor) -> float:
+    """The fraction of ``points`` where the student predicts the teacher's class."""
+    return (student(points).argmax(1) == teacher(points).argmax(1)).float().mean().item()
+
+
+def scores(model, teacher, x, y, epsilon) -> dict:
+    out = {"clean": robust_accuracy(model, x, y, "none"),
+           "robust": robust_accuracy(model, x, y, "pgd", **attack_kwargs(epsilon, 20))}
+    if model is not teacher:
+        out["agree_grid"] = agreement(model, teacher, grid())
+        out["agree_boxes"] = agreement(model, teacher, box_points(x, epsilon))
+    return out
+
+
+def run_seed(seed: int, configs: list[str], args) -> tuple[dict, dict]:
+    """Scores of the teacher and of each configuration's student on one seed's problem."""
+    torch.manual_seed(seed)
+    x, y = make_points(args.points, args.classes, args.epsilon, seed)
+    teacher = train_teacher(x, y, args.classes, args.epsilon, args.teacher_iterations, args.progress)
+    students = {c: train_student(c, teacher, x, y, args.classes, args.epsilon, args.student_iterations, seed,
+                                 args.progress) for c in configs}
+    rows = {TEACHER: scores(teacher, teacher, x, y, args.epsilon)}
+    rows.update({c: scores(s, teacher, x, y, args.epsilon) for c, s in students.items()})
+    return rows, {"x": x, "y": y, "models": {TEACHER: teacher, **students}}
+
+
+def mean_std(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
+
+
+def table(per_seed: list[dict], configs: list[str]) -> str:
+    n = len(per_seed)
+    lines = [f"| model ({n} seed{'s' if n > 1 else ''}, mean ± std, %) | clean acc | robust acc (PGD-20 in the ε-box) | "
+             "agrees with the teacher: unit square | agrees with the teacher: inside the ε-boxes |",
+             "|---|---|---|---|---|"]
+    for name in [TEACHER, *configs]:
+        cells = [mean_std([r[name][k] for r in per_seed]) if k in per_seed[0][name] else "–"
+                 for k in ("clean", "robust", "agree_grid", "agree_boxes")]
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(first: dict, rows: dict, epsilon: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Patch, Rectangle
 
+    x, y, models = first["x"], first["y"], first["models"]
     colours = plt.get_cmap("tab10").colors[: int(y.max()) + 1]
-    grid = torch.linspace(0, 1, 300)
-    gx, gy = torch.meshgrid(grid, grid, indexing="xy")
-    cells = torch.stack([gx.flatten(), gy.flatten()], 1)
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 5), constrained_layout=True)
-    for ax, (title, model) in zip(axes, models.items()):
+    cells = grid(300)
+    fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 5.2), constrained_layout=True)
+    for ax, (name, model) in zip(axes, models.items()):
         with torch.no_grad():
-            regions = model(cells).argmax(1).reshape(gx.shape)
+            regions = model(cells).argmax(1).reshape(300, 300)
         ax.imshow(regions.numpy(), origin="lower", extent=(0, 1, 0, 1), cmap=ListedColormap(colours), alpha=0.35,
                   vmin=0, vmax=len(colours) - 1, interpolation="nearest")
         for (px, py), label in zip(x.tolist(), y.tolist()):
             ax.add_patch(Rectangle((px - epsilon, py - epsilon), 2 * epsilon, 2 * epsilon, fill=False,
                                    edgecolor=colours[label], linewidth=1.2))
         ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), c=[colours[i] for i in y.tolist()], s=12, edgecolors="k", linewidths=0.4)
-        scores = f"clean {rows[title]['clean']:.0%}, robust {rows[title]['robust']:.0%}"
-        ax.set(title=f"{title}\n{scores}", xlim=(0, 1), ylim=(0, 1), xticks=[], yticks=[])
-    fig.savefig(path, dpi=120)
+        r = rows[name]
+        text = f"clean {r['clean']:.0%}, robust {r['robust']:.0%}"
+        if "agree_grid" in r:
+            text += f"\nagrees with teacher: {r['agree_grid']:.0%} of square, {r['agree_boxes']:.0%} in boxes"
+        ax.set(title=f"{LABELS.get(name, name)}\n{text}", xlim=(0, 1), ylim=(0, 1), xticks=[], yticks=[])
+        ax.title.set_fontsize(9)
+    handles = [Patch(facecolor=c, alpha=0.5, label=f"class {i}") for i, c in enumerate(colours)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(colours), fontsize=8, frameon=False)
+    fig.suptitle("Background: predicted class. Square: a point's ε-box in its class colour; a box over more than "
+                 "one background colour can be attacked. (First seed.)", fontsize=9)
+    fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (problems), 0..N-1")
+    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS,
+                        help=f"student configurations, or 'all': {', '.join(CONFIGS)}")
     parser.add_argument("--points", type=int, default=40)
     parser.add_argument("--classes", type=int, default=4)
     parser.add_argument("--epsilon", type=float, default=0.03, help="L∞ box radius in the unit square")
-    parser.add_argument("--teacher-iterations", type=int, default=1500)
-    parser.add_argument("--student-iterations", type=int, default=2000)
-    parser.add_argument("--gamma", type=float, default=1.0, help="soft-rank γ of the SmaraAD student")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--teacher-iterations", type=int, default=600)
+    parser.add_argument("--student-iterations", type=int, default=600)
     parser.add_argument("--out", type=Path, default=Path("runs/toy"))
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
+    if args.configs == ["all"]:
+        args.configs = list(CONFIGS)
+    unknown = [c for c in args.configs if c not in CONFIGS]
+    if unknown:
+        parser.error(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)} or 'all'")
+    if args.seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    return args
 
-    torch.manual_seed(args.seed)
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    progress = not args.no_progress
     start = time.time()
-    x, y = make_points(args.points, args.classes, args.epsilon, args.seed)
-    teacher = train_teacher(x, y, args.classes, args.epsilon, args.teacher_iterations, progress)
-    common = (teacher, x, y, args.classes, args.epsilon, args.student_iterations, progress)
-    models = {
-        "Teacher (PGD-AT, 256 wide)": teacher,
-        "SmaraAD student (64 wide)": train_student(
-            "smaraad", *common, gamma=args.gamma, align_weight=0.0, attack_align_weight=0.0
-        ),
-        "AdaAD student (64 wide, KL)": train_student("adaad", *common),
-    }
-
-    rows = {}
-    for name, model in models.items():
-        clean, robust = accuracy(model, x, y, args.epsilon)
-        rows[name] = {"clean": clean, "robust": robust}
-    table = ["| model | clean acc | robust acc (PGD-20, ε box) |", "|---|---|---|"]
-    table += [f"| {name} | {r['clean']:.1%} | {r['robust']:.1%} |" for name, r in rows.items()]
-    print("\n".join(table))
-    plot(models, rows, x, y, args.epsilon, args.out / "toy_decision_regions.png")
-    result = {"args": {k: str(v) for k, v in vars(args).items()}, "results": rows, "seconds": time.time() - start}
+    per_seed, first = [], None
+    for seed in tqdm(range(args.seeds), desc="seeds", disable=not args.progress):
+        rows, models = run_seed(seed, args.configs, args)
+        per_seed.append(rows)
+        first = first or models
+    text = table(per_seed, args.configs)
+    print(text)
+    plot(first, per_seed[0], args.epsilon, args.out / "toy_decision_regions.png")
+    result = {"args": {k: str(v) for k, v in vars(args).items()}, "per_seed": per_seed,
+              "seconds": time.time() - start}
     (args.out / "toy_results.json").write_text(json.dumps(result, indent=2))
-    (args.out / "toy_results.md").write_text("\n".join(table) + "\n")
+    (args.out / "toy_results.md").write_text(text + "\n")
     print(f"wrote {args.out / 'toy_decision_regions.png'} and toy_results.json/.md in {result['seconds']:.0f}s")
     return result
 

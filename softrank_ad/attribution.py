@@ -1,4 +1,4 @@
-"""Differentiable Grad-CAM and the attribution-region alignment loss (SmaraAD, SPEC §3).
+"""Differentiable Grad-CAM and the attribution-region alignment loss (SmaraAD; docs/method.md §3).
 
 pytorch-grad-cam returns detached numpy maps, so a loss built on it trains nothing. Here the map
 is built from ``torch.autograd.grad(..., create_graph=True)``: it stays in the graph, so an MSE
@@ -204,7 +204,7 @@ def grad_cam(
         torch.Size([2, 64, 64])
 
     Reference: Selvaraju et al., "Grad-CAM", ICCV 2017; its use for alignment: Yin et al.,
-    CVPR 2024 (SmaraAD), SPEC §3.
+    CVPR 2024 (SmaraAD); docs/method.md §3.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
@@ -293,7 +293,7 @@ class AttributionAlignmentLoss(nn.Module):
         >>> loss = loss_fn(student, teacher, x, y)                       # doctest: +SKIP
         >>> loss, z_s, z_t = loss_fn(student, teacher, x, y, return_logits=True)  # doctest: +SKIP
 
-    Reference: Yin et al., CVPR 2024, attribution region alignment (SPEC §3).
+    Reference: Yin et al., CVPR 2024, attribution region alignment (docs/method.md §3).
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""SmaraAD, SmaraAD++ and the ARD / RSLAD / AdaAD baselines behind one interface (SPEC §4–6).
+"""SmaraAD, SmaraAD++ and the ARD / RSLAD / AdaAD baselines behind one interface (docs/method.md §4–6).
 
 Every objective wraps a student and a frozen teacher and offers:
 
@@ -234,7 +234,7 @@ class DistillationObjective(nn.Module):
 
 
 class SmaraADObjective(DistillationObjective):
-    r"""SmaraAD (and SmaraAD++ with ``weighting="teacher_confidence"``), SPEC §4–5.
+    r"""SmaraAD (and SmaraAD++ with ``weighting="teacher_confidence"``), docs/method.md §4–5.
 
     Inner maximisation (Alg. 3), from a uniform random start:
 

@@ -51,7 +51,7 @@ def test_matches_pytorch_grad_cam(name, layer_name):
 
     # After scaling. pytorch-grad-cam min-max normalises first and then resizes with cv2
     # (INTER_LINEAR); we upsample bilinearly (align_corners=False, the same sampling grid as cv2)
-    # and then normalise, as SPEC §3 orders it. Bilinear upsampling never reproduces the peak of a
+    # and then normalise, as docs/method.md §3 orders it. Bilinear upsampling never reproduces the peak of a
     # 4×4 map exactly, so its output tops out below 1 (up to ~15% here); the two differ by a
     # per-sample affine map only. Re-normalising the oracle's output removes exactly that and
     # leaves cv2's resize arithmetic, which differs from torch's by up to ~5e-4 here.

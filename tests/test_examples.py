@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 import gamma_curve
@@ -14,17 +15,35 @@ import toy_distill
 
 def test_toy_demo_writes_table_and_figure(tmp_path, capsys):
     result = toy_distill.main([
-        "--out", str(tmp_path), "--points", "12", "--teacher-iterations", "150",
+        "--out", str(tmp_path), "--seeds", "2", "--points", "12", "--teacher-iterations", "150",
         "--student-iterations", "80", "--no-progress",
     ])
     out = capsys.readouterr().out
     assert "| Teacher (PGD-AT, 256 wide) |" in out and "| SmaraAD student" in out and "| AdaAD student" in out
+    assert "2 seeds, mean ± std" in out and "agrees with the teacher" in out
     assert (tmp_path / "toy_decision_regions.png").stat().st_size > 10_000
     saved = json.loads((tmp_path / "toy_results.json").read_text())
-    assert saved["results"] == result["results"]
-    assert all(0 <= r["robust"] <= r["clean"] <= 1 for r in result["results"].values())
-    # A trained teacher fits its 12 points far better than chance (25% with 4 classes).
-    assert result["results"]["Teacher (PGD-AT, 256 wide)"]["clean"] >= 0.75
+    assert saved["per_seed"] == result["per_seed"] and len(result["per_seed"]) == 2
+    for rows in result["per_seed"]:
+        assert all(0 <= r["robust"] <= r["clean"] <= 1 for r in rows.values())
+        assert all(0 <= rows[c][k] <= 1 for c in ("smaraad", "adaad") for k in ("agree_grid", "agree_boxes"))
+        # A trained teacher fits its 12 points far better than chance (25% with 4 classes).
+        assert rows[toy_distill.TEACHER]["clean"] >= 0.75
+
+
+def test_toy_agreement_is_one_for_the_teacher_itself_and_counts_box_points():
+    torch.manual_seed(0)
+    model = toy_distill.mlp(8, 3)
+    assert toy_distill.agreement(model, model, toy_distill.grid(20)) == 1.0
+    x = torch.tensor([[0.5, 0.5], [0.2, 0.8]])
+    boxes = toy_distill.box_points(x, 0.03, per_side=5)
+    assert boxes.shape == (50, 2) and (boxes[:25] - x[0]).abs().max() <= 0.03 + 1e-7
+
+
+def test_toy_rejects_unknown_configurations(capsys):
+    with pytest.raises(SystemExit):
+        toy_distill.parse_args(["--configs", "smarad"])
+    assert "unknown configuration(s) ['smarad']" in capsys.readouterr().err
 
 
 def test_toy_points_are_separated():
