@@ -108,6 +108,20 @@ def load(dataset: str, data_dir: str | Path, *, download: bool = False, augment:
     raise DatasetNotFound(_advice(dataset, root, "pass --download to fetch it" if not download else ""))
 
 
+def _holds_data(dataset: str, root: Path) -> bool:
+    folder, train_files, test_files, _ = PICKLE_LAYOUT[dataset]
+    pickled = all((root / folder / f).is_file() for f in train_files + test_files)
+    return pickled or ((root / "train").is_dir() and (root / "test").is_dir())
+
+
+def nearby(dataset: str, root: Path) -> list[Path]:
+    """Folders one level above or below ``root`` that hold ``dataset`` in a supported layout."""
+    candidates = [root.parent] if root.parent != root else []
+    if root.is_dir():
+        candidates += sorted(p for p in root.iterdir() if p.is_dir())
+    return [p for p in candidates if _holds_data(dataset, p)]
+
+
 def _advice(dataset: str, root: Path, extra: str) -> str:
     folder = PICKLE_LAYOUT[dataset][0]
     lines = [
@@ -116,6 +130,9 @@ def _advice(dataset: str, root: Path, extra: str) -> str:
         f"  - an ImageFolder tree: {root / 'train'}/<class>/*.png|jpg and {root / 'test'}/<class>/*",
         "Provide one of them (e.g. extract a CIFAR archive there) and point --data-dir at it.",
     ]
+    hints = nearby(dataset, root)
+    if hints:
+        lines.insert(0, f"Did you mean --data-dir {hints[0]}? It holds {dataset} in a supported layout.")
     if extra:
         lines.append(extra)
     return "\n".join(lines)

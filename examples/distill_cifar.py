@@ -18,6 +18,7 @@ the resumable checkpoints ``teacher_ckpt.pt`` / ``student_ckpt.pt`` (written ato
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -34,8 +35,17 @@ import data
 import models
 import robustness
 from softrank_ad import make_objective
-from softrank_ad.objectives import OBJECTIVES
-from training import Schedule, adversarial_training_loss, fit, load_weights, read_csv, save_checkpoint, seed_everything
+from softrank_ad.objectives import OBJECTIVES, DistillationObjective
+from training import (
+    Schedule,
+    adversarial_training_loss,
+    fit,
+    load_checkpoint,
+    load_weights,
+    read_csv,
+    save_checkpoint,
+    seed_everything,
+)
 
 PRESETS = {
     "smoke": dict(
@@ -57,6 +67,32 @@ PRESETS = {
         autoattack_n=10000, workers=8,
     ),
 }
+
+
+#: (flag, type or choices, help): passed to make_objective only when given.
+METHOD_FLAGS = [
+    ("--gamma", float, "soft-rank sharpness γ (SmaraAD, SmaraAD++)"),
+    ("--scale", ("none", "std"), "soft-rank scaling (SmaraAD, SmaraAD++)"),
+    ("--align-weight", float, "c, the alignment weight of the outer loss (SmaraAD, SmaraAD++)"),
+    ("--attack-align-weight", float, "the alignment weight inside the attack (SmaraAD, SmaraAD++)"),
+    ("--kl-weight", float, "an added KL term (SmaraAD; library extension)"),
+    ("--position-weights", ("none", "dcg"), "DCG-weighted slack matching (SmaraAD, SmaraAD++; extension)"),
+    ("--weight-power", float, "β of the SmaraAD++ weights"),
+    ("--weights-from-epoch", int, "SmaraAD++ uses its weights from this epoch on"),
+    ("--alpha", float, "weight of the adversarial term (SmaraAD, SmaraAD++, AdaAD, ARD)"),
+    ("--adv-weight", float, "RSLAD's weight of KL(S(x') || T(x))"),
+    ("--temperature", float, "ARD's τ"),
+    ("--kl-reduction", ("batchmean", "mean"), "'mean' averages the KL over classes too, as the official code"),
+    ("--attack-mode", ("eval", "train"), "the student's mode during the attack (official ARD: train)"),
+    ("--clean-bn-forward", bool, "a clean train-mode student forward where no clean term is computed (official AdaAD, ARD)"),
+]
+
+
+def method_hparams(args: argparse.Namespace) -> dict:
+    """The attack budget and the method flags that were given, as make_objective's keywords."""
+    given = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in METHOD_FLAGS}
+    return {"epsilon": args.epsilon, "step_size": args.step_size, "steps": args.steps,
+            **{k: v for k, v in given.items() if v is not None}}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -84,13 +120,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epsilon", type=float, default=8 / 255)
     p.add_argument("--step-size", type=float, default=2 / 255)
     p.add_argument("--steps", type=int, help="PGD steps of the training attack")
-    p.add_argument("--gamma", type=float, default=1.0)
-    p.add_argument("--alpha", type=float, default=1.0)
-    p.add_argument("--align-weight", type=float, default=1.0)
-    p.add_argument("--kl-weight", type=float, default=0.0)
-    p.add_argument("--weight-power", type=float, default=0.1)
-    p.add_argument("--weights-from-epoch", type=int, default=60)
-    p.add_argument("--temperature", type=float, default=30.0, help="ARD's τ")
+    method = p.add_argument_group("method hyperparameters (default: the library's; a flag the method does not take is an error)")
+    for flag, kind, text in METHOD_FLAGS:
+        if kind is bool:
+            method.add_argument(flag, action="store_const", const=True, help=text)
+        elif isinstance(kind, tuple):
+            method.add_argument(flag, choices=kind, help=text)
+        else:
+            method.add_argument(flag, type=kind, help=text)
     p.add_argument("--train-subset", type=int)
     p.add_argument("--test-subset", type=int)
     p.add_argument("--eval-pgd-steps", type=int)
@@ -98,7 +135,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--autoattack-n", type=int, help="AutoAttack (standard) on the first N test images of a fixed shuffle; 0 skips")
     p.add_argument("--workers", type=int)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start over in an --out that holds a previous run")
     p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -107,6 +145,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             setattr(args, key, value)
     if args.out is None:
         args.out = Path("runs") / f"{args.preset}-{args.method.replace('+', 'p')}"
+    cls = OBJECTIVES[args.method]
+    accepted = {*inspect.signature(cls.__init__).parameters, *inspect.signature(DistillationObjective.__init__).parameters}
+    wrong = ["--" + k.replace("_", "-") for k in method_hparams(args) if k not in accepted]
+    if wrong:
+        takes = [flag for flag, _, _ in METHOD_FLAGS if flag[2:].replace("-", "_") in accepted]
+        p.error(f"{', '.join(wrong)} does not apply to --method {args.method}; it takes {', '.join(takes)}")
     return args
 
 
@@ -134,18 +178,24 @@ def plot_curves(path: Path, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
     rows = read_csv(path)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
-    for stage in dict.fromkeys(r["stage"] for r in rows):
+    stages = list(dict.fromkeys(r["stage"] for r in rows))
+    # One loss axis per stage: the teacher's cross-entropy and the student's distillation loss
+    # are on different scales.
+    fig, axes = plt.subplots(1, len(stages) + 1, figsize=(4.5 * (len(stages) + 1), 3.5), constrained_layout=True)
+    for ax, stage in zip(axes, stages):
         rs = [r for r in rows if r["stage"] == stage]
-        epochs = [int(r["epoch"]) for r in rs]
-        axes[0].plot(epochs, [float(r["loss"]) for r in rs], marker="o", label=f"{stage} loss")
-        if rs[0].get("val_pgd"):
-            axes[1].plot(epochs, [float(r["val_pgd"]) for r in rs if r.get("val_pgd")], marker="o", label=f"{stage} PGD acc (val)")
-    axes[0].set(xlabel="epoch", ylabel="training loss", title="loss")
-    axes[1].set(xlabel="epoch", ylabel="accuracy", title="robust accuracy on held-out images", ylim=(0, 1))
+        ax.plot([int(r["epoch"]) for r in rs], [float(r["loss"]) for r in rs], marker="o")
+        ax.set(xlabel="epoch", ylabel="training loss", title=f"{stage} loss")
+        val = [(int(r["epoch"]), float(r["val_pgd"])) for r in rs if r.get("val_pgd")]
+        if val:
+            axes[-1].plot(*zip(*val), marker="o", label=stage)
+    axes[-1].set(xlabel="epoch", ylabel="accuracy", title="PGD-10 accuracy, 128 held-out images", ylim=(0, 1))
+    axes[-1].legend(fontsize=8)
     for ax in axes:
-        ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
@@ -156,11 +206,66 @@ def first_batch(dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
     return x.to(device), y.to(device)
 
 
+#: What a run leaves in --out; their presence means --out holds a previous run.
+ARTEFACTS = ("history.csv", "teacher_ckpt.pt", "student_ckpt.pt", "teacher.pt", "student.pt", "results.json",
+             "results.md", "curves.png")
+
+
+def prepare_out(args: argparse.Namespace, main_process: bool) -> dict | None:
+    """Say what --out holds and what this run does with it; the saved result of a finished run
+    resumed again (nothing to do), else None. A previous run is never overwritten silently."""
+    found = [name for name in ARTEFACTS if (args.out / name).exists()]
+    if args.resume:
+        student_ckpt = args.out / "student_ckpt.pt"
+        trained = load_checkpoint(student_ckpt)["epoch"] if student_ckpt.exists() else 0
+        if (args.out / "results.json").exists() and trained >= args.epochs:
+            if main_process:
+                print(f"--resume: {args.out} holds a finished run of {trained} student epochs; its results are in "
+                      f"{args.out / 'results.md'}. Nothing to do (ask for more --epochs to train on, or use "
+                      "--overwrite or another --out to run again).")
+            return json.loads((args.out / "results.json").read_text())
+        if main_process:
+            ckpts = [n for n in ("teacher.pt", "teacher_ckpt.pt", "student_ckpt.pt") if n in found]
+            print(f"--resume: continuing from {', '.join(ckpts)} in {args.out}" if ckpts else
+                  f"--resume: no checkpoint in {args.out}; starting from scratch")
+        return None
+    if found and not args.overwrite:
+        raise SystemExit(f"error: {args.out} holds a previous run ({', '.join(found)}); pass --resume to continue it, "
+                         "--overwrite to start over, or choose another --out")
+    if found and main_process:
+        for name in found:
+            (args.out / name).unlink()
+        print(f"--overwrite: removed the previous run's {', '.join(found)} from {args.out}")
+    return None
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the checkpoints of finished epochs are kept in {args.out}; rerun the same command "
+              "with --resume to continue", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def run(args: argparse.Namespace) -> dict:
     rank, world, device = setup_distributed()
     seed_everything(args.seed + rank)
     args.out.mkdir(parents=True, exist_ok=True)
+    finished = prepare_out(args, is_main(rank))
+    if finished is not None:
+        return finished
+    if device.type == "cpu" and args.preset in ("quick", "paper") and is_main(rank):
+        print(f"warning: --preset {args.preset} is sized for a GPU; on this CPU it takes many hours. For a CPU "
+              "run use --preset smoke (checks the pipeline) or benchmarks/method_study.py --preset cpu "
+              "(a real-data comparison sized for 2 cores).", file=sys.stderr)
+    cores = os.cpu_count() or 1
+    if args.workers > cores:
+        if is_main(rank):
+            print(f"note: {args.workers} data-loading workers capped at the {cores} cores present")
+        args.workers = cores
+    started_run = time.time()
     use_amp = device.type == "cuda" and not args.no_amp
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
@@ -234,17 +339,12 @@ def main(argv: list[str] | None = None) -> dict:
     teacher.eval()
 
     # -- student ------------------------------------------------------------------------------
+    # Seeded afresh: the student's initialisation and data order do not depend on whether the
+    # teacher was trained, loaded or resumed in this process.
+    seed_everything(args.seed + rank + 1)
     student = build(args.student, args.student_width)
     net = nn.parallel.DistributedDataParallel(student) if world > 1 else student
-    hparams = dict(epsilon=args.epsilon, step_size=args.step_size, steps=args.steps)
-    if args.method in ("smaraad", "smaraad++"):
-        hparams.update(gamma=args.gamma, alpha=args.alpha, align_weight=args.align_weight, kl_weight=args.kl_weight,
-                       weight_power=args.weight_power, weights_from_epoch=args.weights_from_epoch)
-    elif args.method in ("adaad", "ard"):
-        hparams.update(alpha=args.alpha)
-    if args.method == "ard":
-        hparams.update(temperature=args.temperature)
-    objective = make_objective(args.method, net, teacher, **hparams)
+    objective = make_objective(args.method, net, teacher, **method_hparams(args))
 
     def student_loss(x, y, epoch):
         # Attack and outer loss both under bf16 autocast on CUDA (the attack is ~90% of a step);
@@ -278,9 +378,10 @@ def main(argv: list[str] | None = None) -> dict:
                                                                       progress=not args.no_progress)
             scores["eval_seconds"] = time.time() - started_eval
             rows[name] = scores
-        result = {"args": {k: str(v) for k, v in vars(args).items()}, "device": str(device),
-                  "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                  "torch": torch.__version__, "student_train_seconds": train_seconds, "results": rows}
+        card = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        result = {"args": {k: str(v) for k, v in vars(args).items()}, "device": str(device), "card": card,
+                  "torch": torch.__version__, "student_train_seconds": train_seconds,
+                  "wall_seconds": time.time() - started_run, "results": rows}
         (args.out / "results.json").write_text(json.dumps(result, indent=2))
         pgd_key = f"pgd{args.eval_pgd_steps}"
         lines = [f"| model | clean | PGD-{args.eval_pgd_steps} | CW∞-{args.eval_cw_steps} | AutoAttack (first {args.autoattack_n}) |",
@@ -288,6 +389,12 @@ def main(argv: list[str] | None = None) -> dict:
         for name, s in rows.items():
             aa = f"{s['autoattack']:.2%}" if s["autoattack"] is not None else "not run"
             lines.append(f"| {name} | {s['clean']:.2%} | {s[pgd_key]:.2%} | {s['cw']:.2%} | {aa} |")
+        lines += ["", f"Preset {args.preset}, method {args.method}, {card}, torch {torch.__version__}, "
+                  f"bf16 autocast {use_amp}; wall-clock {result['wall_seconds']:.0f} s in this process "
+                  f"(student training {train_seconds:.0f} s)."]
+        if args.preset == "smoke":
+            lines.append("Smoke preset: tiny models and data; these numbers only show that the pipeline runs and "
+                         "say nothing about the methods.")
         table = "\n".join(lines)
         (args.out / "results.md").write_text(table + "\n")
         print(table)

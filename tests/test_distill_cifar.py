@@ -100,3 +100,41 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "world 2" in done.stdout
     assert json.loads((tmp_path / "ddp" / "results.json").read_text())["results"]["smaraad"]["clean"] >= 0
+
+
+@pytest.mark.parametrize("wrong", ["parent", "train"])
+def test_wrong_data_dir_suggests_the_right_one(tmp_path, capsys, wrong):
+    root = data.write_fake_cifar(tmp_path / "cifar" / "cifar10-jpeg", "imagefolder", per_class=2)
+    given = root.parent if wrong == "parent" else root / "train"
+    with pytest.raises(SystemExit):
+        distill_cifar.main(["--data-dir", str(given), "--out", str(tmp_path / "o"), *TINY])
+    assert f"Did you mean --data-dir {root}?" in capsys.readouterr().err
+
+
+def test_method_flags_are_case_insensitive_and_checked_against_the_method(capsys):
+    assert distill_cifar.parse_args(["--method", "SmaraAD"]).method == "smaraad"
+    with pytest.raises(SystemExit):
+        distill_cifar.parse_args(["--method", "adaad", "--gamma", "2"])
+    assert "--gamma does not apply to --method adaad" in capsys.readouterr().err
+    args = distill_cifar.parse_args(["--method", "ard", "--kl-reduction", "mean", "--attack-mode", "train"])
+    assert distill_cifar.method_hparams(args) == {"epsilon": 8 / 255, "step_size": 2 / 255, "steps": 2,
+                                                  "kl_reduction": "mean", "attack_mode": "train"}
+
+
+@pytest.mark.slow
+def test_out_is_never_overwritten_silently_and_resume_says_what_it_does(tmp_path, capsys):
+    root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=8)
+    out = tmp_path / "run"
+    args = ["--data-dir", str(root), "--out", str(out), "--epochs", "1", "--teacher-epochs", "1", *TINY]
+    distill_cifar.main(["--resume", *args])
+    assert f"--resume: no checkpoint in {out}; starting from scratch" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="holds a previous run .*pass --resume to continue it, --overwrite"):
+        distill_cifar.main(args)
+    saved = (out / "results.json").read_text()
+    assert distill_cifar.main(["--resume", *args])["results"] == json.loads(saved)["results"]
+    assert "holds a finished run" in capsys.readouterr().out
+    distill_cifar.main(["--overwrite", *args])
+    assert "--overwrite: removed the previous run's history.csv" in capsys.readouterr().out
+    assert [r["stage"] for r in history(out)] == ["teacher", "student"]
+    text = (out / "results.md").read_text()
+    assert "Preset smoke" in text and "wall-clock" in text and "only show that the pipeline runs" in text
