@@ -1,10 +1,27 @@
 #!/usr/bin/env bash
-# Every GPU check of the project in one command (sized for ~10 minutes on one H100/H200):
-# the CUDA tests (Triton kernel, dtypes, Grad-CAM under autocast), the soft-rank throughput grid,
-# and training-step times. Results land in benchmarks/results/ (and in $OUT when set).
+# Every GPU check of the project in one command: the CUDA tests (Triton kernel, dtypes, Grad-CAM
+# under autocast), the soft-rank throughput grid and training-step times. Results land in
+# benchmarks/results/ (and in $OUT when set).
 #   bash benchmarks/run_gpu.sh
+#   bash benchmarks/run_gpu.sh --check     # only the prechecks (what a machine without a GPU sees)
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+# Prechecks: stop with one clear line instead of running on into tracebacks.
+missing=()
+python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null \
+    || missing+=("a CUDA GPU visible to torch (torch.cuda.is_available() is False)")
+python -c "import triton" 2>/dev/null || missing+=("triton (installed with the CUDA build of torch)")
+for module in pytest hypothesis scipy pytorch_grad_cam; do
+    python -c "import $module" 2>/dev/null || missing+=("$module (pip install -e \".[dev]\")")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "run_gpu.sh: cannot run the GPU checks here; missing:" >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    exit 2
+fi
+[ "${1:-}" = "--check" ] && { echo "run_gpu.sh: prechecks passed"; exit 0; }
+
 out=${OUT:-benchmarks/results}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"

@@ -13,8 +13,13 @@ Ratios in the Markdown table are against the naive pairwise baseline and against
 measured in the same run. Memory is the CUDA allocator's peak on GPU, and the peak of sampled
 resident memory above the starting point on CPU (sampled every 0.5 ms; an approximation).
 
-    python benchmarks/soft_rank_throughput.py --quick          # < 1 minute on 2 CPU cores (CI)
+    python benchmarks/soft_rank_throughput.py --quick          # four sizes, float32 (run in the tests)
     python benchmarks/soft_rank_throughput.py --device cuda    # full grid on a GPU
+    python benchmarks/soft_rank_throughput.py --record         # write into benchmarks/results/
+
+The peers are optional: ``pip install torchsort diffsort`` (torchsort builds a C++/CUDA extension
+against the installed torch). A peer that is not installed is named at the start and its columns
+show "–".
 """
 
 from __future__ import annotations
@@ -58,6 +63,16 @@ def authors_loop(x: torch.Tensor, gamma: float) -> torch.Tensor:
     for row in x:
         rows.append(torch.stack([torch.sigmoid(gamma * (row - xi)).sum() for xi in row]))
     return torch.stack(rows)
+
+
+#: Optional peers: module name → how to install it.
+PEERS = {"torchsort": "pip install torchsort", "diffsort": "pip install diffsort"}
+
+
+def missing_peers() -> list[str]:
+    import importlib.util
+
+    return [name for name in PEERS if importlib.util.find_spec(name) is None]
 
 
 def implementations(device: str) -> dict[str, Callable]:
@@ -169,6 +184,9 @@ def measure(name, impl, n, batch, dtype, device, gamma, repeats, quick=False) ->
 
 def run(args) -> dict:
     torch.manual_seed(0)
+    missing = missing_peers()
+    if missing:
+        print("not installed, so not compared: " + "; ".join(f"{m} ({PEERS[m]})" for m in missing), flush=True)
     grid = QUICK if args.quick else [(n, b) for n in FULL_N for b in FULL_B]
     dtypes = [torch.float32] if args.quick else [torch.float32, torch.bfloat16]
     impls = implementations(args.device)
@@ -196,6 +214,7 @@ def run(args) -> dict:
         "torch": torch.__version__,
         "softrank_ad": softrank_ad.__version__,
         "command": args.command,
+        "missing_peers": missing,
         "rows": rows,
     }
 
@@ -221,6 +240,9 @@ def markdown(report: dict) -> str:
         )
     lines.append("")
     lines.append("× > 1: faster than the baseline by that factor (same run, same machine).")
+    if report.get("missing_peers"):
+        lines.append("Not installed, so not compared (their columns show –): "
+                     + ", ".join(f"{m} (`{PEERS[m]}`)" for m in report["missing_peers"]) + ".")
     return "\n".join(lines)
 
 
@@ -234,15 +256,21 @@ def plot(report: dict, path: Path) -> None:
     batches = sorted({r["B"] for r in rows})
     impls = list(dict.fromkeys(r["impl"] for r in rows))
     colours = {impl: f"C{i}" for i, impl in enumerate(impls)}  # one colour per impl in every panel
-    fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches), 4.2), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches) + 2.5, 4.2), squeeze=False,
+                             layout="constrained")
+    gammas = sorted({r["gamma"] for r in rows})
+    markers = dict(zip(gammas, "os^Dv"))
     for ax, batch in zip(axes[0], batches):
         for impl in impls:
-            pts = sorted((r["n"], r["fwd_bwd_ms"]) for r in rows if r["impl"] == impl and r["B"] == batch)
-            if pts:
-                ax.plot(*zip(*pts), marker="o", color=colours[impl], label=impl)
+            for gamma in gammas:  # a line joins only sizes measured at the same γ
+                pts = sorted((r["n"], r["fwd_bwd_ms"]) for r in rows if r["impl"] == impl and r["B"] == batch
+                             and r["gamma"] == gamma)
+                if pts:
+                    ax.plot(*zip(*pts), marker=markers[gamma], color=colours[impl])
         ax.set(xscale="log", yscale="log", xlabel="n", ylabel="fwd+bwd ms", title=f"B = {batch}")
     handles = [plt.Line2D([], [], color=colours[i], marker="o", label=i) for i in impls]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(impls), 8), fontsize=8)
+    handles += [plt.Line2D([], [], color="k", marker=markers[g], linestyle="", label=f"γ = {g:g}") for g in gammas]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     fig.suptitle(f"soft rank, float32, {report['card']}")
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -256,8 +284,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--gamma-long", type=float, default=100.0, help="γ at n=1000, B=128 (a narrow window)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", nargs="*", help="substrings of implementation names to keep")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="default runs/benchmarks")
+    parser.add_argument("--record", action="store_true", help="write into benchmarks/results/ (the README's tables)")
     args = parser.parse_args(argv)
+    if args.record:
+        args.out = Path(__file__).parent / "results"
     args.command = "python benchmarks/soft_rank_throughput.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
     report = run(args)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import statistics
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -53,13 +54,21 @@ def make_step(method, student, teacher, optimizer, x, y, steps, amp):
     return step
 
 
-def measure(step, device, repeats):
-    step()  # warm-up: cudnn autotuning, allocator, compilation
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    ms = median_ms(step, device, repeats, warmup=False)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
-    return ms, peak
+def measure(steps: dict, device: str, repeats: int) -> dict[str, tuple[float, float | None]]:
+    """Median ms per step and peak MB (CUDA only) of each method. Every method is warmed up
+    before any is timed, and the timed steps are interleaved (one of each per round), so neither
+    warm-up nor drift in the machine's state favours the method that happens to come first."""
+    peaks = {}
+    for name, step in steps.items():  # warm-up: cudnn autotuning, allocator, compilation, kernels
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        step()
+        peaks[name] = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(median_ms(step, device, 1, warmup=False))
+    return {name: (statistics.median(times[name]), peaks[name]) for name in steps}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -71,8 +80,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--methods", nargs="*", default=METHODS, choices=METHODS)
     parser.add_argument("--precisions", nargs="*", choices=["fp32", "bf16"])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="default runs/benchmarks")
+    parser.add_argument("--record", action="store_true", help="write into benchmarks/results/ (the README's tables)")
     args = parser.parse_args(argv)
+    if args.record:
+        args.out = Path(__file__).parent / "results"
     device = args.device
     tiny = args.tiny or device == "cpu"
     batch = args.batch or (32 if tiny else 128)
@@ -86,11 +98,12 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for precision in precisions:
         amp = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if precision == "bf16" else nullcontext
-        for method in args.methods:
-            optimizer = torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9)
-            ms, peak = measure(make_step(method, student, teacher, optimizer, x, y, args.steps, amp), device, args.repeats)
+        steps = {method: make_step(method, student, teacher, torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9),
+                                   x, y, args.steps, amp) for method in args.methods}
+        for method, (ms, peak) in measure(steps, device, args.repeats).items():
             rows.append({"method": method, "precision": precision, "step_ms": ms, "peak_mb": peak})
-            print(f"{method:10s} {precision}  {ms:9.1f} ms/step  peak {peak if peak is None else round(peak)} MB", flush=True)
+            memory = f"  peak {peak:.0f} MB" if peak is not None else ""
+            print(f"{method:10s} {precision}  {ms:9.1f} ms/step{memory}", flush=True)
     report = {
         "date": datetime.date.today().isoformat(),
         "card": torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads",

@@ -28,7 +28,32 @@ def test_soft_rank_throughput_quick(tmp_path):
 
 
 def test_train_step_tiny(tmp_path):
-    report = train_step.main(["--device", "cpu", "--steps", "1", "--repeats", "1", "--batch", "4",
+    report = train_step.main(["--device", "cpu", "--steps", "1", "--repeats", "2", "--batch", "4",
                               "--methods", "adaad", "smaraad", "--out", str(tmp_path)])
     assert [r["method"] for r in report["rows"]] == ["adaad", "smaraad"]
     assert "| smaraad | fp32 |" in next(tmp_path.glob("*.md")).read_text()
+
+
+def test_run_gpu_stops_with_one_clear_message_without_a_gpu():
+    import os
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the precheck passes here, run_gpu.sh runs for real")
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "run_gpu.sh"
+    done = subprocess.run(["bash", str(script), "--check"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]})
+    assert done.returncode == 2
+    assert "cannot run the GPU checks here; missing:" in done.stderr and "torch.cuda.is_available() is False" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_missing_peers_are_named_with_their_install_command(monkeypatch, capsys):
+    monkeypatch.setattr(soft_rank_throughput, "missing_peers", lambda: ["torchsort"])
+    report = soft_rank_throughput.run(type("Args", (), {"quick": True, "device": "cpu", "only": ["naive"],
+                                                       "gamma": 1.0, "gamma_long": 100.0, "repeats": 1,
+                                                       "command": "test"})())
+    assert "not installed, so not compared: torchsort (pip install torchsort)" in capsys.readouterr().out
+    assert "torchsort (`pip install torchsort`)" in soft_rank_throughput.markdown(report)
