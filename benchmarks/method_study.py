@@ -27,7 +27,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import statistics
 import sys
 import time
@@ -43,6 +42,7 @@ import data  # noqa: E402
 import models  # noqa: E402
 import robustness  # noqa: E402
 import training  # noqa: E402
+from stats import format_difference, paired_interval  # noqa: E402
 
 from softrank_ad import make_objective  # noqa: E402
 
@@ -131,17 +131,6 @@ CONFIGS: dict[str, Config] = {
 }
 GROUPS = ("headline", "probe")
 BASELINE = "adaad"
-
-
-class Sharpened(nn.Module):
-    """The teacher with its logits multiplied by ``k``: the same ranking, a more confident softmax."""
-
-    def __init__(self, teacher: nn.Module, k: float) -> None:
-        super().__init__()
-        self.teacher, self.k = teacher, k
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.k * self.teacher(x)
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -289,7 +278,7 @@ def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module,
     folder.mkdir(parents=True, exist_ok=True)
     training.seed_everything(seed)
     student = models.build(preset.student, d.classes, preset.student_width)
-    teacher_used = teacher if config.teacher_sharpness == 1 else Sharpened(teacher, config.teacher_sharpness)
+    teacher_used = teacher if config.teacher_sharpness == 1 else models.Sharpened(teacher, config.teacher_sharpness)
     objective = make_objective(config.method, student, teacher_used, **objective_hparams(config, preset))
     loader = TensorLoader(d.train_x[:preset.train_n], d.train_y[:preset.train_n], preset.batch_size, seed)
 
@@ -344,17 +333,6 @@ def add_autoattack(path: Path, d: Data, n: int, preset: Preset, progress: bool) 
 
 
 # -- summary ----------------------------------------------------------------------------------------
-def t_interval(diffs: list[float]) -> tuple[float, float, float] | None:
-    """Mean and 95% t-interval of paired differences; None with fewer than two pairs."""
-    if len(diffs) < 2:
-        return None
-    from scipy import stats
-
-    mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
-    half = stats.t.ppf(0.975, len(diffs) - 1) * sd / math.sqrt(len(diffs))
-    return mean, mean - half, mean + half
-
-
 def load_runs(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
 
@@ -374,7 +352,8 @@ def summarise(runs: list[dict], pgd_key: str = "pgd") -> list[dict]:
                            statistics.stdev(values) if len(values) > 1 else None, len(values))
             paired = [seeds[s][metric] - baseline[s][metric] for s in seeds
                       if s in baseline and seeds[s].get(metric) is not None and baseline[s].get(metric) is not None]
-            row[f"diff_{metric}"] = (statistics.mean(paired) if paired else None, t_interval(paired), len(paired))
+            row[f"pairs_{metric}"] = paired
+            row[f"diff_{metric}"] = (statistics.mean(paired) if paired else None, paired_interval(paired), len(paired))
         row["autoattack_n"] = min((s.get("autoattack_n", 0) for s in seeds.values()), default=0)
         rows.append(row)
     order = {name: i for i, name in enumerate(CONFIGS)}
@@ -388,24 +367,13 @@ def _pct(stat) -> str:
     return f"{100 * mean:.1f}" + (f" ± {100 * sd:.1f}" if sd is not None else "")
 
 
-def _diff(stat) -> str:
-    mean, interval, n = stat
-    if mean is None or n == 0:
-        return "–"
-    if interval is None:
-        return f"{100 * mean:+.1f} (1 pair)"
-    _, lo, hi = interval
-    star = " *" if lo > 0 or hi < 0 else ""
-    return f"{100 * mean:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]{star}"
-
-
 def markdown(rows: list[dict], pgd_key: str = "pgd") -> str:
     lines = ["| configuration | seeds | clean | PGD | CW∞ | AutoAttack | Δ clean vs AdaAD | Δ PGD vs AdaAD | Δ AA vs AdaAD |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         aa = _pct(r["autoattack"]) + (f" (n={r['autoattack_n']})" if r["autoattack"][2] else "")
         diffs = ["(baseline)"] * 3 if r["config"] == BASELINE else [
-            _diff(r[f"diff_{m}"]) for m in ("clean", pgd_key, "autoattack")]
+            format_difference(r[f"pairs_{m}"]) for m in ("clean", pgd_key, "autoattack")]
         lines.append(f"| {r['config']} | {len(r['seeds'])} | {_pct(r['clean'])} | {_pct(r[pgd_key])} | {_pct(r['cw'])} | "
                      f"{aa} | {' | '.join(diffs)} |")
     return "\n".join(lines)

@@ -225,6 +225,18 @@ class WideResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
+class Sharpened(nn.Module):
+    """A model with its logits multiplied by ``k``: the same ranking of classes, a more (k > 1) or
+    less (k < 1) confident softmax. Used to vary a teacher's confidence and nothing else."""
+
+    def __init__(self, model: nn.Module, k: float) -> None:
+        super().__init__()
+        self.model, self.k = model, float(k)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.k * self.model(x)
+
+
 def resnet18(num_classes: int = 10, width: int = 64) -> ResNet18:
     return ResNet18(num_classes, width)
 

@@ -10,7 +10,9 @@ new point set, teacher and student initialisation) the script measures
   fraction of a dense 200×200 grid of the unit square, and of an 11×11 grid inside every box,
   where the student predicts the teacher's class.
 
-It prints mean ± std over seeds and draws the decision regions of the first seed: the background
+It prints mean ± std over seeds (and, with AdaAD in the grid, each student's paired difference
+against it) and draws the decision regions of the first seed (teacher and the first three
+students): the background
 is each model's predicted class, each square is a point's ε-box in its class colour; a box whose
 background holds more than one colour is a point the model can be attacked at.
 
@@ -18,7 +20,7 @@ The MLPs have no spatial layer, so there is no Grad-CAM map to align: SmaraAD he
 matching alone (``align_weight=0``, ``attack_align_weight=0``). Students train with Adam, which
 is invariant to the loss's scale, so any gap here is not a learning-rate effect.
 
-    python examples/toy_distill.py                          # 3 seeds, SmaraAD vs AdaAD
+    python examples/toy_distill.py                          # 3 seeds, SmaraAD vs AdaAD: ~35 s on 2 cores
     python examples/toy_distill.py --seeds 10 --configs all --out runs/toy-study   # the whole grid
 """
 
@@ -35,21 +37,23 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from softrank_ad import make_objective
+from models import Sharpened
 from robustness import adversarial, robust_accuracy
+from stats import format_difference
+from softrank_ad import make_objective
 
 TEACHER = "Teacher (PGD-AT, 256 wide)"
-#: Student configurations: (method, hyperparameters). ``smaraad`` is the paper reading.
+#: Student configurations: (method, hyperparameters, teacher sharpness k: the teacher's logits
+#: times k). ``smaraad`` is the paper reading. The same names as benchmarks/method_study.py's grid.
 CONFIGS = {
-    "adaad": ("adaad", {}),
-    "smaraad": ("smaraad", {}),
-    "smaraad-kl1": ("smaraad", {"kl_weight": 1.0}),
-    "smaraad-gamma0.3": ("smaraad", {"gamma": 0.3}),
-    "smaraad-gamma3": ("smaraad", {"gamma": 3.0}),
-    "smaraad-gamma10": ("smaraad", {"gamma": 10.0}),
-    "smaraad-std": ("smaraad", {"scale": "std"}),
-    "smaraad-dcg": ("smaraad", {"position_weights": "dcg"}),
-    "rslad": ("rslad", {}),
+    "adaad": ("adaad", {}, 1.0),
+    "smaraad": ("smaraad", {}, 1.0),
+    "rslad": ("rslad", {}, 1.0),
+    **{f"{m}-k{k}": (m, {}, float(k)) for k in (3, 10) for m in ("adaad", "smaraad")},
+    **{f"smaraad-kl{w}": ("smaraad", {"kl_weight": w}, 1.0) for w in (0.5, 1.0)},
+    **{f"smaraad-gamma{g}": ("smaraad", {"gamma": g}, 1.0) for g in (0.3, 3.0, 10.0)},
+    "smaraad-std": ("smaraad", {"scale": "std"}, 1.0),
+    "smaraad-dcg": ("smaraad", {"position_weights": "dcg"}, 1.0),
 }
 DEFAULT_CONFIGS = ["smaraad", "adaad"]
 LABELS = {"smaraad": "SmaraAD student (64 wide, slack matching)", "adaad": "AdaAD student (64 wide, KL)"}
@@ -93,12 +97,13 @@ def train_teacher(x, y, classes, epsilon, iterations, progress=False) -> nn.Modu
 def train_student(config, teacher, x, y, classes, epsilon, iterations, seed, progress=False) -> nn.Module:
     """A 64-wide student distilled with ``config``; the initialisation depends on ``seed`` only,
     so every configuration of a seed starts from the same weights."""
-    method, hparams = CONFIGS[config]
+    method, hparams, sharpness = CONFIGS[config]
     torch.manual_seed(seed)
     student = mlp(64, classes)
     if method == "smaraad":
         hparams = {"align_weight": 0.0, "attack_align_weight": 0.0, **hparams}
-    objective = make_objective(method, student, teacher, **attack_kwargs(epsilon, 5), **hparams)
+    target = teacher if sharpness == 1 else Sharpened(teacher, sharpness)
+    objective = make_objective(method, student, target, **attack_kwargs(epsilon, 5), **hparams)
     optimizer = torch.optim.Adam(objective.parameters(), lr=3e-3)
     for _ in tqdm(range(iterations), desc=f"student ({config})", disable=not progress, leave=False):
         optimizer.zero_grad()
@@ -151,15 +156,26 @@ def mean_std(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
 
 
+METRICS = ("clean", "robust", "agree_grid", "agree_boxes")
+
+
 def table(per_seed: list[dict], configs: list[str]) -> str:
+    """Mean ± std over seeds; with AdaAD among the configurations, each other student's paired
+    difference against it (same seed: same points, teacher and initialisation)."""
     n = len(per_seed)
-    lines = [f"| model ({n} seed{'s' if n > 1 else ''}, mean ± std, %) | clean acc | robust acc (PGD-20 in the ε-box) | "
-             "agrees with the teacher: unit square | agrees with the teacher: inside the ε-boxes |",
-             "|---|---|---|---|---|"]
+    paired = "adaad" in configs and len(configs) > 1
+    header = (f"| model ({n} seed{'s' if n > 1 else ''}, mean ± std, %) | clean acc | robust acc (PGD-20 in the ε-box) | "
+              "agrees with the teacher: unit square | agrees with the teacher: inside the ε-boxes |")
+    header += " Δ robust vs AdaAD | Δ agreement in boxes vs AdaAD |" if paired else ""
+    lines = [header, "|---" * (7 if paired else 5) + "|"]
     for name in [TEACHER, *configs]:
-        cells = [mean_std([r[name][k] for r in per_seed]) if k in per_seed[0][name] else "–"
-                 for k in ("clean", "robust", "agree_grid", "agree_boxes")]
+        cells = [mean_std([r[name][k] for r in per_seed]) if k in per_seed[0][name] else "–" for k in METRICS]
+        if paired:
+            cells += ["–"] * 2 if name in (TEACHER, "adaad") else [
+                format_difference([r[name][k] - r["adaad"][k] for r in per_seed]) for k in ("robust", "agree_boxes")]
         lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
+    if paired:
+        lines.append("\nΔ: mean paired difference in points [95% t-interval]; * where the interval excludes 0.")
     return "\n".join(lines)
 
 
@@ -171,7 +187,8 @@ def plot(first: dict, rows: dict, epsilon: float, path: Path) -> None:
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch, Rectangle
 
-    x, y, models = first["x"], first["y"], first["models"]
+    x, y = first["x"], first["y"]
+    models = dict(list(first["models"].items())[:4])  # the teacher and the first three students
     colours = plt.get_cmap("tab10").colors[: int(y.max()) + 1]
     cells = grid(300)
     fig, axes = plt.subplots(1, len(models), figsize=(4.6 * len(models), 5.2), constrained_layout=True)
@@ -207,8 +224,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--points", type=int, default=40)
     parser.add_argument("--classes", type=int, default=4)
     parser.add_argument("--epsilon", type=float, default=0.03, help="L∞ box radius in the unit square")
-    parser.add_argument("--teacher-iterations", type=int, default=600)
-    parser.add_argument("--student-iterations", type=int, default=600)
+    parser.add_argument("--teacher-iterations", type=int, default=1000)
+    parser.add_argument("--student-iterations", type=int, default=1500)
     parser.add_argument("--out", type=Path, default=Path("runs/toy"))
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
