@@ -46,6 +46,63 @@ def check_finite(x: torch.Tensor, name: str) -> None:
         )
 
 
+def check_images(x: object, name: str) -> torch.Tensor:
+    """``x`` must be a non-empty floating (B, ...) batch with finite values in [0, 1] (one host
+    sync; the value checks are skipped under ``torch.compile``)."""
+    check_tensor(x, name)
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty batch (B, ...), got shape {tuple(x.shape)}")
+    if _is_compiling():
+        return x
+    detached = x.detach()
+    lo, hi = torch.stack([detached.amin(), detached.amax()]).float().tolist()  # NaN propagates
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        bad = int((~torch.isfinite(detached)).sum())
+        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf); inputs must be images in [0, 1]")
+    if lo < 0 or hi > 1:
+        raise ValueError(
+            f"{name} must lie in [0, 1] (the ε-ball and clipping are in pixel space), got values in "
+            f"[{lo:.3g}, {hi:.3g}]; put any normalisation inside the model as its first layer"
+        )
+    return x
+
+
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def check_labels(labels: object, batch: int, classes: int | None, name: str) -> torch.Tensor:
+    """``labels`` must be a (batch,) integer tensor with values in [0, classes) (one host sync);
+    returned as int64, the dtype torch's losses and indexing need."""
+    if not isinstance(labels, torch.Tensor) or labels.dtype not in _INT_DTYPES:
+        got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise TypeError(f"{name} must be an integer tensor of class indices, got {got}")
+    if labels.shape != (batch,):
+        raise ValueError(f"{name} must have shape ({batch},) to match the batch, got {tuple(labels.shape)}")
+    if batch and classes is not None and not _is_compiling():
+        lo, hi = torch.stack(list(torch.aminmax(labels.detach().long()))).tolist()
+        if lo < 0 or hi >= classes:
+            raise ValueError(f"{name} holds classes outside [0, {classes}): min {lo}, max {hi}")
+    return labels.long()
+
+
+def check_int(value: object, name: str, minimum: int = 0) -> int:
+    """``value`` must be an int (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_positive(value: object, name: str) -> float:
+    """``value`` must be a finite real number > 0."""
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not 0 < value < math.inf:
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    return float(value)
+
+
 def check_dim(x: torch.Tensor, dim: int, name: str) -> int:
     """Normalise ``dim`` for ``x`` and return it as a non-negative index."""
     if isinstance(dim, bool) or not isinstance(dim, int):

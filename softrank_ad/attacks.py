@@ -60,9 +60,10 @@ def pgd(
     Args:
         loss_fn: maps a (B, ...) input to a scalar to maximise. Only its gradient w.r.t. the input
             is taken: no parameter ``.grad`` is written.
-        x: clean inputs in [0, 1].
+        x: clean inputs: a floating (B, ...) batch with finite values in [0, 1].
         epsilon, step_size, steps: the budget ε, the step η and the number of steps K.
         start: the random start (see :func:`random_start`), unless ``x_start`` is given.
+        x_start: an explicit start, of ``x``'s shape (projected into the ball first).
 
     Returns:
         The adversarial inputs, detached.
@@ -75,8 +76,20 @@ def pgd(
     ICLR 2018.
     """
     check_budget(epsilon, step_size, steps)
+    _validate.check_images(x, "x")
+    if x_start is not None:
+        _validate.check_tensor(x_start, "x_start")
+        if x_start.shape != x.shape:
+            raise ValueError(f"x_start must have the shape of x {tuple(x.shape)}, got {tuple(x_start.shape)}")
+        x_start = project(x_start.detach(), x.detach(), epsilon)
+    return ascend(loss_fn, x, epsilon=epsilon, step_size=step_size, steps=steps,
+                  x_start=x_start if x_start is not None else random_start(x.detach(), epsilon, start))
+
+
+def ascend(loss_fn, x: torch.Tensor, *, epsilon: float, step_size: float, steps: int, x_start: torch.Tensor) -> torch.Tensor:
+    """The PGD iterations of :func:`pgd` without its argument checks, for callers that made them."""
     x = x.detach()
-    x_adv = (x_start if x_start is not None else random_start(x, epsilon, start)).detach()
+    x_adv = x_start.detach()
     for _ in range(steps):
         x_adv.requires_grad_(True)
         with torch.enable_grad():

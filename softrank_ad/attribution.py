@@ -141,21 +141,7 @@ def _resolve_target(target: TargetSpec, logits: torch.Tensor, y: torch.Tensor | 
             target, name = y, "y"
         else:
             raise ValueError(f'target must be a LongTensor, "label" or "predicted", got {target!r}')
-    check_labels(target, batch, classes, name)
-    return target.to(logits.device)
-
-
-def check_labels(labels: object, batch: int, classes: int, name: str) -> None:
-    """``labels`` must be a (batch,) integer tensor with values in [0, classes)."""
-    if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32):
-        got = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise TypeError(f"{name} must be an int64 tensor of class indices, got {got}")
-    if labels.shape != (batch,):
-        raise ValueError(f"{name} must have shape ({batch},) to match the batch, got {tuple(labels.shape)}")
-    if batch and (int(labels.min()) < 0 or int(labels.max()) >= classes):
-        raise ValueError(
-            f"{name} holds classes outside [0, {classes}): min {int(labels.min())}, max {int(labels.max())}"
-        )
+    return _validate.check_labels(target, batch, classes, name).to(logits.device)
 
 
 def grad_cam(
@@ -276,7 +262,8 @@ class AttributionAlignmentLoss(nn.Module):
     4×4 student layer and an 8×8 teacher layer compare fine. The student map keeps its graph, so
     the loss trains the student's parameters (double backward). The teacher map is detached
     unless ``teacher_differentiable=True``, which keeps its dependence on ``x`` (needed when the
-    loss is maximised over ``x``).
+    loss is maximised over ``x``). The teacher runs in eval mode (its mode restored after), so its
+    BatchNorm statistics are never updated; the student runs in the mode it is in.
 
     Args:
         student_layer, teacher_layer: as ``layer`` of :func:`grad_cam`.
@@ -339,16 +326,20 @@ class AttributionAlignmentLoss(nn.Module):
     ):
         size = _output_size(self.output_size, x)
         teacher_target = "label" if self.target == "label" else "predicted"
-        z_t, cam_t = grad_cam(
-            teacher,
-            x,
-            teacher_target,
-            self.teacher_layer,
-            self.normalize,
-            create_graph=self.teacher_differentiable,
-            output_size=size,
-            y=y,
-        )
+        # The teacher is evaluated in eval mode (its mode restored after): its BN statistics
+        # never change, whatever mode it was left in.
+        with modes_restored(teacher):
+            teacher.eval()
+            z_t, cam_t = grad_cam(
+                teacher,
+                x,
+                teacher_target,
+                self.teacher_layer,
+                self.normalize,
+                create_graph=self.teacher_differentiable,
+                output_size=size,
+                y=y,
+            )
         student_target = y if self.target == "label" else z_t.detach().argmax(-1)
         if student_target is None:
             raise ValueError('target="label" needs the labels: pass y=')

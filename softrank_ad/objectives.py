@@ -44,8 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from softrank_ad import _validate
-from softrank_ad.attacks import KL_REDUCTIONS, Start, check_budget, kl_divergence, pgd, random_start
-from softrank_ad.attribution import AttributionAlignmentLoss, LayerSpec, check_labels, modes_restored
+from softrank_ad.attacks import KL_REDUCTIONS, Start, ascend, check_budget, kl_divergence, random_start
+from softrank_ad.attribution import AttributionAlignmentLoss, LayerSpec, modes_restored
 from softrank_ad.rank import DEFAULT_GAMMA
 from softrank_ad.spearman import dcg_weights, slack_matching_loss
 
@@ -77,6 +77,12 @@ class DistillationObjective(nn.Module):
             (official ARD; its BN running statistics then follow the attack's forwards).
         clean_bn_forward: add a clean train-mode forward of the student (no gradient) where the
             outer loss has none, as the official AdaAD and ARD code do at α = 1.
+        check_inputs: check every call that ``x`` (and a given ``x_adv``) holds finite values in
+            [0, 1] and that the labels index the classes: one host sync per call. False skips it
+            (shapes and dtypes are still checked). Class counts are compared once, on the first call.
+
+    Every argument is validated before the models are touched: a constructor that raises leaves
+    the teacher (and any module it shares with the student) as it was.
     """
 
     start: Start = "uniform"
@@ -92,12 +98,14 @@ class DistillationObjective(nn.Module):
         kl_reduction: Literal["batchmean", "mean"] = "batchmean",
         attack_mode: Literal["eval", "train"] = "eval",
         clean_bn_forward: bool = False,
+        check_inputs: bool = True,
     ) -> None:
         super().__init__()
         _validate.check_choice(kl_reduction, "kl_reduction", KL_REDUCTIONS)
         _validate.check_choice(attack_mode, "attack_mode", ATTACK_MODES)
-        if not isinstance(clean_bn_forward, bool):
-            raise TypeError(f"clean_bn_forward must be a bool, got {type(clean_bn_forward).__name__}")
+        for name, flag in (("clean_bn_forward", clean_bn_forward), ("check_inputs", check_inputs)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
         for name, model in (("student", student), ("teacher", teacher)):
             if not isinstance(model, nn.Module):
                 raise TypeError(f"{name} must be an nn.Module, got {type(model).__name__}")
@@ -105,19 +113,22 @@ class DistillationObjective(nn.Module):
             raise ValueError("student and teacher must be different modules")
         check_budget(epsilon, step_size, steps)
         self.student = student
-        # Not a submodule: the teacher's parameters stay out of parameters() and state_dict().
-        object.__setattr__(self, "teacher", teacher.requires_grad_(False))
         self.epsilon = float(epsilon)
         self.step_size = float(step_size)
         self.steps = steps
         self.kl_reduction = kl_reduction
         self.attack_mode = attack_mode
         self.clean_bn_forward = clean_bn_forward
+        self.check_inputs = check_inputs
+        self._classes: int | None = None  # learnt on the first call
+        # Last, after every check (subclasses check theirs before calling this). Not a submodule:
+        # the teacher's parameters stay out of parameters() and state_dict().
+        object.__setattr__(self, "teacher", teacher.requires_grad_(False))
 
     # -- the public protocol -------------------------------------------------------------------
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The adversarial inputs of this method's inner maximisation (detached)."""
-        self._check_batch(x, y)
+        y = self._check_batch(x, y)
         return self._perturb(x, y)
 
     @contextmanager
@@ -131,7 +142,7 @@ class DistillationObjective(nn.Module):
     def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with self._attack_modes():
             context = self._attack_context(x, y)
-            return pgd(
+            return ascend(
                 lambda u: self._attack_loss(u, y, context),
                 x,
                 epsilon=self.epsilon,
@@ -142,7 +153,8 @@ class DistillationObjective(nn.Module):
 
     def inner_objective(self, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The scalar ``perturb`` maximises, evaluated at ``x_adv`` (models as during the attack)."""
-        self._check_batch(x, y)
+        y = self._check_batch(x, y)
+        self._check_x_adv(x_adv, x)
         with self._attack_modes(), torch.enable_grad():
             return self._attack_loss(x_adv, y, self._attack_context(x, y))
 
@@ -150,7 +162,9 @@ class DistillationObjective(nn.Module):
         self, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None = None, epoch: int | None = None
     ) -> Terms:
         """The outer loss under ``"loss"`` and its separate terms (detached), for logging."""
-        self._check_batch(x, y)
+        if epoch is not None:
+            _validate.check_int(epoch, "epoch")
+        y = self._check_batch(x, y)
         if x_adv is None:
             x_adv = self._perturb(x, y)
         else:
@@ -206,25 +220,27 @@ class DistillationObjective(nn.Module):
                 f"student {tuple(z_s.shape)} and teacher {tuple(z_t.shape)}"
             )
 
-    def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        _validate.check_tensor(x, "x")
-        if x.dim() < 2 or x.shape[0] == 0:
-            raise ValueError(f"x must be a non-empty batch (B, ...), got shape {tuple(x.shape)}")
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0 or hi > 1:
-            raise ValueError(
-                f"x must lie in [0, 1] (the ε-ball and clipping are in pixel space), got values in "
-                f"[{lo:.3g}, {hi:.3g}]; put any normalisation inside the model as its first layer"
-            )
-        # One sample through both models: the class counts must agree, and y must index them.
-        # Costs 1/B of a forward and keeps errors at the boundary instead of deep in an attack.
-        with torch.no_grad(), eval_mode(self.student, self.teacher):
-            z_s, z_t = self.student(x[:1]), self.teacher(x[:1])
-        self._check_classes(z_s, z_t)
-        check_labels(y, x.shape[0], z_s.shape[1], "y")
+    def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Checks x and y before any forward; returns y as int64."""
+        if self.check_inputs:
+            _validate.check_images(x, "x")
+        else:
+            _validate.check_tensor(x, "x")
+        if self._classes is None:
+            _validate.check_images(x, "x")
+            # Once: one sample through both models, so that mismatched class counts and labels
+            # out of range are reported here instead of deep inside an attack.
+            with torch.no_grad(), eval_mode(self.student, self.teacher):
+                z_s, z_t = self.student(x[:1]), self.teacher(x[:1])
+            self._check_classes(z_s, z_t)
+            self._classes = z_s.shape[1]
+        return _validate.check_labels(y, x.shape[0], self._classes if self.check_inputs else None, "y")
 
     def _check_x_adv(self, x_adv: torch.Tensor, x: torch.Tensor) -> None:
-        _validate.check_tensor(x_adv, "x_adv")
+        if self.check_inputs:
+            _validate.check_images(x_adv, "x_adv")
+        else:
+            _validate.check_tensor(x_adv, "x_adv")
         if x_adv.shape != x.shape:
             raise ValueError(f"x_adv must have the shape of x {tuple(x.shape)}, got {tuple(x_adv.shape)}")
 
@@ -306,24 +322,28 @@ class SmaraADObjective(DistillationObjective):
         position_weights: Literal["none", "dcg"] = "none",
         **options,
     ) -> None:
-        super().__init__(student, teacher, **options)
         _validate.check_choice(weighting, "weighting", (None, "teacher_confidence"))
         _validate.check_choice(scale, "scale", ("none", "std"))
         _validate.check_choice(position_weights, "position_weights", ("none", "dcg"))
-        self.gamma = _validate.check_gamma(gamma)
-        self.alpha = _validate.check_unit_interval(alpha, "alpha")
-        self.align_weight = _validate.check_non_negative(align_weight, "align_weight")
-        self.kl_weight = _validate.check_non_negative(kl_weight, "kl_weight")
-        self.attack_align_weight = _validate.check_non_negative(attack_align_weight, "attack_align_weight")
-        self.weighting = weighting
-        self.weight_power = _validate.check_non_negative(weight_power, "weight_power")
-        self.weights_from_epoch = weights_from_epoch
-        self.scale = scale
-        self.position_weights = position_weights
+        checked = dict(
+            gamma=_validate.check_gamma(gamma),
+            alpha=_validate.check_unit_interval(alpha, "alpha"),
+            align_weight=_validate.check_non_negative(align_weight, "align_weight"),
+            kl_weight=_validate.check_non_negative(kl_weight, "kl_weight"),
+            attack_align_weight=_validate.check_non_negative(attack_align_weight, "attack_align_weight"),
+            weight_power=_validate.check_non_negative(weight_power, "weight_power"),
+            weights_from_epoch=_validate.check_int(weights_from_epoch, "weights_from_epoch"),
+            weighting=weighting, scale=scale, position_weights=position_weights,
+        )
         layers = dict(student_layer=student_layer, teacher_layer=teacher_layer, target=target)
         # The attack differentiates both maps w.r.t. x'; the outer loss treats the teacher's as data.
-        object.__setattr__(self, "_align_attack", AttributionAlignmentLoss(**layers, teacher_differentiable=True))
-        object.__setattr__(self, "_align", AttributionAlignmentLoss(**layers))
+        align_attack = AttributionAlignmentLoss(**layers, teacher_differentiable=True)
+        align = AttributionAlignmentLoss(**layers)
+        super().__init__(student, teacher, **options)
+        for name, value in checked.items():
+            setattr(self, name, value)
+        object.__setattr__(self, "_align_attack", align_attack)
+        object.__setattr__(self, "_align", align)
 
     def _skips_clean_student(self) -> bool:
         return self.weighting is None and self.alpha == 1
@@ -418,8 +438,9 @@ class AdaADObjective(DistillationObjective):
     start: Start = "normal"  # x + 0.001·N(0, 1), as the official code starts its attack
 
     def __init__(self, student, teacher, *, alpha: float = 1.0, **options):
+        alpha = _validate.check_unit_interval(alpha, "alpha")
         super().__init__(student, teacher, **options)
-        self.alpha = _validate.check_unit_interval(alpha, "alpha")
+        self.alpha = alpha
 
     def _skips_clean_student(self) -> bool:
         return self.alpha == 1
@@ -449,8 +470,9 @@ class RSLADObjective(DistillationObjective):
     start: Start = "normal"
 
     def __init__(self, student, teacher, *, adv_weight: float = 5 / 6, **options):
+        adv_weight = _validate.check_unit_interval(adv_weight, "adv_weight")
         super().__init__(student, teacher, **options)
-        self.adv_weight = _validate.check_unit_interval(adv_weight, "adv_weight")
+        self.adv_weight = adv_weight
 
     def _attack_context(self, x, y):
         return {"z_t_clean": self._teacher_logits(x)}
@@ -479,11 +501,10 @@ class ARDObjective(DistillationObjective):
     """
 
     def __init__(self, student, teacher, *, alpha: float = 1.0, temperature: float = 30.0, **options):
+        alpha = _validate.check_unit_interval(alpha, "alpha")
+        temperature = _validate.check_positive(temperature, "temperature")
         super().__init__(student, teacher, **options)
-        self.alpha = _validate.check_unit_interval(alpha, "alpha")
-        if not temperature > 0 or temperature == float("inf"):
-            raise ValueError(f"temperature must be finite and > 0, got {temperature!r}")
-        self.temperature = float(temperature)
+        self.alpha, self.temperature = alpha, temperature
 
     def _skips_clean_student(self) -> bool:
         return self.alpha == 1

@@ -251,7 +251,7 @@ def test_bad_inputs():
         objective(x, y[:3])
     with pytest.raises(ValueError, match=r"y holds classes outside \[0, 2\)"):
         objective(x, y + 5)
-    with pytest.raises(TypeError, match="y must be an int64 tensor"):
+    with pytest.raises(TypeError, match="y must be an integer tensor of class indices, got torch.float32"):
         objective(x, y.float())
     with pytest.raises(ValueError, match="same shape.*student \\(1, 2\\) and teacher \\(1, 3\\)"):
         make_objective("adaad", TinyCNN(classes=2), TinyCNN(classes=3))(x, y)
@@ -360,3 +360,107 @@ def test_new_options_are_validated():
         AdaADObjective(student, teacher, clean_bn_forward=1)
     with pytest.raises(ValueError, match="position_weights must be one of"):
         SmaraADObjective(student, teacher, position_weights="ndcg")
+
+
+# -- boundary checks found by the adversarial sweep -----------------------------------------------
+def bn_state(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_pixels_are_rejected_before_any_forward(bad):
+    student, teacher = fresh_pair()
+    objective = make_objective("smaraad", student, teacher, steps=1)
+    x, y = blobs(4)
+    objective(x, y)  # a first call learns the class count
+    before = bn_state(student)
+    x[1, 0, 2, 2] = bad
+    with pytest.raises(ValueError, match=r"x contains 1 non-finite value"):
+        objective(x, y)
+    with pytest.raises(ValueError, match=r"x_adv contains 1 non-finite value"):
+        objective(blobs(4)[0], y, x_adv=x)
+    with pytest.raises(ValueError, match=r"x_adv must lie in \[0, 1\]"):
+        objective(blobs(4)[0], y, x_adv=x.nan_to_num(2.0))
+    assert all(torch.equal(before[k], v) for k, v in bn_state(student).items())
+
+
+def test_pgd_validates_its_inputs():
+    model = TinyCNN()
+    x, y = blobs(4)
+    loss = lambda u: F.cross_entropy(model(u), y)  # noqa: E731
+    with pytest.raises(ValueError, match=r"x must lie in \[0, 1\]"):
+        pgd(loss, x * 255, epsilon=0.03, step_size=0.01, steps=1)
+    with pytest.raises(ValueError, match="x contains 1 non-finite"):
+        pgd(loss, torch.where(torch.arange(x.numel()).view_as(x) == 0, float("nan"), x), epsilon=0.03, step_size=0.01, steps=1)
+    with pytest.raises(TypeError, match="x must have a floating dtype"):
+        pgd(loss, (x * 255).to(torch.uint8), epsilon=0.03, step_size=0.01, steps=1)
+    with pytest.raises(ValueError, match=r"x_start must have the shape of x \(4, 3, 8, 8\), got \(2, 3, 8, 8\)"):
+        pgd(loss, x, epsilon=0.03, step_size=0.01, steps=1, x_start=x[:2])
+    far = pgd(loss, x, epsilon=0.03, step_size=0.01, steps=0, x_start=x + 0.5)  # projected into the ball
+    assert (far - x).abs().max() <= 0.03 + 1e-6
+
+
+def test_any_integer_label_dtype_works_and_bad_types_name_the_argument():
+    student, teacher = fresh_pair()
+    x, y = blobs(4)
+    torch.manual_seed(1)
+    expected = ARDObjective(student, teacher, steps=1)(x, y)
+    torch.manual_seed(1)
+    torch.testing.assert_close(ARDObjective(student, teacher, steps=1)(x, y.int()), expected)
+    objective = make_objective("smaraad", student, teacher, steps=1)
+    before = bn_state(student)
+    with pytest.raises(TypeError, match="epoch must be an int, got str '5'"):
+        objective.train()(x, y, epoch="5")
+    assert all(torch.equal(before[k], v) for k, v in bn_state(student).items())
+    with pytest.raises(TypeError, match="temperature must be a number, got str '30'"):
+        ARDObjective(student, teacher, temperature="30")
+    with pytest.raises(TypeError, match="weights_from_epoch must be an int, got str '60'"):
+        make_objective("smaraad++", student, teacher, weights_from_epoch="60")
+
+
+@pytest.mark.parametrize("method,bad", [("smaraad", {"gamma": -1.0}), ("ard", {"temperature": 0.0}),
+                                        ("adaad", {"kl_reduction": "sum"}), ("rslad", {"adv_weight": 2.0}),
+                                        ("smaraad", {"target": "mine"})])
+def test_a_constructor_that_raises_leaves_the_models_untouched(method, bad):
+    student, teacher = fresh_pair()
+    shared = nn.Linear(2, 2)
+    teacher.extra, student.extra = shared, shared
+    with pytest.raises((ValueError, TypeError)):
+        make_objective(method, student, teacher, **bad)
+    assert all(p.requires_grad for p in teacher.parameters()) and shared.weight.requires_grad
+
+
+class CallCounter(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.model(x)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_no_extra_forward_per_step_after_the_first_call(method):
+    student, teacher = fresh_pair()
+    counted = CallCounter(student)
+    objective = make_objective(method, counted, teacher, steps=2)
+    x, y = blobs(4)
+    objective(x, y, epoch=100)
+    first = counted.calls
+    objective(x, y, epoch=100)
+    second = counted.calls - first
+    assert second == first - 1  # the one-sample class check runs on the first call only
+    counted.calls = 0
+    make_objective(method, counted, teacher, steps=2, check_inputs=False)(x, y, epoch=100)
+    assert counted.calls == first  # check_inputs=False still compares class counts once
+
+
+def test_alignment_loss_never_updates_a_train_mode_teacher():
+    from softrank_ad import AttributionAlignmentLoss
+
+    student, teacher = fresh_pair()
+    teacher.train()
+    before = bn_state(teacher)
+    AttributionAlignmentLoss()(student, teacher, *blobs(4))
+    assert teacher.training and all(torch.equal(before[k], v) for k, v in bn_state(teacher).items())
