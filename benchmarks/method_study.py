@@ -169,6 +169,9 @@ def as_tensors(dataset, n: int | None, seed: int) -> tuple[torch.Tensor, torch.T
 
 @dataclass
 class Data:
+    """Training images stay uint8 on the CPU (the loader moves batches); evaluation and
+    validation images are float on ``device``."""
+
     train_x: torch.Tensor
     train_y: torch.Tensor
     eval_x: torch.Tensor
@@ -176,9 +179,10 @@ class Data:
     val_x: torch.Tensor
     val_y: torch.Tensor
     classes: int
+    device: torch.device
 
 
-def load_data(data_dir: str, preset: Preset) -> Data:
+def load_data(data_dir: str, preset: Preset, device: torch.device) -> Data:
     train_set, test_set, classes, _ = data.load("cifar10", data_dir, augment=False)
     n_train = max(preset.train_n, preset.teacher_train_n or len(train_set))
     train_x, train_y = as_tensors(train_set, n_train, seed=0)
@@ -186,8 +190,8 @@ def load_data(data_dir: str, preset: Preset) -> Data:
     # eval_n images; the per-epoch curve uses val_n images of another shuffle.
     eval_x, eval_y = as_tensors(test_set, preset.eval_n, seed=0)
     val_x, val_y = as_tensors(test_set, preset.val_n, seed=1)
-    f = lambda t: t.float() / 255  # noqa: E731
-    return Data(train_x, train_y, f(eval_x), eval_y, f(val_x), val_y, classes)
+    f = lambda t: (t.float() / 255).to(device)  # noqa: E731
+    return Data(train_x, train_y, f(eval_x), eval_y.to(device), f(val_x), val_y.to(device), classes, device)
 
 
 # -- teacher ----------------------------------------------------------------------------------------
@@ -201,7 +205,7 @@ def get_teacher(preset: Preset, d: Data, out: Path, progress: bool) -> tuple[nn.
     """The preset's teacher: loaded from the cache, or trained (fast-AT, seed 0) and cached."""
     folder = out / "teachers" / teacher_key(preset)
     folder.mkdir(parents=True, exist_ok=True)
-    teacher = models.build(preset.teacher, d.classes, preset.teacher_width)
+    teacher = models.build(preset.teacher, d.classes, preset.teacher_width).to(d.device)
     info_path = folder / "teacher.json"
     if info_path.exists():
         training.load_weights(teacher, folder / "teacher.pt")
@@ -220,7 +224,7 @@ def get_teacher(preset: Preset, d: Data, out: Path, progress: bool) -> tuple[nn.
         return False
 
     started = time.time()
-    extra = training.fit("teacher", teacher, loss, loader, schedule, folder, device=torch.device("cpu"), resume=True,
+    extra = training.fit("teacher", teacher, loss, loader, schedule, folder, device=d.device, resume=True,
                          sampler=loader, on_epoch_end=keep_best, progress=progress)
     teacher.load_state_dict(extra["best_state"])
     seconds = time.time() - started
@@ -236,7 +240,7 @@ def get_teacher(preset: Preset, d: Data, out: Path, progress: bool) -> tuple[nn.
 def evaluate(model: nn.Module, d: Data, preset: Preset, progress: bool, desc: str) -> dict:
     """Clean, PGD and CW∞ accuracy on the evaluation images, under the keys clean, pgd, cw."""
     batches = list(zip(d.eval_x.split(250), d.eval_y.split(250)))
-    scores = robustness.evaluate(model.eval(), batches, "cpu", epsilon=EPSILON, pgd_steps=preset.eval_pgd_steps,
+    scores = robustness.evaluate(model.eval(), batches, d.device, epsilon=EPSILON, pgd_steps=preset.eval_pgd_steps,
                                  cw_steps=preset.eval_cw_steps, progress=progress, desc=desc)
     return {"clean": scores["clean"], "pgd": scores[f"pgd{preset.eval_pgd_steps}"], "cw": scores["cw"],
             "pgd_steps": preset.eval_pgd_steps, "cw_steps": preset.eval_cw_steps}
@@ -277,7 +281,7 @@ def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module,
     folder = out / "runs" / f"{name}-s{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     training.seed_everything(seed)
-    student = models.build(preset.student, d.classes, preset.student_width)
+    student = models.build(preset.student, d.classes, preset.student_width).to(d.device)
     teacher_used = teacher if config.teacher_sharpness == 1 else models.Sharpened(teacher, config.teacher_sharpness)
     objective = make_objective(config.method, student, teacher_used, **objective_hparams(config, preset))
     loader = TensorLoader(d.train_x[:preset.train_n], d.train_y[:preset.train_n], preset.batch_size, seed)
@@ -292,7 +296,7 @@ def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module,
 
     started = time.time()
     training.fit("student", student, loss_fn, loader, training.Schedule(preset.epochs, preset.lr,
-                 milestones=list(preset.milestones)), folder, device=torch.device("cpu"), resume=True,
+                 milestones=list(preset.milestones)), folder, device=d.device, resume=True,
                  sampler=loader, on_epoch_end=log, progress=progress)
     train_seconds = time.time() - started
     training.save_checkpoint(student.state_dict(), folder / "student.pt")
@@ -304,11 +308,15 @@ def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module,
         "loss_scale": config.loss_scale, "note": config.note, "teacher": teacher_info["key"],
         "teacher_sha256": teacher_info["sha256"], "results": {**scores, "autoattack": None, "autoattack_n": 0},
         "history": training.read_csv(folder / "history.csv"), "train_seconds": train_seconds,
-        "eval_seconds": time.time() - started, "device": "cpu", "dtype": "float32",
+        "eval_seconds": time.time() - started, "device": str(d.device), "card": card(d.device), "dtype": "float32",
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
     write_json(out / "runs" / f"{name}-s{seed}.json", result)
     return result
+
+
+def card(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
 
 
 def write_json(path: Path, obj) -> None:
@@ -322,7 +330,7 @@ def add_autoattack(path: Path, d: Data, n: int, preset: Preset, progress: bool) 
     result = json.loads(path.read_text())
     if result["results"].get("autoattack_n", 0) >= n:
         return result
-    student = models.build(preset.student, d.classes, preset.student_width)
+    student = models.build(preset.student, d.classes, preset.student_width).to(d.device)
     training.load_weights(student, path.with_suffix("") / "student.pt")
     started = time.time()
     acc = robustness.autoattack_accuracy(student.eval(), d.eval_x[:n], d.eval_y[:n], epsilon=EPSILON, seed=0,
@@ -428,7 +436,8 @@ def write_summary(out: Path) -> str:
               f"(AutoAttack on the first n of them); PGD-{runs[0]['results']['pgd_steps']} and "
               f"CW∞-{runs[0]['results']['cw_steps']}, ε = 8/255. Δ: paired difference against AdaAD over the seeds both ran "
               "(same teacher, initialisation and data order), mean [95% t-interval]; * where the interval "
-              "excludes 0.", "", f"Teachers used: {', '.join(teachers)}. Float32 on CPU.", ""]
+              "excludes 0.", "", f"Teachers used: {', '.join(teachers)}. Float32 throughout; "
+              f"machines: {', '.join(sorted({r.get('card', r['device']) for r in runs}))}.", ""]
     text = "\n".join(lines)
     (out / "summary.md").write_text(text)
     plot(rows, runs, out / "summary.png")
@@ -447,6 +456,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--autoattack", type=int, default=0, metavar="N",
                    help="instead of training: AutoAttack on the first N evaluation images of every finished run selected")
     p.add_argument("--summary", action="store_true", help="only write summary.md and summary.png from finished runs")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     unknown = sorted(set(args.configs or []) - set(CONFIGS))
@@ -475,7 +485,8 @@ def main(argv=None) -> str:
         print(text)
         return text
     preset, progress = PRESETS[args.preset], not args.no_progress
-    d = load_data(args.data_dir, preset)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    d = load_data(args.data_dir, preset, device)
     pairs = selected(args)
     if args.autoattack:
         for name, seed in tqdm(pairs, desc="AutoAttack", disable=not progress):
