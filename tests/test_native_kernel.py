@@ -179,8 +179,52 @@ def test_without_a_compiler_auto_falls_back_and_native_says_why(tmp_path):
 def test_build_is_cached_and_reused(tmp_path):
     env = {"SOFTRANK_AD_CACHE": str(tmp_path)}
     assert _child(env)["available"] is True
-    (built,) = list(tmp_path.glob("softrank_native-*"))
+    (built,) = list(tmp_path.glob("softrank_native-*.so"))
     stamp = built.stat().st_mtime_ns
     assert _child(env)["available"] is True
-    assert list(tmp_path.glob("softrank_native-*")) == [built]
+    assert sorted(tmp_path.glob("softrank_native-*")) == [built, built.with_name(built.name + ".sha256")]
     assert built.stat().st_mtime_ns == stamp
+
+
+def test_a_damaged_cached_library_is_rebuilt_not_loaded(tmp_path):
+    env = {"SOFTRANK_AD_CACHE": str(tmp_path)}
+    assert _child(env)["available"] is True
+    (built,) = list(tmp_path.glob("softrank_native-*.so"))
+    whole = built.read_bytes()
+    for damaged in (whole[:24_000], b"", b"\x7fELF garbage"):  # truncated (valid header), empty, garbage
+        built.write_bytes(damaged)
+        assert _child(env)["available"] is True  # loading the truncated file would SIGBUS
+        assert built.read_bytes() == whole
+    assert oct(built.stat().st_mode & 0o777) == "0o755"
+
+
+def fake_compiler(tmp_path, body: str):
+    script = tmp_path / "cc"
+    script.write_text("#!/bin/sh\n" + body + "\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_compiler_that_writes_nothing_is_not_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", fake_compiler(tmp_path, "exit 0"))
+    monkeypatch.setenv("SOFTRANK_AD_CACHE", str(tmp_path / "cache"))
+    library, error = native._build_and_open()
+    assert library is None and "empty library" in error
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+@pytest.mark.parametrize("hang", ["version", "compile"])
+def test_a_hanging_compiler_is_given_up_on_and_leaves_no_files(tmp_path, monkeypatch, hang):
+    import time
+
+    body = "sleep 30" if hang == "version" else 'case "$1" in --version) echo fake;; *) sleep 30;; esac'
+    monkeypatch.setenv("CC", fake_compiler(tmp_path, body))
+    monkeypatch.setenv("SOFTRANK_AD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(native, "_VERSION_TIMEOUT", 1)
+    monkeypatch.setattr(native, "_COMPILE_TIMEOUT", 1)
+    started = time.monotonic()
+    library, error = native._build_and_open()
+    assert library is None and "did not finish within 1 s" in error
+    assert time.monotonic() - started < 10  # one timeout, no second attempt
+    cache = tmp_path / "cache"
+    assert not cache.exists() or list(cache.iterdir()) == []

@@ -8,7 +8,10 @@ fuses that; see ``native_rows.h`` for the algorithm.
 The source is compiled once per machine with the system C compiler (``$CC``, else the one Python
 was built with, else ``cc``) into a cache directory (``$SOFTRANK_AD_CACHE``, else
 ``~/.cache/softrank_ad``), keyed by the source, the compiler and the CPU, so ``-march=native``
-code never runs on another CPU. Building takes under a second. Where no compiler works,
+code never runs on another CPU. Building takes under a second. A build is checked before it is
+cached (loaded in a child process, its SHA-256 written beside it), and a cached library whose
+checksum does not match (truncated, emptied, replaced) is rebuilt rather than loaded: a damaged
+shared library can crash the process that maps it. Where no compiler works,
 :func:`available` turns False, :func:`build_error` says why, and ``softrank_ad.rank`` uses the
 torch backends instead.
 
@@ -40,6 +43,9 @@ _SOURCES = ("native.c", "native_rows.h")
 _FLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "-fno-signed-zeros"]
 # Below this many pairs per call, handing rows to other threads costs more than it saves.
 _MIN_PAIRS_PER_THREAD = 1 << 16
+# Seconds before a hanging compiler is given up on (its whole process group is killed).
+_VERSION_TIMEOUT = 10
+_COMPILE_TIMEOUT = 120
 
 _library: ctypes.CDLL | None = None
 _error: str | None = None
@@ -73,15 +79,62 @@ def _build_key(compiler: list[str]) -> str:
     here = Path(__file__).parent
     for name in _SOURCES:
         digest.update((here / name).read_bytes())
-    version = subprocess.run(compiler + ["--version"], capture_output=True, text=True, timeout=60)
+    version = _run_command(compiler + ["--version"], _VERSION_TIMEOUT)
     for part in (compiler, _FLAGS, version.stdout, platform.machine(), _cpu_identity()):
         digest.update(repr(part).encode())
     return digest.hexdigest()[:16]
 
 
+def _run_command(command: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """``command`` in its own process group, all of which is killed on timeout (a compiler
+    driver's children would otherwise run on and write their output later)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        process.communicate()
+        raise TimeoutError(f"{shlex.join(command)} did not finish within {timeout:g} s") from None
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verify(path: Path) -> None:
+    """Raises unless ``path`` is a library with the kernels that loads in a child process (so a
+    broken file crashes the child, not this process)."""
+    if path.stat().st_size == 0:
+        raise RuntimeError("the compiler exited 0 but wrote an empty library")
+    probe = f"import ctypes; ctypes.CDLL({str(path)!r}).softrank_forward_f32"
+    done = _run_command([sys.executable, "-c", probe], _COMPILE_TIMEOUT)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise RuntimeError(f"the built library does not load: {last}")
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _cached(target: Path) -> bool:
+    """Whether ``target`` exists and matches the checksum written beside it when it was built."""
+    stamp = target.with_name(target.name + ".sha256")
+    try:
+        return target.exists() and stamp.read_text().strip() == _checksum(target)
+    except OSError:
+        return False
+
+
 def _compile(compiler: list[str], target: Path) -> None:
-    """Compiles into a temporary file beside ``target`` and renames it: concurrent builds of the
-    same key (several processes starting at once) each produce a whole file."""
+    """Compiles into a temporary file beside ``target``, verifies it, flushes it to disk and
+    renames it over ``target``, then writes its checksum beside it: concurrent builds of the same
+    key (several processes starting at once) each produce a whole, checked file."""
     source = Path(__file__).parent / "native.c"
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(suffix=target.suffix, dir=target.parent)
@@ -91,9 +144,17 @@ def _compile(compiler: list[str], target: Path) -> None:
         # -march=native where the compiler knows it; some (Apple clang on arm64) do not.
         for extra in (["-march=native"], []):
             command = compiler + _FLAGS + extra + [str(source), "-o", partial, "-lm"]
-            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+            done = _run_command(command, _COMPILE_TIMEOUT)  # a hang raises: no second try
             if done.returncode == 0:
+                _verify(Path(partial))
+                os.chmod(partial, 0o755)  # mkstemp's 0600 would shut out users sharing the cache
+                with open(partial, "rb") as fh:
+                    os.fsync(fh.fileno())
                 os.replace(partial, target)
+                stamp = target.with_name(target.name + ".sha256")
+                partial_stamp = stamp.with_name(stamp.name + ".tmp")
+                _write_durably(partial_stamp, _checksum(target).encode())
+                os.replace(partial_stamp, stamp)
                 return
             errors.append(f"$ {shlex.join(command)}\n{done.stderr.strip()}")
         raise RuntimeError("\n".join(errors))
@@ -135,7 +196,7 @@ def _build_and_open() -> tuple[ctypes.CDLL | None, str | None]:
         compiler = _compiler()
         suffix = ".dll" if sys.platform == "win32" else ".so"
         target = _cache_dir() / f"softrank_native-{_build_key(compiler)}{suffix}"
-        if not target.exists():
+        if not _cached(target):
             _compile(compiler, target)
         library = ctypes.CDLL(str(target))
         _declare(library)
