@@ -15,10 +15,21 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def _is_compiling() -> bool:
-    # Data-dependent checks (``isfinite(...).all()``) force a host sync and break a
-    # ``torch.compile(fullgraph=True)`` graph, so they are skipped while tracing.
-    return torch.compiler.is_compiling()
+def is_traced(x: torch.Tensor) -> bool:
+    """Whether this call is being traced (``torch.compile``'s Dynamo, or ``torch.export`` and
+    ``make_fx`` running on fake or functional tensors), decided from this call and its tensor.
+
+    Data-dependent checks (``isfinite(...).all()``) force a host sync and break a
+    ``torch.compile(fullgraph=True)`` graph, so they are skipped while tracing. Not
+    ``torch.compiler.is_compiling()``: that is one process-wide flag, True in every thread while
+    any thread compiles, which would switch checks off in eager calls running beside a compile.
+    """
+    if torch.compiler.is_dynamo_compiling():
+        return True
+    from torch._subclasses.fake_tensor import FakeTensor
+    from torch._subclasses.functional_tensor import FunctionalTensor
+
+    return isinstance(x, (FakeTensor, FunctionalTensor)) or torch._is_functional_tensor(x)
 
 
 def check_tensor(x: object, name: str) -> torch.Tensor:
@@ -34,8 +45,8 @@ def check_tensor(x: object, name: str) -> torch.Tensor:
 
 
 def check_finite(x: torch.Tensor, name: str) -> None:
-    """``x`` must hold no NaN or infinity (skipped under ``torch.compile``)."""
-    if _is_compiling():
+    """``x`` must hold no NaN or infinity (skipped while this call is traced)."""
+    if is_traced(x):
         return
     x = x.detach()  # a check, not part of the graph
     if not bool(torch.isfinite(x).all()):
@@ -52,7 +63,7 @@ def check_images(x: object, name: str) -> torch.Tensor:
     check_tensor(x, name)
     if x.dim() < 2 or x.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty batch (B, ...), got shape {tuple(x.shape)}")
-    if _is_compiling():
+    if is_traced(x):
         return x
     detached = x.detach()
     lo, hi = torch.stack([detached.amin(), detached.amax()]).float().tolist()  # NaN propagates
@@ -78,7 +89,7 @@ def check_labels(labels: object, batch: int, classes: int | None, name: str) -> 
         raise TypeError(f"{name} must be an integer tensor of class indices, got {got}")
     if labels.shape != (batch,):
         raise ValueError(f"{name} must have shape ({batch},) to match the batch, got {tuple(labels.shape)}")
-    if batch and classes is not None and not _is_compiling():
+    if batch and classes is not None and not is_traced(labels):
         lo, hi = torch.stack(list(torch.aminmax(labels.detach().long()))).tolist()
         if lo < 0 or hi >= classes:
             raise ValueError(f"{name} holds classes outside [0, {classes}): min {lo}, max {hi}")
@@ -117,13 +128,20 @@ def check_dim(x: torch.Tensor, dim: int, name: str) -> int:
     return dim % x.dim()
 
 
-def check_gamma(gamma: object) -> float:
-    """γ must be a finite positive real number."""
+def check_gamma(gamma: object, dtype: torch.dtype = torch.float64) -> float:
+    """γ must be a positive real number that ``dtype`` (the dtype ranks are computed in) can
+    hold: beyond its largest finite value γ becomes inf there and gradients become NaN."""
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)):
         raise TypeError(f"gamma must be a positive float, got {type(gamma).__name__}")
-    if not math.isfinite(gamma) or gamma <= 0:
-        raise ValueError(f"gamma must be finite and > 0, got {gamma}")
-    return float(gamma)
+    limit = torch.finfo(dtype).max
+    try:
+        value = float(gamma)
+    except OverflowError:  # an int beyond float64
+        value = math.inf
+    if not math.isfinite(value) or not 0 < value <= limit:
+        shown = f"{gamma:.3g}" if isinstance(gamma, float) else f"an int of {int(gamma).bit_length()} bits"
+        raise ValueError(f"gamma must be finite and > 0, and at most {limit:.3g} (the largest {dtype} value), got {shown}")
+    return value
 
 
 def _is_real(value: object) -> bool:

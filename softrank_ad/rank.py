@@ -65,7 +65,7 @@ def _pick_backend(x: torch.Tensor, gamma: float, backend: str) -> str:
         return backend
     if backend != "auto":
         return backend
-    if torch.compiler.is_compiling() or x.numel() == 0:
+    if _validate.is_traced(x) or x.numel() == 0:
         return "reference"  # inductor fuses the dense formula itself
     if x.is_cuda:
         kernel = _triton()
@@ -150,13 +150,13 @@ def soft_rank(
     dim = _validate.check_dim(x, dim, "x")
     if x.shape[dim] < 1:
         raise ValueError(f"x has size 0 along dim={dim} (shape {tuple(x.shape)}); nothing to rank")
-    gamma = _validate.check_gamma(gamma)
+    compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    gamma = _validate.check_gamma(gamma, compute_dtype)
     _validate.check_choice(scale, "scale", SCALES)
     _validate.check_choice(backend, "backend", BACKENDS)
     if check_finite:
         _validate.check_finite(x, "x")
 
-    compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     v = x.movedim(dim, -1).to(compute_dtype)
     if descending:
         v = -v

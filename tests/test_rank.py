@@ -174,6 +174,17 @@ def test_bad_gamma(gamma):
         SoftRank(gamma)
 
 
+def test_gamma_beyond_the_compute_dtype_is_refused_and_just_below_it_has_finite_gradients():
+    x = torch.randn(3, 6, requires_grad=True)
+    with pytest.raises(ValueError, match=r"at most 3.4e\+38 \(the largest torch.float32 value\), got 3.5e\+38"):
+        soft_rank(x, 3.5e38)
+    with pytest.raises(ValueError, match="got an int of 1101 bits"):
+        soft_rank(x, 2**1100)
+    soft_rank(x, 3.0e38).square().sum().backward()
+    assert torch.isfinite(x.grad).all()
+    soft_rank(x.detach().double(), 3.5e38)  # float64 holds it
+
+
 def test_gamma_type():
     with pytest.raises(TypeError, match="gamma must be a positive float, got str"):
         soft_rank(torch.randn(4), "1")
@@ -232,3 +243,29 @@ def test_empty_batch(backend):
     r = soft_rank(x, backend=backend)
     r.sum().backward()
     assert r.shape == (0, 5) and x.grad.shape == (0, 5)
+
+
+def test_eager_calls_keep_their_checks_while_another_thread_compiles(monkeypatch):
+    # torch.compiler.is_compiling() is one process-wide flag: while any thread compiles it reads
+    # True everywhere. Eager calls must still reject NaN and keep their fast backend.
+    import torch.compiler
+
+    from softrank_ad.rank import _pick_backend
+
+    monkeypatch.setattr(torch.compiler, "_is_compiling_flag", True)
+    assert torch.compiler.is_compiling()
+    x = torch.randn(4, 6)
+    x[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        soft_rank(x)
+    assert _pick_backend(torch.randn(4, 6), 1.0, "auto") == "native"
+
+
+def test_export_captures_soft_rank_without_data_dependent_checks():
+    class Ranks(torch.nn.Module):
+        def forward(self, t):
+            return soft_rank(t, 2.0)
+
+    x = torch.randn(3, 7)
+    exported = torch.export.export(Ranks(), (x,))
+    torch.testing.assert_close(exported.module()(x), soft_rank(x, 2.0))
