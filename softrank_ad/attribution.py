@@ -43,6 +43,7 @@ class _Capture:
     def __init__(self, modules: dict[str, nn.Module]) -> None:
         self.modules = modules
         self.seen: list[tuple[str, object]] = []
+        self.versions: dict[int, int] = {}  # id(output) -> its version counter when captured
         self._handles: list = []
 
     def _hook(self, name: str):
@@ -50,11 +51,15 @@ class _Capture:
             if _is_spatial(output) and not output.requires_grad:
                 # A frozen model on a constant input builds no graph: make the activation a leaf
                 # so the class score still has a gradient with respect to it. Nothing upstream
-                # needs a gradient, so no path is cut.
-                output = output.detach().requires_grad_()
-                self.seen.append((name, output))
-                return output
+                # needs a gradient, so no path is cut. The model continues on a copy, so an
+                # in-place op after this layer (ReLU(inplace=True)) neither hits the leaf nor
+                # changes the captured values.
+                leaf = output.detach().requires_grad_()
+                self.seen.append((name, leaf))
+                return leaf.clone()
             self.seen.append((name, output))
+            if isinstance(output, torch.Tensor):
+                self.versions[id(output)] = output._version
             return None
 
         return hook
@@ -127,6 +132,16 @@ def _pick_activation(capture: _Capture, layer: LayerSpec) -> tuple[str, torch.Te
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"layer {name!r} must output a 4-D (B, K, h, w) tensor, got {got}")
     return name, out
+
+
+def _check_unmodified(capture: _Capture, name: str, activation: torch.Tensor) -> None:
+    if capture.versions.get(id(activation), activation._version) != activation._version:
+        raise ValueError(
+            f"layer {name!r}: its output was modified in place later in the forward pass (e.g. by "
+            "ReLU(inplace=True) or F.relu(..., inplace=True)), so its Grad-CAM map would silently be "
+            "that of the modified tensor. Name the module that applies the in-place operation as the "
+            "layer, or make that operation out-of-place."
+        )
 
 
 def _resolve_target(target: TargetSpec, logits: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -210,7 +225,8 @@ def grad_cam(
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ValueError(f"model must return (B, C) logits, got {got}")
-        _, activation = _pick_activation(capture, layer)
+        name, activation = _pick_activation(capture, layer)
+        _check_unmodified(capture, name, activation)
         t = _resolve_target(target, logits, y)
 
         score = logits.gather(1, t[:, None]).sum()

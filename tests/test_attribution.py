@@ -256,3 +256,34 @@ def test_training_on_alignment_alone_reduces_it():
         optimizer.step()
     student.eval()
     assert loss_fn(student, teacher, x, y).item() < 0.5 * first
+
+
+class InplaceAfterBN(nn.Module):
+    def __init__(self, inplace: bool):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.ReLU(inplace=inplace)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.act(self.bn(self.conv(x))).mean((2, 3)))
+
+
+def test_in_place_op_after_the_layer_frozen_works_trainable_is_explained():
+    torch.manual_seed(0)
+    inplace, plain = InplaceAfterBN(True).eval(), InplaceAfterBN(False).eval()
+    plain.load_state_dict(inplace.state_dict())
+    x = torch.rand(2, 3, 8, 8)
+    inplace.requires_grad_(False)
+    plain.requires_grad_(False)
+    # Frozen (a teacher): the map of the pre-ReLU "bn" output, as with an out-of-place ReLU.
+    _, frozen = grad_cam(inplace, x, "predicted", layer="bn", normalize="none")
+    _, expected = grad_cam(plain, x, "predicted", layer="bn", normalize="none")
+    torch.testing.assert_close(frozen, expected)
+    inplace.requires_grad_(True)
+    with pytest.raises(ValueError, match="layer 'bn': its output was modified in place"):
+        grad_cam(inplace, x, "predicted", layer="bn")
+    _, auto = grad_cam(inplace, x, "predicted")  # the automatic layer is the ReLU's own output
+    _, named = grad_cam(plain.requires_grad_(True), x, "predicted", layer="act")
+    torch.testing.assert_close(auto, named)
