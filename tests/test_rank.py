@@ -269,3 +269,16 @@ def test_export_captures_soft_rank_without_data_dependent_checks():
     x = torch.randn(3, 7)
     exported = torch.export.export(Ranks(), (x,))
     torch.testing.assert_close(exported.module()(x), soft_rank(x, 2.0))
+
+
+def test_reference_backend_splits_long_rows_into_entry_blocks(monkeypatch):
+    from softrank_ad._kernels import _chunking, reference
+
+    x, grad = torch.randn(3, 40, dtype=torch.float64), torch.randn(3, 40, dtype=torch.float64)
+    whole = reference.forward(x, 2.0), reference.backward(x, grad, 2.0)
+    monkeypatch.setattr(_chunking, "PAIRWISE_ELEMENT_BUDGET", 100)  # < 40², so rows are split
+    blocks = list(_chunking.pairwise_blocks(3, 40))
+    assert all((b[0].stop - b[0].start) * (b[1].stop - b[1].start) * 40 <= 100 for b in blocks)
+    assert len(blocks) == 3 * 20
+    torch.testing.assert_close(reference.forward(x, 2.0), whole[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(reference.backward(x, grad, 2.0), whole[1], rtol=0, atol=1e-12)

@@ -14,3 +14,16 @@ def row_slices(rows: int, width_per_row: int) -> Iterator[slice]:
     step = max(1, PAIRWISE_ELEMENT_BUDGET // max(1, width_per_row))
     for start in range(0, rows, step):
         yield slice(start, min(start + step, rows))
+
+
+def pairwise_blocks(rows: int, n: int) -> Iterator[tuple[slice, slice]]:
+    """(row slice, entry slice) blocks whose (rows, entries, n) pairwise temporary stays within
+    ``PAIRWISE_ELEMENT_BUDGET``: whole rows while n² fits, else one row in blocks of entries."""
+    if n * n <= PAIRWISE_ELEMENT_BUDGET:
+        for rs in row_slices(rows, n * n):
+            yield rs, slice(0, n)
+        return
+    step = max(1, PAIRWISE_ELEMENT_BUDGET // n)
+    for row in range(rows):
+        for start in range(0, n, step):
+            yield slice(row, row + 1), slice(start, min(start + step, n))
