@@ -28,8 +28,15 @@ PICKLE_LAYOUT = {
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 
 
-class DatasetNotFound(RuntimeError):
+class DatasetError(RuntimeError):
+    """A dataset that cannot be used as it is; the message names the file or folder."""
+
+
+class DatasetNotFound(DatasetError):
     """No dataset in any supported layout, and none could be downloaded."""
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 class PickledCifar(Dataset):
@@ -73,13 +80,47 @@ def _pickled(dataset: str, root: Path, train_tf, test_tf):
     )
 
 
+def read_image(path: str):
+    """An RGB image; a file that cannot be decoded is named in the error."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as fh:
+            return Image.open(fh).convert("RGB")
+    except Exception as err:  # PIL raises several types for truncated or foreign files
+        raise DatasetError(f"{path}: cannot read this image ({type(err).__name__}: {err})") from None
+
+
+def check_image_tree(root: Path) -> list[str]:
+    """Checks an ImageFolder tree before any training: both splits hold the same non-empty class
+    folders, and no image file is empty. Returns the class names; raises naming what is wrong."""
+    classes = {}
+    for split in ("train", "test"):
+        folders = sorted(p for p in (root / split).iterdir() if p.is_dir())
+        if not folders:
+            raise DatasetError(f"{root / split}: no class folders (expected {root / split}/<class>/*.png|jpg)")
+        classes[split] = [p.name for p in folders]
+        for folder in folders:
+            files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+            if not files:
+                raise DatasetError(f"{folder}: an empty class folder (no {'/'.join(IMAGE_SUFFIXES)} files)")
+            empty = [p for p in files if p.stat().st_size == 0]
+            if empty:
+                raise DatasetError(f"{empty[0]}: an empty image file ({len(empty)} in {folder})")
+    if classes["train"] != classes["test"]:
+        only_train = sorted(set(classes["train"]) - set(classes["test"]))
+        only_test = sorted(set(classes["test"]) - set(classes["train"]))
+        raise DatasetError(f"{root}: train/ and test/ hold different class folders: only in train/ {only_train}, "
+                           f"only in test/ {only_test}")
+    return classes["train"]
+
+
 def _image_folder(root: Path, train_tf, test_tf):
     if not ((root / "train").is_dir() and (root / "test").is_dir()):
         return None
-    train, test = datasets.ImageFolder(root / "train", train_tf), datasets.ImageFolder(root / "test", test_tf)
-    if train.classes != test.classes:
-        raise DatasetNotFound(f"{root}: train/ and test/ hold different class folders")
-    return train, test
+    check_image_tree(root)
+    return (datasets.ImageFolder(root / "train", train_tf, loader=read_image),
+            datasets.ImageFolder(root / "test", test_tf, loader=read_image))
 
 
 def load(dataset: str, data_dir: str | Path, *, download: bool = False, augment: bool = True):

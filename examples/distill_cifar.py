@@ -243,6 +243,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     try:
         return run(args)
+    except data.DatasetError as err:  # an unreadable image found mid-epoch
+        # From a DataLoader worker the message carries the worker's traceback: its last line is ours.
+        print(f"error: {str(err).strip().splitlines()[-1].removeprefix('data.DatasetError: ')}", file=sys.stderr)
+        raise SystemExit(2) from None
     except KeyboardInterrupt:
         print(f"\ninterrupted: the checkpoints of finished epochs are kept in {args.out}; rerun the same command "
               "with --resume to continue", file=sys.stderr)
@@ -276,7 +280,7 @@ def run(args: argparse.Namespace) -> dict:
         dist.barrier()
     try:
         train_set, test_set, classes, layout = data.load(args.dataset, args.data_dir, download=args.download)
-    except data.DatasetNotFound as err:
+    except data.DatasetError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     train_set = data.first(train_set, args.train_subset, args.seed, shuffle=True)

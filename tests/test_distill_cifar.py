@@ -138,3 +138,73 @@ def test_out_is_never_overwritten_silently_and_resume_says_what_it_does(tmp_path
     assert [r["stage"] for r in history(out)] == ["teacher", "student"]
     text = (out / "results.md").read_text()
     assert "Preset smoke" in text and "wall-clock" in text and "only show that the pipeline runs" in text
+
+
+@pytest.mark.parametrize("damage", ["empty class folder", "missing test class", "empty file", "truncated png"])
+def test_a_damaged_image_tree_is_reported_by_name(tmp_path, capsys, damage):
+    root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=8)
+    if damage == "empty class folder":
+        for f in (root / "train" / "class_03").iterdir():
+            f.unlink()
+        expected = f"{root / 'train' / 'class_03'}: an empty class folder"
+    elif damage == "missing test class":
+        import shutil
+
+        shutil.rmtree(root / "test" / "class_07")
+        expected = "only in train/ ['class_07'], only in test/ []"
+    elif damage == "empty file":
+        (root / "train" / "class_01" / "0002.png").write_bytes(b"")
+        expected = f"{root / 'train' / 'class_01' / '0002.png'}: an empty image file"
+    else:
+        target = root / "train" / "class_05" / "0001.png"
+        target.write_bytes(target.read_bytes()[:60])
+        expected = f"{target}: cannot read this image"
+    with pytest.raises(SystemExit) as exit_info:
+        distill_cifar.main(["--data-dir", str(root), "--out", str(tmp_path / "o"), "--epochs", "1", "--teacher-epochs",
+                            "1", *TINY])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and expected in err and "Traceback" not in err
+
+
+class Killed(BaseException):
+    """Stands in for kill -9: nothing in the script may catch it."""
+
+
+@pytest.mark.slow
+def test_resume_is_exact_after_a_kill_before_any_write(tmp_path, monkeypatch):
+    root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=8)
+    run = ["--data-dir", str(root), "--epochs", "2", "--teacher-epochs", "1", *TINY]
+    straight = tmp_path / "straight"
+    writes = []
+    originals = {"checkpoint": training.save_checkpoint, "csv": training.append_csv}
+
+    def counting(kind, kill_at):
+        def write(*args, **kwargs):
+            writes.append(kind)
+            if len(writes) == kill_at:
+                raise Killed
+            return originals[kind](*args, **kwargs)
+        return write
+
+    def patch(kill_at):
+        writes.clear()
+        monkeypatch.setattr(training, "save_checkpoint", counting("checkpoint", kill_at))
+        monkeypatch.setattr(distill_cifar, "save_checkpoint", training.save_checkpoint)
+        monkeypatch.setattr(training, "append_csv", counting("csv", kill_at))
+
+    patch(kill_at=0)
+    distill_cifar.main(["--out", str(straight), *run])
+    total = len(writes)
+    assert total >= 7  # teacher: checkpoint, row, weights; student: 2 × (checkpoint, row), weights
+    expected = torch.load(straight / "student.pt")
+    for kill_at in range(1, total + 1):
+        out = tmp_path / f"killed-{kill_at}"
+        patch(kill_at)
+        with pytest.raises(Killed):
+            distill_cifar.main(["--out", str(out), *run])
+        patch(kill_at=0)
+        distill_cifar.main(["--out", str(out), "--resume", *run])
+        got = torch.load(out / "student.pt")
+        assert all(torch.equal(got[k], expected[k]) for k in expected), f"killed before write {kill_at}"
+        stages = [(r["stage"], r["epoch"]) for r in history(out)]
+        assert stages == [("teacher", "1"), ("student", "1"), ("student", "2")], f"killed before write {kill_at}"
