@@ -1,11 +1,11 @@
 """softrank_ad: SmaraAD adversarial distillation as drop-in PyTorch losses.
 
-Layers (each imports only from those above it): ``_validate`` → ``rank`` (with ``_kernels``) →
-``spearman``; ``attribution``; ``attacks``; ``objectives``. This module re-exports the public
-names and defines nothing.
+Layers (each imports only from those above it): ``_validate`` and ``_modes`` → ``rank`` (with
+``_kernels``) → ``spearman``; ``attribution``; ``attacks``; ``objectives``. This module
+re-exports the public names and defines nothing.
 """
 
-from softrank_ad.attacks import cw_margin_loss, kl_divergence, pgd
+from softrank_ad.attacks import cw_margin_loss, pgd
 from softrank_ad.attribution import AttributionAlignmentLoss, grad_cam
 from softrank_ad.objectives import (
     ARDObjective,
@@ -13,6 +13,8 @@ from softrank_ad.objectives import (
     DistillationObjective,
     RSLADObjective,
     SmaraADObjective,
+    SmaraADPlusPlusObjective,
+    kl_divergence,
     make_objective,
 )
 from softrank_ad.rank import DEFAULT_GAMMA, SoftRank, soft_rank
@@ -29,6 +31,7 @@ __all__ = [
     "RSLADObjective",
     "SlackMatchingLoss",
     "SmaraADObjective",
+    "SmaraADPlusPlusObjective",
     "SoftRank",
     "cw_margin_loss",
     "dcg_weights",

@@ -99,35 +99,6 @@ def ascend(loss_fn, x: torch.Tensor, *, epsilon: float, step_size: float, steps:
     return x_adv.detach()
 
 
-KL_REDUCTIONS = ("batchmean", "mean")
-
-
-def kl_divergence(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    temperature: float = 1.0,
-    reduction: Literal["batchmean", "mean"] = "batchmean",
-) -> torch.Tensor:
-    r"""The KL term of every objective here, written KL(S ‖ T) in the papers:
-
-    ``kl_div(log_softmax(z_S / τ), softmax(z_T / τ), reduction=reduction)``.
-
-    ``"batchmean"`` (the default) sums over classes and averages over the batch: the true KL per
-    sample. ``"mean"`` averages over batch *and* classes, as ``nn.KLDivLoss()`` does in the official
-    CIFAR-10 code of AdaAD, RSLAD and ARD: C times smaller, so at the same learning rate those
-    methods take C-times smaller steps (C = 10 on CIFAR-10).
-    """
-    if reduction not in KL_REDUCTIONS:
-        raise ValueError(f"kl_reduction must be one of {KL_REDUCTIONS}, got {reduction!r}")
-    kl = F.kl_div(
-        F.log_softmax(student_logits / temperature, dim=1),
-        F.softmax(teacher_logits / temperature, dim=1),
-        reduction="batchmean",
-    )
-    # torch warns on kl_div(reduction="mean"); this is the same number without the warning.
-    return kl / student_logits.shape[1] if reduction == "mean" else kl
-
-
 def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor, kappa: float = 50.0) -> torch.Tensor:
     r"""Carlini–Wagner margin, summed: :math:`\sum_b \max_{j \neq y_b} z_{b,j} - z_{b,y_b}`
     clamped at −κ; maximising it pushes every sample across the decision boundary (CW∞)."""

@@ -7,8 +7,6 @@ between two maps trains the student and has a gradient with respect to the input
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Literal, Union
 
 import torch
@@ -16,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from softrank_ad import _validate
+from softrank_ad._modes import modes_restored, unwrap
 
 LayerSpec = Union[None, str, nn.Module]
 TargetSpec = Union[torch.Tensor, Literal["label", "predicted"]]
@@ -24,13 +23,6 @@ OutputSize = Union[None, tuple[int, int], Literal["layer"]]
 NORMALIZATIONS = ("minmax", "none")
 #: As pytorch-grad-cam's ``scale_cam_image``: keeps an all-zero map at zero instead of NaN.
 MINMAX_EPS = 1e-7
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DataParallel / DistributedDataParallel wrappers."""
-    while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        model = model.module
-    return model
 
 
 def _is_spatial(output: object) -> bool:
@@ -77,17 +69,6 @@ class _Capture:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-
-
-@contextmanager
-def modes_restored(*models: nn.Module) -> Iterator[None]:
-    """Every submodule's train/eval mode put back on exit, also after an error."""
-    modes = [(m, m.training) for model in models for m in model.modules()]
-    try:
-        yield
-    finally:
-        for m, training in modes:
-            m.training = training
 
 
 def resolve_layer(model: nn.Module, layer: LayerSpec) -> dict[str, nn.Module]:

@@ -2,21 +2,26 @@
 
 Every objective wraps a student and a frozen teacher and offers:
 
-- ``perturb(x, y) -> x_adv``: the method's inner maximisation (student in eval mode during the
-  attack, its mode restored after);
+- ``perturb(x, y) -> x_adv``: the method's attack (its inner maximisation), with the student in
+  eval mode (``attack_mode="train"``: train mode) and its mode restored after;
 - ``objective(x, y, x_adv=None, epoch=None) -> loss``: the outer loss, attacking first when
   ``x_adv`` is not given;
-- ``terms(x, y, x_adv=None, epoch=None) -> dict``: the same loss with its separate terms, for
-  logging;
-- ``inner_objective(x_adv, x, y)``: the quantity ``perturb`` maximises.
+- ``terms(x, y, x_adv=None, epoch=None) -> dict[str, Tensor]``: the same loss under ``"loss"``
+  and its separate terms (detached), for logging;
+- ``inner_loss(x_adv, x, y)``: the scalar ``perturb`` maximises.
+
+A method is a subclass that defines ``_inner_loss`` (what the attack maximises), ``_outer_terms``
+(the outer loss and its parts) and, where needed, ``_inner_context`` (teacher outputs reused
+across attack steps), ``start`` and ``_skips_clean_student``.
 
 ``objective.parameters()`` holds the student's parameters only: pass it to the optimizer. The
 teacher is frozen when the objective is built (``requires_grad_(False)``), evaluated in eval mode
-in every call with its previous mode restored, and never registered as a submodule.
+in every call with its previous mode restored, and never registered as a submodule; ``.to()``,
+``.cuda()`` or ``.double()`` on the objective move it with the student.
 
 KL convention, in every method: ``kl_div(log_softmax(z_S/τ), softmax(z_T/τ), "batchmean")``;
 ``kl_reduction="mean"`` averages over classes too, as the official CIFAR-10 code of AdaAD, RSLAD and
-ARD does (see :func:`~softrank_ad.kl_divergence`).
+ARD does (see :func:`kl_divergence`).
 
 Two options reproduce how the official baselines treat the student's BatchNorm (both off by
 default, where the student's BN statistics come from adversarial batches alone):
@@ -37,37 +42,57 @@ A three-line change to a training loop::
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from softrank_ad import _validate
-from softrank_ad.attacks import KL_REDUCTIONS, Start, ascend, check_budget, kl_divergence, random_start
-from softrank_ad.attribution import AttributionAlignmentLoss, LayerSpec, modes_restored
-from softrank_ad.rank import DEFAULT_GAMMA
+from softrank_ad._modes import eval_mode, modes_restored
+from softrank_ad.attacks import Start, ascend, check_budget, random_start
+from softrank_ad.attribution import AttributionAlignmentLoss, LayerSpec
+from softrank_ad.rank import DEFAULT_GAMMA, Scale
 from softrank_ad.spearman import dcg_weights, slack_matching_loss
 
 Terms = dict[str, torch.Tensor]
-ATTACK_MODES = ("eval", "train")
+KLReduction = Literal["batchmean", "mean"]
+AttackMode = Literal["eval", "train"]
+PositionWeights = Literal["none", "dcg"]
+Target = Literal["label", "predicted"]
 
 
-@contextmanager
-def eval_mode(*models: nn.Module):
-    """Every submodule of ``models`` in eval mode inside the block; each one's mode restored after."""
-    with modes_restored(*models):
-        for model in models:
-            model.eval()
-        yield
+def kl_divergence(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float = 1.0,
+    reduction: KLReduction = "batchmean",
+) -> torch.Tensor:
+    r"""The KL term of every objective here, written KL(S ‖ T) in the papers:
+
+    ``kl_div(log_softmax(z_S / τ), softmax(z_T / τ), reduction=reduction)``.
+
+    ``"batchmean"`` (the default) sums over classes and averages over the batch: the true KL per
+    sample. ``"mean"`` averages over batch *and* classes, as ``nn.KLDivLoss()`` does in the official
+    CIFAR-10 code of AdaAD, RSLAD and ARD: C times smaller, so at the same learning rate those
+    methods take C-times smaller steps (C = 10 on CIFAR-10).
+
+    Example:
+        >>> s, t = torch.randn(4, 10, requires_grad=True), torch.randn(4, 10)
+        >>> kl_divergence(s, t).backward()
+    """
+    _validate.check_choice(reduction, "kl_reduction", get_args(KLReduction))
+    kl = F.kl_div(
+        F.log_softmax(student_logits / temperature, dim=1),
+        F.softmax(teacher_logits / temperature, dim=1),
+        reduction="batchmean",
+    )
+    # torch warns on kl_div(reduction="mean"); this is the same number without the warning.
+    return kl / student_logits.shape[1] if reduction == "mean" else kl
 
 
 class DistillationObjective(nn.Module):
-    """Shared machinery: argument checks, the frozen teacher, PGD and the call protocol.
-
-    Subclasses define ``_attack_loss`` (what PGD maximises), ``_outer_terms`` (the outer loss and
-    its parts) and, where needed, ``_attack_context`` (teacher outputs reused across PGD steps)
-    and ``start``.
+    """Shared machinery: argument checks, the frozen teacher, the attack and the call protocol.
 
     Args (every objective takes them as keywords):
         epsilon, step_size, steps: the L∞ PGD budget (8/255, 2/255, 10).
@@ -80,6 +105,11 @@ class DistillationObjective(nn.Module):
         check_inputs: check every call that ``x`` (and a given ``x_adv``) holds finite values in
             [0, 1] and that the labels index the classes: one host sync per call. False skips it
             (shapes and dtypes are still checked). Class counts are compared once, on the first call.
+
+    Shape:
+        - x, x_adv: (B, C_in, H, W) images in [0, 1] (any (B, ...) the models take).
+        - y: (B,) class indices, any integer dtype.
+        - Output: a scalar loss; ``terms`` gives a dict of scalars (SmaraAD++ adds (B,) weights).
 
     Every argument is validated before the models are touched: a constructor that raises leaves
     the teacher (and any module it shares with the student) as it was.
@@ -95,14 +125,14 @@ class DistillationObjective(nn.Module):
         epsilon: float = 8 / 255,
         step_size: float = 2 / 255,
         steps: int = 10,
-        kl_reduction: Literal["batchmean", "mean"] = "batchmean",
-        attack_mode: Literal["eval", "train"] = "eval",
+        kl_reduction: KLReduction = "batchmean",
+        attack_mode: AttackMode = "eval",
         clean_bn_forward: bool = False,
         check_inputs: bool = True,
     ) -> None:
         super().__init__()
-        _validate.check_choice(kl_reduction, "kl_reduction", KL_REDUCTIONS)
-        _validate.check_choice(attack_mode, "attack_mode", ATTACK_MODES)
+        _validate.check_choice(kl_reduction, "kl_reduction", get_args(KLReduction))
+        _validate.check_choice(attack_mode, "attack_mode", get_args(AttackMode))
         for name, flag in (("clean_bn_forward", clean_bn_forward), ("check_inputs", check_inputs)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
@@ -122,46 +152,32 @@ class DistillationObjective(nn.Module):
         self.check_inputs = check_inputs
         self._classes: int | None = None  # learnt on the first call
         # Last, after every check (subclasses check theirs before calling this). Not a submodule:
-        # the teacher's parameters stay out of parameters() and state_dict().
+        # the teacher's parameters stay out of parameters() and state_dict(); _apply moves it.
         object.__setattr__(self, "teacher", teacher.requires_grad_(False))
+
+    def _apply(self, fn, recurse=True):
+        # .to() / .cuda() / .half() / .double() all come here: move the teacher with the student.
+        super()._apply(fn, recurse)
+        self.teacher._apply(fn, recurse)
+        return self
 
     # -- the public protocol -------------------------------------------------------------------
     def perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The adversarial inputs of this method's inner maximisation (detached)."""
+        """The adversarial inputs of this method's attack (detached)."""
         y = self._check_batch(x, y)
         return self._perturb(x, y)
 
-    @contextmanager
-    def _attack_modes(self):
-        """Teacher in eval mode; the student in eval mode, or in train mode with
-        ``attack_mode="train"``; both modes restored after."""
-        with eval_mode(self.teacher), modes_restored(self.student):
-            self.student.train(self.attack_mode == "train")
-            yield
-
-    def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with self._attack_modes():
-            context = self._attack_context(x, y)
-            return ascend(
-                lambda u: self._attack_loss(u, y, context),
-                x,
-                epsilon=self.epsilon,
-                step_size=self.step_size,
-                steps=self.steps,
-                x_start=random_start(x, self.epsilon, self.start),
-            )
-
-    def inner_objective(self, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def inner_loss(self, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The scalar ``perturb`` maximises, evaluated at ``x_adv`` (models as during the attack)."""
         y = self._check_batch(x, y)
         self._check_x_adv(x_adv, x)
-        with self._attack_modes(), torch.enable_grad():
-            return self._attack_loss(x_adv, y, self._attack_context(x, y))
+        with self._inner_modes(), torch.enable_grad():
+            return self._inner_loss(x_adv, y, self._inner_context(x, y))
 
     def terms(
         self, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None = None, epoch: int | None = None
     ) -> Terms:
-        """The outer loss under ``"loss"`` and its separate terms (detached), for logging."""
+        """The outer loss under ``"loss"`` (with its graph) and its separate terms (detached)."""
         if epoch is not None:
             _validate.check_int(epoch, "epoch")
         y = self._check_batch(x, y)
@@ -182,24 +198,45 @@ class DistillationObjective(nn.Module):
         """The outer loss to minimise over the student's parameters."""
         return self.terms(x, y, x_adv, epoch)["loss"]
 
-    # -- hooks for subclasses -----------------------------------------------------------------
-    def _skips_clean_student(self) -> bool:
-        """True where the outer loss evaluates no S(x) (then ``clean_bn_forward`` adds one)."""
-        return False
-
-    def _kl(self, z_s: torch.Tensor, z_t: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-        return kl_divergence(z_s, z_t, temperature, self.kl_reduction)
-
-    def _attack_context(self, x: torch.Tensor, y: torch.Tensor) -> dict:
+    # -- what a method defines -----------------------------------------------------------------
+    def _inner_context(self, x: torch.Tensor, y: torch.Tensor) -> dict:
+        """Values the attack reuses at every step (e.g. the teacher's clean logits)."""
         return {}
 
-    def _attack_loss(self, x_adv: torch.Tensor, y: torch.Tensor, context: dict) -> torch.Tensor:
+    def _inner_loss(self, x_adv: torch.Tensor, y: torch.Tensor, context: dict) -> torch.Tensor:
         raise NotImplementedError
 
     def _outer_terms(self, x, y, x_adv, epoch) -> tuple[torch.Tensor, Terms]:
         raise NotImplementedError
 
+    def _skips_clean_student(self) -> bool:
+        """True where the outer loss evaluates no S(x) (then ``clean_bn_forward`` adds one)."""
+        return False
+
     # -- helpers -------------------------------------------------------------------------------
+    @contextmanager
+    def _inner_modes(self):
+        """Teacher in eval mode; the student in eval mode, or in train mode with
+        ``attack_mode="train"``; both modes restored after."""
+        with eval_mode(self.teacher), modes_restored(self.student):
+            self.student.train(self.attack_mode == "train")
+            yield
+
+    def _perturb(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with self._inner_modes():
+            context = self._inner_context(x, y)
+            return ascend(
+                lambda u: self._inner_loss(u, y, context),
+                x,
+                epsilon=self.epsilon,
+                step_size=self.step_size,
+                steps=self.steps,
+                x_start=random_start(x, self.epsilon, self.start),
+            )
+
+    def _kl(self, z_s: torch.Tensor, z_t: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        return kl_divergence(z_s, z_t, temperature, self.kl_reduction)
+
     def _teacher_logits(self, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return self.teacher(x)
@@ -249,49 +286,112 @@ class DistillationObjective(nn.Module):
                 f"kl_reduction={self.kl_reduction!r}, attack_mode={self.attack_mode!r}")
 
 
-class SmaraADObjective(DistillationObjective):
-    r"""SmaraAD (and SmaraAD++ with ``weighting="teacher_confidence"``), docs/method.md §4–5.
-
-    Inner maximisation (Alg. 3), from a uniform random start:
+class _RankMatchingObjective(DistillationObjective):
+    """What SmaraAD and SmaraAD++ share: slack matching, attribution alignment and the attack
 
     .. math::
-        \max_{x'} \; \mathrm{KL}(S(x') \| T(x')) + c_{atk} \, \mathcal{L}_{align}(x')
+        \\max_{x'} \\; \\mathrm{KL}(S(x') \\| T(x')) + c_{atk} \\, \\mathcal{L}_{align}(x')
 
-    Outer loss, SmaraAD (Eq. 9, AdaAD-shaped reading):
+    (Alg. 3), from a uniform random start. ``own`` holds the subclass's own checked settings.
+    """
 
-    .. math::
-        \alpha [\mathcal{L}_{sm}(S(x'), T(x')) + c \mathcal{L}_{align}(x') + \lambda \mathrm{KL}(x')]
-        + (1 - \alpha) [\text{the same on } x]
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        *,
+        gamma: float,
+        alpha: float,
+        align_weight: float,
+        attack_align_weight: float,
+        scale: Scale,
+        position_weights: PositionWeights,
+        student_layer: LayerSpec,
+        teacher_layer: LayerSpec,
+        target: Target,
+        own: dict,
+        **options,
+    ) -> None:
+        _validate.check_choice(scale, "scale", get_args(Scale))
+        _validate.check_choice(position_weights, "position_weights", get_args(PositionWeights))
+        checked = dict(
+            gamma=_validate.check_gamma(gamma),
+            alpha=_validate.check_unit_interval(alpha, "alpha"),
+            align_weight=_validate.check_non_negative(align_weight, "align_weight"),
+            attack_align_weight=_validate.check_non_negative(attack_align_weight, "attack_align_weight"),
+            scale=scale,
+            position_weights=position_weights,
+            **own,
+        )
+        layers = dict(student_layer=student_layer, teacher_layer=teacher_layer, target=target)
+        # The attack differentiates both maps w.r.t. x'; the outer loss treats the teacher's as data.
+        align_inner = AttributionAlignmentLoss(**layers, teacher_differentiable=True)
+        align_outer = AttributionAlignmentLoss(**layers)
+        super().__init__(student, teacher, **options)
+        for name, value in checked.items():
+            setattr(self, name, value)
+        self._align_inner, self._align_outer = align_inner, align_outer  # no parameters of their own
 
-    SmaraAD++ (Eq. 10, IAD-style reading), with :math:`w_b = p_T(y_b \mid x'_b)^{\beta_w}`:
+    def _sm(self, z_s: torch.Tensor, z_t: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        # Positions are weighted by the target's ranking (the teacher's, or S(x) in the self term).
+        weights = dcg_weights(z_t.detach()) if self.position_weights == "dcg" else None
+        return slack_matching_loss(
+            z_s, z_t, self.gamma, reduction, scale=self.scale, weights=weights, check_finite=False
+        )
 
-    .. math::
-        \alpha \, \operatorname{mean}_b [w_b \mathcal{L}_{sm,b}(S(x'), T(x'))
-            + (1 - w_b) \mathcal{L}_{sm,b}(S(x'), S(x))]
-        + c \mathcal{L}_{align}(x') + (1 - \alpha) \mathrm{CE}(S(x), y)
+    def _with_alignment(self, x: torch.Tensor, y: torch.Tensor, *, inner: bool):
+        """Student and teacher logits and the alignment loss, one forward per model either way
+        (Grad-CAM returns the logits of its forward). In the attack both maps and the teacher's
+        logits keep their graph w.r.t. x'; in the outer loss the teacher's side is data."""
+        weight = self.attack_align_weight if inner else self.align_weight
+        if weight == 0:
+            z_s, z_t = self._student_and_teacher(x, teacher_grad=inner)
+            return z_s, z_t, z_s.new_zeros(())
+        align = self._align_inner if inner else self._align_outer
+        loss, z_s, z_t = align(self.student, self.teacher, x, y, return_logits=True)
+        return z_s, (z_t if inner else z_t.detach()), loss
 
-    Args:
+    def _inner_loss(self, x_adv, y, context):
+        z_s, z_t, align = self._with_alignment(x_adv, y, inner=True)
+        return self._kl(z_s, z_t) + self.attack_align_weight * align
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, gamma={self.gamma}, alpha={self.alpha}, align_weight={self.align_weight}"
+
+
+_SHARED_ARGS = """\
         student, teacher: classifiers on [0, 1] inputs with the same classes.
-        epsilon, step_size, steps: the L∞ PGD budget (8/255, 2/255, 10).
         gamma: soft-rank sharpness γ of slack matching.
-        alpha: weight of the adversarial terms; at 1 the clean-input terms are not computed.
         align_weight: c, the alignment weight in the outer loss.
-        kl_weight: λ, an optional KL term added to each bracket of SmaraAD [ours, default 0].
-        weighting: ``None`` (SmaraAD) or ``"teacher_confidence"`` (SmaraAD++).
-        weight_power: β_w of the SmaraAD++ weights.
-        weights_from_epoch: SmaraAD++ uses w = 1 before this epoch. With ``epoch=None`` in a call
-            the weights are used (no warm-up).
-        student_layer, teacher_layer: Grad-CAM layers (see :func:`~softrank_ad.grad_cam`).
-        target: the Grad-CAM class, ``"label"`` or ``"predicted"`` (the teacher's).
-        attack_align_weight: c_atk, the alignment weight inside the attack [ours, default 1 as
-            Alg. 3].
+        attack_align_weight: c_atk, the alignment weight inside the attack [library, default 1
+            as Alg. 3].
         scale: soft-rank scaling, see :func:`~softrank_ad.soft_rank`.
         position_weights: ``"none"`` (the paper) or ``"dcg"``: slack matching weighs each class by
             1 / log2(1 + its rank in the target's logits), so a swap of the teacher's top classes
             costs more than one among its least likely [library extension, see
             :func:`~softrank_ad.dcg_weights`].
+        student_layer, teacher_layer: Grad-CAM layers (see :func:`~softrank_ad.grad_cam`).
+        target: the Grad-CAM class, ``"label"`` or ``"predicted"`` (the teacher's).
         **options: ``epsilon``, ``step_size``, ``steps``, ``kl_reduction``, ``attack_mode``,
-            ``clean_bn_forward``, as in :class:`DistillationObjective`.
+            ``clean_bn_forward``, ``check_inputs``, as in :class:`DistillationObjective`."""
+
+
+class SmaraADObjective(_RankMatchingObjective):
+    __doc__ = r"""SmaraAD (docs/method.md §4–5): slack matching and attribution alignment.
+
+    Attack (Alg. 3): :math:`\max_{x'} \mathrm{KL}(S(x') \| T(x')) + c_{atk} \mathcal{L}_{align}(x')`
+    from a uniform random start. Outer loss (Eq. 9, AdaAD-shaped reading):
+
+    .. math::
+        \alpha [\mathcal{L}_{sm}(S(x'), T(x')) + c \mathcal{L}_{align}(x') + \lambda \mathrm{KL}(x')]
+        + (1 - \alpha) [\text{the same on } x]
+
+    Args:
+""" + _SHARED_ARGS + r"""
+        alpha: weight of the adversarial terms; at 1 the clean-input terms are not computed.
+        kl_weight: λ, an optional KL term added to each bracket [library extension, default 0].
+
+    Shape: as :class:`DistillationObjective`.
 
     Example:
         >>> objective = SmaraADObjective(student, teacher)                # doctest: +SKIP
@@ -311,82 +411,26 @@ class SmaraADObjective(DistillationObjective):
         alpha: float = 1.0,
         align_weight: float = 1.0,
         kl_weight: float = 0.0,
-        weighting: Literal["teacher_confidence"] | None = None,
-        weight_power: float = 0.1,
-        weights_from_epoch: int = 60,
+        attack_align_weight: float = 1.0,
+        scale: Scale = "none",
+        position_weights: PositionWeights = "none",
         student_layer: LayerSpec = None,
         teacher_layer: LayerSpec = None,
-        target: Literal["label", "predicted"] = "label",
-        attack_align_weight: float = 1.0,
-        scale: Literal["none", "std"] = "none",
-        position_weights: Literal["none", "dcg"] = "none",
+        target: Target = "label",
         **options,
     ) -> None:
-        _validate.check_choice(weighting, "weighting", (None, "teacher_confidence"))
-        _validate.check_choice(scale, "scale", ("none", "std"))
-        _validate.check_choice(position_weights, "position_weights", ("none", "dcg"))
-        checked = dict(
-            gamma=_validate.check_gamma(gamma),
-            alpha=_validate.check_unit_interval(alpha, "alpha"),
-            align_weight=_validate.check_non_negative(align_weight, "align_weight"),
-            kl_weight=_validate.check_non_negative(kl_weight, "kl_weight"),
-            attack_align_weight=_validate.check_non_negative(attack_align_weight, "attack_align_weight"),
-            weight_power=_validate.check_non_negative(weight_power, "weight_power"),
-            weights_from_epoch=_validate.check_int(weights_from_epoch, "weights_from_epoch"),
-            weighting=weighting, scale=scale, position_weights=position_weights,
+        super().__init__(
+            student, teacher, gamma=gamma, alpha=alpha, align_weight=align_weight,
+            attack_align_weight=attack_align_weight, scale=scale, position_weights=position_weights,
+            student_layer=student_layer, teacher_layer=teacher_layer, target=target,
+            own={"kl_weight": _validate.check_non_negative(kl_weight, "kl_weight")}, **options,
         )
-        layers = dict(student_layer=student_layer, teacher_layer=teacher_layer, target=target)
-        # The attack differentiates both maps w.r.t. x'; the outer loss treats the teacher's as data.
-        align_attack = AttributionAlignmentLoss(**layers, teacher_differentiable=True)
-        align = AttributionAlignmentLoss(**layers)
-        super().__init__(student, teacher, **options)
-        for name, value in checked.items():
-            setattr(self, name, value)
-        object.__setattr__(self, "_align_attack", align_attack)
-        object.__setattr__(self, "_align", align)
 
     def _skips_clean_student(self) -> bool:
-        return self.weighting is None and self.alpha == 1
-
-    def _sm(self, z_s: torch.Tensor, z_t: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        # Positions are weighted by the target's ranking (the teacher's, or S(x) in the self term).
-        weights = dcg_weights(z_t.detach()) if self.position_weights == "dcg" else None
-        return slack_matching_loss(
-            z_s, z_t, self.gamma, reduction, scale=self.scale, weights=weights, check_finite=False
-        )
-
-    def _with_alignment(self, x: torch.Tensor, y: torch.Tensor, *, attack: bool):
-        """Student and teacher logits and the alignment loss, one forward per model either way
-        (Grad-CAM returns the logits of its forward). In the attack both maps and the teacher's
-        logits keep their graph w.r.t. x'; in the outer loss the teacher's side is data."""
-        weight = self.attack_align_weight if attack else self.align_weight
-        if weight == 0:
-            z_s, z_t = self._student_and_teacher(x, teacher_grad=attack)
-            return z_s, z_t, z_s.new_zeros(())
-        align = self._align_attack if attack else self._align
-        loss, z_s, z_t = align(self.student, self.teacher, x, y, return_logits=True)
-        return z_s, (z_t if attack else z_t.detach()), loss
-
-    def _attack_loss(self, x_adv, y, context):
-        z_s, z_t, align = self._with_alignment(x_adv, y, attack=True)
-        return self._kl(z_s, z_t) + self.attack_align_weight * align
-
-    def _weights(self, z_t_adv: torch.Tensor, y: torch.Tensor, epoch: int | None) -> torch.Tensor | None:
-        if self.weighting is None:
-            return None
-        if epoch is not None and epoch < self.weights_from_epoch:
-            return torch.ones_like(y, dtype=z_t_adv.dtype)
-        with torch.no_grad():
-            p_true = F.softmax(z_t_adv.float(), dim=1).gather(1, y[:, None]).squeeze(1)
-            return p_true.pow(self.weight_power).to(z_t_adv.dtype)
+        return self.alpha == 1
 
     def _outer_terms(self, x, y, x_adv, epoch):
-        z_s_adv, z_t_adv, align_adv = self._with_alignment(x_adv, y, attack=False)
-        if self.weighting is None:
-            return self._smaraad(x, y, z_s_adv, z_t_adv, align_adv)
-        return self._smaraad_pp(x, y, z_s_adv, z_t_adv, align_adv, epoch)
-
-    def _smaraad(self, x, y, z_s_adv, z_t_adv, align_adv):
+        z_s_adv, z_t_adv, align_adv = self._with_alignment(x_adv, y, inner=False)
         sm_adv = self._sm(z_s_adv, z_t_adv)
         kl_adv = self._kl(z_s_adv, z_t_adv) if self.kl_weight else sm_adv.new_zeros(())
         loss = self.alpha * (sm_adv + self.align_weight * align_adv + self.kl_weight * kl_adv)
@@ -394,7 +438,7 @@ class SmaraADObjective(DistillationObjective):
         if self.kl_weight:
             parts["kl_adv"] = kl_adv
         if self.alpha < 1:
-            z_s, z_t, align = self._with_alignment(x, y, attack=False)
+            z_s, z_t, align = self._with_alignment(x, y, inner=False)
             sm = self._sm(z_s, z_t)
             kl = self._kl(z_s, z_t) if self.kl_weight else sm.new_zeros(())
             loss = loss + (1 - self.alpha) * (sm + self.align_weight * align + self.kl_weight * kl)
@@ -403,7 +447,71 @@ class SmaraADObjective(DistillationObjective):
                 parts["kl_clean"] = kl
         return loss, parts
 
-    def _smaraad_pp(self, x, y, z_s_adv, z_t_adv, align_adv, epoch):
+    def extra_repr(self) -> str:
+        return f"SmaraAD, {super().extra_repr()}, kl_weight={self.kl_weight}"
+
+
+class SmaraADPlusPlusObjective(_RankMatchingObjective):
+    __doc__ = r"""SmaraAD++ (docs/method.md §5, Eq. 10 in an IAD-style reading): SmaraAD's attack, and
+    slack matching weighted per sample by the teacher's confidence in the true class,
+    :math:`w_b = p_T(y_b \mid x'_b)^{\beta_w}` (no gradient), with a self term towards S(x):
+
+    .. math::
+        \alpha \, \operatorname{mean}_b [w_b \mathcal{L}_{sm,b}(S(x'), T(x'))
+            + (1 - w_b) \mathcal{L}_{sm,b}(S(x'), S(x))]
+        + c \mathcal{L}_{align}(x') + (1 - \alpha) \mathrm{CE}(S(x), y)
+
+    Args:
+""" + _SHARED_ARGS + r"""
+        alpha: weight of the slack-matching terms; below 1 the clean cross-entropy enters.
+        weight_power: β_w of the weights.
+        weights_from_epoch: w = 1 before this epoch (60, for a 200-epoch schedule). A call with
+            ``epoch=None`` uses the weights (no warm-up).
+
+    Shape: as :class:`DistillationObjective`; ``terms`` adds the (B,) ``weights``.
+
+    Example:
+        >>> objective = SmaraADPlusPlusObjective(student, teacher, weights_from_epoch=60)  # doctest: +SKIP
+        >>> loss = objective(x, y, epoch=epoch); loss.backward()                          # doctest: +SKIP
+
+    Reference: Yin et al., CVPR 2024; the weighting follows IAD (Zhu et al., ICLR 2022).
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        *,
+        gamma: float = DEFAULT_GAMMA,
+        alpha: float = 1.0,
+        align_weight: float = 1.0,
+        weight_power: float = 0.1,
+        weights_from_epoch: int = 60,
+        attack_align_weight: float = 1.0,
+        scale: Scale = "none",
+        position_weights: PositionWeights = "none",
+        student_layer: LayerSpec = None,
+        teacher_layer: LayerSpec = None,
+        target: Target = "label",
+        **options,
+    ) -> None:
+        own = {"weight_power": _validate.check_non_negative(weight_power, "weight_power"),
+               "weights_from_epoch": _validate.check_int(weights_from_epoch, "weights_from_epoch")}
+        super().__init__(
+            student, teacher, gamma=gamma, alpha=alpha, align_weight=align_weight,
+            attack_align_weight=attack_align_weight, scale=scale, position_weights=position_weights,
+            student_layer=student_layer, teacher_layer=teacher_layer, target=target, own=own, **options,
+        )
+
+    def _weights(self, z_t_adv: torch.Tensor, y: torch.Tensor, epoch: int | None) -> torch.Tensor:
+        if epoch is not None and epoch < self.weights_from_epoch:
+            return torch.ones_like(y, dtype=z_t_adv.dtype)
+        with torch.no_grad():
+            p_true = F.softmax(z_t_adv.float(), dim=1).gather(1, y[:, None]).squeeze(1)
+            return p_true.pow(self.weight_power).to(z_t_adv.dtype)
+
+    def _outer_terms(self, x, y, x_adv, epoch):
+        z_s_adv, z_t_adv, align_adv = self._with_alignment(x_adv, y, inner=False)
         w = self._weights(z_t_adv, y, epoch)
         sm_teacher = self._sm(z_s_adv, z_t_adv, "none")
         parts = {"slack_matching_adv": sm_teacher.mean(), "align_adv": align_adv, "weights": w}
@@ -411,7 +519,7 @@ class SmaraADObjective(DistillationObjective):
         per_sample = w * sm_teacher
         if needs_clean_student:
             z_s = self.student(x)
-            # S(x) is the target of the self term, as the teacher is of the other [ours].
+            # S(x) is the target of the self term, as the teacher is of the other [library].
             sm_self = self._sm(z_s_adv, z_s.detach(), "none")
             per_sample = per_sample + (1 - w) * sm_self
             parts["slack_matching_self"] = sm_self.mean()
@@ -423,21 +531,28 @@ class SmaraADObjective(DistillationObjective):
         return loss, parts
 
     def extra_repr(self) -> str:
-        method = "SmaraAD++" if self.weighting else "SmaraAD"
-        return f"{method}, {super().extra_repr()}, gamma={self.gamma}, alpha={self.alpha}, align_weight={self.align_weight}"
+        return (f"SmaraAD++, {super().extra_repr()}, weight_power={self.weight_power}, "
+                f"weights_from_epoch={self.weights_from_epoch}")
 
 
 class AdaADObjective(DistillationObjective):
-    r"""AdaAD (Huang et al., 2023): PGD on KL(S(x') ‖ T(x')); outer
-    :math:`\alpha \mathrm{KL}(S(x') \| T(x')) + (1-\alpha) \mathrm{KL}(S(x) \| T(x))`.
+    r"""AdaAD (Huang et al., 2023): the attack maximises KL(S(x') ‖ T(x')) from x + 0.001·N(0, 1);
+    the outer loss is :math:`\alpha \mathrm{KL}(S(x') \| T(x')) + (1-\alpha) \mathrm{KL}(S(x) \| T(x))`.
+
+    Args:
+        student, teacher: classifiers on [0, 1] inputs with the same classes.
+        alpha: weight of the adversarial term; at 1 the clean term is not computed.
+        **options: as in :class:`DistillationObjective`.
+
+    Shape: as :class:`DistillationObjective`.
 
     Example:
-        >>> loss = AdaADObjective(student, teacher)(x, y)                  # doctest: +SKIP
+        >>> loss = AdaADObjective(student, teacher)(x, y); loss.backward()  # doctest: +SKIP
     """
 
     start: Start = "normal"  # x + 0.001·N(0, 1), as the official code starts its attack
 
-    def __init__(self, student, teacher, *, alpha: float = 1.0, **options):
+    def __init__(self, student: nn.Module, teacher: nn.Module, *, alpha: float = 1.0, **options) -> None:
         alpha = _validate.check_unit_interval(alpha, "alpha")
         super().__init__(student, teacher, **options)
         self.alpha = alpha
@@ -445,7 +560,7 @@ class AdaADObjective(DistillationObjective):
     def _skips_clean_student(self) -> bool:
         return self.alpha == 1
 
-    def _attack_loss(self, x_adv, y, context):
+    def _inner_loss(self, x_adv, y, context):
         return self._kl(*self._student_and_teacher(x_adv, teacher_grad=True))
 
     def _outer_terms(self, x, y, x_adv, epoch):
@@ -460,24 +575,31 @@ class AdaADObjective(DistillationObjective):
 
 
 class RSLADObjective(DistillationObjective):
-    r"""RSLAD (Zi et al., 2021): PGD on KL(S(x') ‖ T(x)) from x + 0.001·N(0, 1); outer
-    :math:`\tfrac56 \mathrm{KL}(S(x') \| T(x)) + \tfrac16 \mathrm{KL}(S(x) \| T(x))`.
+    r"""RSLAD (Zi et al., 2021): the attack maximises KL(S(x') ‖ T(x)) from x + 0.001·N(0, 1); the
+    outer loss is :math:`w \mathrm{KL}(S(x') \| T(x)) + (1 - w) \mathrm{KL}(S(x) \| T(x))`, w = 5/6.
+
+    Args:
+        student, teacher: classifiers on [0, 1] inputs with the same classes.
+        adv_weight: w.
+        **options: as in :class:`DistillationObjective`.
+
+    Shape: as :class:`DistillationObjective`.
 
     Example:
-        >>> loss = RSLADObjective(student, teacher)(x, y)                  # doctest: +SKIP
+        >>> loss = RSLADObjective(student, teacher)(x, y); loss.backward()  # doctest: +SKIP
     """
 
     start: Start = "normal"
 
-    def __init__(self, student, teacher, *, adv_weight: float = 5 / 6, **options):
+    def __init__(self, student: nn.Module, teacher: nn.Module, *, adv_weight: float = 5 / 6, **options) -> None:
         adv_weight = _validate.check_unit_interval(adv_weight, "adv_weight")
         super().__init__(student, teacher, **options)
         self.adv_weight = adv_weight
 
-    def _attack_context(self, x, y):
+    def _inner_context(self, x, y):
         return {"z_t_clean": self._teacher_logits(x)}
 
-    def _attack_loss(self, x_adv, y, context):
+    def _inner_loss(self, x_adv, y, context):
         z_s = self.student(x_adv)
         self._check_classes(z_s, context["z_t_clean"])
         return self._kl(z_s, context["z_t_clean"])
@@ -493,14 +615,24 @@ class RSLADObjective(DistillationObjective):
 
 
 class ARDObjective(DistillationObjective):
-    r"""ARD (Goldblum et al., 2020): PGD on CE(S(x'), y); outer
-    :math:`\alpha \tau^2 \mathrm{KL}(S(x')/\tau \| T(x)/\tau) + (1-\alpha) \mathrm{CE}(S(x), y)`.
+    r"""ARD (Goldblum et al., 2020): the attack maximises CE(S(x'), y) from a uniform start; the
+    outer loss is :math:`\alpha \tau^2 \mathrm{KL}(S(x')/\tau \| T(x)/\tau) + (1-\alpha) \mathrm{CE}(S(x), y)`.
+
+    Args:
+        student, teacher: classifiers on [0, 1] inputs with the same classes.
+        alpha: weight of the distillation term; at 1 the clean cross-entropy is not computed.
+        temperature: τ.
+        **options: as in :class:`DistillationObjective` (official ARD: ``attack_mode="train"``).
+
+    Shape: as :class:`DistillationObjective`.
 
     Example:
         >>> loss = ARDObjective(student, teacher, temperature=30.0)(x, y)  # doctest: +SKIP
     """
 
-    def __init__(self, student, teacher, *, alpha: float = 1.0, temperature: float = 30.0, **options):
+    def __init__(
+        self, student: nn.Module, teacher: nn.Module, *, alpha: float = 1.0, temperature: float = 30.0, **options
+    ) -> None:
         alpha = _validate.check_unit_interval(alpha, "alpha")
         temperature = _validate.check_positive(temperature, "temperature")
         super().__init__(student, teacher, **options)
@@ -509,9 +641,8 @@ class ARDObjective(DistillationObjective):
     def _skips_clean_student(self) -> bool:
         return self.alpha == 1
 
-    def _attack_loss(self, x_adv, y, context):
-        z_s = self.student(x_adv)
-        return F.cross_entropy(z_s, y)
+    def _inner_loss(self, x_adv, y, context):
+        return F.cross_entropy(self.student(x_adv), y)
 
     def _outer_terms(self, x, y, x_adv, epoch):
         z_t = self._teacher_logits(x)
@@ -527,9 +658,10 @@ class ARDObjective(DistillationObjective):
         return loss, parts
 
 
-OBJECTIVES = {
+#: The methods by name, for :func:`make_objective` and the examples' command lines.
+OBJECTIVES: dict[str, type[DistillationObjective]] = {
     "smaraad": SmaraADObjective,
-    "smaraad++": SmaraADObjective,
+    "smaraad++": SmaraADPlusPlusObjective,
     "ard": ARDObjective,
     "rslad": RSLADObjective,
     "adaad": AdaADObjective,
@@ -537,9 +669,9 @@ OBJECTIVES = {
 
 
 def make_objective(name: str, student: nn.Module, teacher: nn.Module, **hparams) -> DistillationObjective:
-    """An objective by name: ``"smaraad"``, ``"smaraad++"``, ``"ard"``, ``"rslad"`` or ``"adaad"``.
-
-    ``hparams`` go to the class's constructor (``epsilon``, ``step_size``, ``steps`` for all).
+    """An objective by name (any case): ``"smaraad"``, ``"smaraad++"``, ``"ard"``, ``"rslad"`` or
+    ``"adaad"``; ``hparams`` go to the class's constructor (``epsilon``, ``step_size``, ``steps``
+    and the other :class:`DistillationObjective` options for all).
 
     Example:
         >>> objective = make_objective("smaraad++", student, teacher, gamma=2.0)  # doctest: +SKIP
@@ -547,6 +679,4 @@ def make_objective(name: str, student: nn.Module, teacher: nn.Module, **hparams)
     key = name.lower() if isinstance(name, str) else name
     if key not in OBJECTIVES:
         raise ValueError(f"unknown method {name!r}; choose one of {sorted(OBJECTIVES)}")
-    if key == "smaraad++":
-        hparams.setdefault("weighting", "teacher_confidence")
     return OBJECTIVES[key](student, teacher, **hparams)

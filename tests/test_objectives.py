@@ -12,6 +12,7 @@ from softrank_ad import (
     AdaADObjective,
     RSLADObjective,
     SmaraADObjective,
+    SmaraADPlusPlusObjective,
     kl_divergence,
     make_objective,
     pgd,
@@ -90,7 +91,7 @@ def test_x_adv_in_epsilon_ball_and_unit_box(method):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_pgd_raises_the_inner_objective_over_the_random_start(method):
+def test_pgd_raises_the_inner_loss_over_the_random_start(method):
     student, teacher = fresh_pair()
     objective = make_objective(method, student, teacher, epsilon=0.1, step_size=0.02, steps=10)
     x, y = blobs(32)
@@ -98,7 +99,7 @@ def test_pgd_raises_the_inner_objective_over_the_random_start(method):
     start = random_start(x, objective.epsilon, objective.start)
     torch.manual_seed(5)
     x_adv = objective.perturb(x, y)
-    assert objective.inner_objective(x_adv, x, y) > objective.inner_objective(start, x, y)
+    assert objective.inner_loss(x_adv, x, y) > objective.inner_loss(start, x, y)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -262,7 +263,7 @@ def test_bad_inputs():
         make_objective("trades", student, teacher)
     with pytest.raises(ValueError, match="alpha must lie in"):
         SmaraADObjective(student, teacher, alpha=1.5)
-    with pytest.raises(ValueError, match="weighting must be one of"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'weighting'"):
         SmaraADObjective(student, teacher, weighting="entropy")
 
 
@@ -464,3 +465,32 @@ def test_alignment_loss_never_updates_a_train_mode_teacher():
     before = bn_state(teacher)
     AttributionAlignmentLoss()(student, teacher, *blobs(4))
     assert teacher.training and all(torch.equal(before[k], v) for k, v in bn_state(teacher).items())
+
+
+
+# -- one class per method; devices -----------------------------------------------------------------
+def test_smaraad_plus_plus_is_its_own_class_taking_only_its_own_parameters():
+    student, teacher = fresh_pair()
+    objective = make_objective("smaraad++", student, teacher, weights_from_epoch=3)
+    assert type(objective) is SmaraADPlusPlusObjective and objective.weights_from_epoch == 3
+    with pytest.raises(TypeError, match="unexpected keyword argument 'kl_weight'"):
+        make_objective("smaraad++", student, teacher, kl_weight=1.0)
+    for name in ("weight_power", "weights_from_epoch"):
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{name}'"):
+            make_objective("smaraad", student, teacher, **{name: 1})
+    assert all(p.requires_grad for p in student.parameters())
+
+
+def test_moving_the_objective_moves_the_teacher_and_keeps_it_out_of_the_state():
+    student, teacher = fresh_pair()
+    objective = make_objective("smaraad", student, teacher, steps=1)
+    keys = set(objective.state_dict())
+    assert objective.double() is objective
+    assert all(p.dtype == torch.float64 for p in (*student.parameters(), *teacher.parameters()))
+    assert set(objective.state_dict()) == keys and not any(k.startswith("teacher") for k in keys)
+    assert {id(p) for p in objective.parameters()} == {id(p) for p in student.parameters()}
+    x, y = blobs(4)
+    assert objective(x.double(), y).dtype == torch.float64  # Grad-CAM and KL run in the new dtype
+    objective.to("meta")  # stands in for .cuda(): every tensor of both models moves
+    assert all(p.device.type == "meta" for p in (*student.parameters(), *teacher.parameters()))
+    assert all(b.device.type == "meta" for b in teacher.buffers())
