@@ -76,7 +76,7 @@ def main() -> None:
     off_diagonal = ~torch.eye(a.shape[-1], dtype=torch.bool)
     results = []
     for gamma in GAMMAS:
-        soft = soft_spearman(a, b, gamma).numpy()
+        soft = soft_spearman(a, b, gamma=gamma).numpy()
         s = torch.sigmoid(gamma * gaps[:, off_diagonal])
         live = ((s * (1 - s)) > 0.01 * 0.25).double().mean().item()
         results.append({

@@ -83,7 +83,7 @@ def implementations(device: str) -> dict[str, Callable]:
     if device == "cuda" and _triton() is not None:
         backends.append("triton")
     for b in backends:
-        impls[f"softrank_ad[{b}]"] = lambda x, g, b=b: soft_rank(x, g, backend=b, check_finite=False)
+        impls[f"softrank_ad[{b}]"] = lambda x, g, b=b: soft_rank(x, gamma=g, backend=b, check_finite=False)
     impls["naive pairwise"] = naive_pairwise
     impls["authors' loop"] = authors_loop
     try:

@@ -32,7 +32,7 @@ def data_pairs(seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 def curves(pairs, gammas: np.ndarray) -> dict[str, dict[str, np.ndarray | float]]:
     out = {}
     for name, (a, b) in pairs.items():
-        soft = np.array([soft_spearman(a, b, float(g)).item() for g in gammas])
+        soft = np.array([soft_spearman(a, b, gamma=float(g)).item() for g in gammas])
         out[name] = {"soft": soft, "hard": float(spearmanr(a.numpy(), b.numpy()).statistic)}
     return out
 

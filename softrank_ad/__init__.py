@@ -6,7 +6,7 @@ re-exports the public names and defines nothing.
 """
 
 from softrank_ad.attacks import cw_margin_loss, pgd
-from softrank_ad.attribution import AttributionAlignmentLoss, grad_cam
+from softrank_ad.attribution import Alignment, AttributionAlignmentLoss, attribution_alignment_loss, grad_cam
 from softrank_ad.objectives import (
     ARDObjective,
     AdaADObjective,
@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ARDObjective",
+    "Alignment",
     "AdaADObjective",
     "AttributionAlignmentLoss",
     "DEFAULT_GAMMA",
@@ -33,6 +34,7 @@ __all__ = [
     "SmaraADObjective",
     "SmaraADPlusPlusObjective",
     "SoftRank",
+    "attribution_alignment_loss",
     "cw_margin_loss",
     "dcg_weights",
     "grad_cam",

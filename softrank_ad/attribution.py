@@ -7,7 +7,8 @@ between two maps trains the student and has a gradient with respect to the input
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from collections.abc import Callable
+from typing import Literal, NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,8 @@ from softrank_ad._modes import modes_restored, unwrap
 LayerSpec = Union[None, str, nn.Module]
 TargetSpec = Union[torch.Tensor, Literal["label", "predicted"]]
 OutputSize = Union[None, tuple[int, int], Literal["layer"]]
+#: Maps a layer's activation to (B, K, h, w), e.g. a transformer's (B, tokens, K) tokens to a grid.
+ReshapeTransform = Callable[[torch.Tensor], torch.Tensor]
 
 NORMALIZATIONS = ("minmax", "none")
 #: As pytorch-grad-cam's ``scale_cam_image``: keeps an all-zero map at zero instead of NaN.
@@ -32,15 +35,17 @@ def _is_spatial(output: object) -> bool:
 class _Capture:
     """Forward hooks that record module outputs; removed on exit, also after an error."""
 
-    def __init__(self, modules: dict[str, nn.Module]) -> None:
+    def __init__(self, modules: dict[str, nn.Module], spatial_only: bool = True) -> None:
         self.modules = modules
+        self.spatial_only = spatial_only
         self.seen: list[tuple[str, object]] = []
         self.versions: dict[int, int] = {}  # id(output) -> its version counter when captured
         self._handles: list = []
 
     def _hook(self, name: str):
         def hook(module, inputs, output):
-            if _is_spatial(output) and not output.requires_grad:
+            capturable = _is_spatial(output) if self.spatial_only else isinstance(output, torch.Tensor)
+            if capturable and output.is_floating_point() and not output.requires_grad:
                 # A frozen model on a constant input builds no graph: make the activation a leaf
                 # so the class score still has a gradient with respect to it. Nothing upstream
                 # needs a gradient, so no path is cut. The model continues on a copy, so an
@@ -93,7 +98,9 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> dict[str, nn.Module]:
     raise TypeError(f"layer must be None, a dotted name or an nn.Module, got {type(layer).__name__}")
 
 
-def _pick_activation(capture: _Capture, layer: LayerSpec) -> tuple[str, torch.Tensor]:
+def _pick_activation(
+    capture: _Capture, layer: LayerSpec, reshape_transform: ReshapeTransform | None = None
+) -> tuple[str, torch.Tensor]:
     if layer is None:
         spatial = [(name, out) for name, out in capture.seen if _is_spatial(out)]
         if not spatial:
@@ -109,9 +116,13 @@ def _pick_activation(capture: _Capture, layer: LayerSpec) -> tuple[str, torch.Te
     if not capture.seen:
         raise ValueError(f"layer {name!r} did not run in the model's forward pass")
     _, out = capture.seen[-1]
-    if not isinstance(out, torch.Tensor) or out.dim() != 4:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"layer {name!r} must output a 4-D (B, K, h, w) tensor, got {got}")
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"layer {name!r} must output a tensor, got {type(out).__name__}")
+    shaped = reshape_transform(out) if reshape_transform is not None else out
+    if not isinstance(shaped, torch.Tensor) or shaped.dim() != 4:
+        got = tuple(shaped.shape) if isinstance(shaped, torch.Tensor) else type(shaped).__name__
+        hint = "" if reshape_transform is not None else "; pass reshape_transform= for token or other non-image layouts"
+        raise ValueError(f"layer {name!r} must output a 4-D (B, K, h, w) tensor{' after reshape_transform' if reshape_transform else ''}, got {got}{hint}")
     return name, out
 
 
@@ -144,12 +155,13 @@ def grad_cam(
     model: nn.Module,
     x: torch.Tensor,
     target: TargetSpec = "predicted",
+    *,
+    y: torch.Tensor | None = None,
     layer: LayerSpec = None,
     normalize: Literal["minmax", "none"] = "minmax",
     create_graph: bool = True,
     output_size: OutputSize = None,
-    *,
-    y: torch.Tensor | None = None,
+    reshape_transform: ReshapeTransform | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Differentiable Grad-CAM maps and the logits of the same forward pass.
 
@@ -174,6 +186,14 @@ def grad_cam(
         output_size: ``None`` upsamples to the input's (H, W); ``(h, w)`` to that size;
             ``"layer"`` keeps the layer's resolution.
         y: labels for ``target="label"``.
+        reshape_transform: maps the named ``layer``'s activation to (B, K, h, w), as in
+            pytorch-grad-cam: e.g. a vision transformer's (B, 1 + h·w, K) tokens to a grid by
+            dropping the class token, ``t[:, 1:].reshape(B, h, w, K).permute(0, 3, 1, 2)``. It is
+            applied to the activation and to its gradient alike, so it must be a reshape or
+            permutation. Needs a named ``layer``, inside the stack (after the last attention only
+            the class token reaches the head). Training through the map is a double backward,
+            which torch's fused attention kernels lack: run it under
+            ``torch.nn.attention.sdpa_kernel(SDPBackend.MATH)``.
 
     Returns:
         ``(logits, maps)``: logits (B, C) of the forward pass, maps (B, H', W') in float32
@@ -195,23 +215,28 @@ def grad_cam(
         raise ValueError(f"x must be a (B, C, H, W) image batch, got shape {tuple(x.shape)}")
     _validate.check_choice(normalize, "normalize", NORMALIZATIONS)
     size = _output_size(output_size, x)
+    if reshape_transform is not None and (layer is None or not callable(reshape_transform)):
+        raise ValueError("reshape_transform needs a named layer= (the automatic choice looks for 4-D outputs) "
+                         f"and must be callable, got layer={layer!r}, reshape_transform={reshape_transform!r}")
 
     modules = resolve_layer(model, layer)
     # Grad-CAM needs a graph even when the caller is under no_grad (evaluation): build one here
     # and hand back detached results in that case.
     caller_tracks_grad = torch.is_grad_enabled()
     with torch.enable_grad():
-        with modes_restored(model), _Capture(modules) as capture:
+        with modes_restored(model), _Capture(modules, spatial_only=reshape_transform is None) as capture:
             logits = model(x)
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ValueError(f"model must return (B, C) logits, got {got}")
-        name, activation = _pick_activation(capture, layer)
+        name, activation = _pick_activation(capture, layer, reshape_transform)
         _check_unmodified(capture, name, activation)
         t = _resolve_target(target, logits, y)
 
         score = logits.gather(1, t[:, None]).sum()
         (grads,) = torch.autograd.grad(score, activation, create_graph=create_graph and caller_tracks_grad)
+        if reshape_transform is not None:
+            activation, grads = reshape_transform(activation), reshape_transform(grads)
         # At least float32, also under bfloat16 autocast; float64 stays float64.
         dtype = torch.promote_types(activation.dtype, torch.float32)
         weights = grads.to(dtype).mean(dim=(2, 3), keepdim=True)
@@ -249,7 +274,30 @@ def _output_size(output_size: OutputSize, x: torch.Tensor) -> tuple[int, int] | 
     raise ValueError(f'output_size must be None, "layer" or (h, w) positive ints, got {output_size!r}')
 
 
-class AttributionAlignmentLoss(nn.Module):
+class Alignment(NamedTuple):
+    """What :func:`attribution_alignment_loss` returns: the loss and both forwards' logits."""
+
+    loss: torch.Tensor
+    student_logits: torch.Tensor
+    teacher_logits: torch.Tensor
+
+
+def attribution_alignment_loss(
+    student: nn.Module,
+    teacher: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor | None = None,
+    *,
+    student_layer: LayerSpec = None,
+    teacher_layer: LayerSpec = None,
+    target: Literal["label", "predicted"] = "label",
+    normalize: Literal["minmax", "none"] = "minmax",
+    reduction: str = "mean",
+    teacher_differentiable: bool = False,
+    output_size: OutputSize = None,
+    student_reshape_transform: ReshapeTransform | None = None,
+    teacher_reshape_transform: ReshapeTransform | None = None,
+) -> Alignment:
     r"""MSE between the Grad-CAM maps of a student and a teacher on the same input.
 
     .. math::
@@ -263,21 +311,75 @@ class AttributionAlignmentLoss(nn.Module):
     BatchNorm statistics are never updated; the student runs in the mode it is in.
 
     Args:
+        student, teacher: classifiers returning (B, C) logits.
+        x: (B, 3, H, W) inputs.
+        y: (B,) labels, needed for ``target="label"``.
         student_layer, teacher_layer: as ``layer`` of :func:`grad_cam`.
         target: ``"label"`` (the true class ``y``, default) or ``"predicted"`` (the teacher's
-            predicted class, for both maps), or a (B,) LongTensor given at call time via ``y``.
+            predicted class, for both maps).
         normalize: as in :func:`grad_cam`.
         reduction: ``"none"`` gives the per-sample MSE (B,), ``"mean"`` its mean (equal to
             ``F.mse_loss``), ``"sum"`` its sum.
         teacher_differentiable: keep the teacher map's graph w.r.t. the input.
         output_size: the common map size; ``None`` is the input's (H, W).
+        student_reshape_transform, teacher_reshape_transform: as ``reshape_transform`` of
+            :func:`grad_cam`, for transformer students or teachers.
+
+    Returns:
+        ``Alignment(loss, student_logits, teacher_logits)``: the logits of the two Grad-CAM
+        forwards (the teacher's detached unless ``teacher_differentiable``), so a caller needs no
+        second forward for its other terms.
+
+    Example:
+        >>> loss, z_s, z_t = attribution_alignment_loss(student, teacher, x, y)  # doctest: +SKIP
+        >>> loss.backward()                                                   # doctest: +SKIP
+
+    Reference: Yin et al., CVPR 2024, attribution region alignment (docs/method.md §3).
+    """
+    _validate.check_choice(target, "target", ("label", "predicted"))
+    _validate.check_choice(normalize, "normalize", NORMALIZATIONS)
+    reduction = _validate.check_reduction(reduction)
+    if output_size == "layer":
+        raise ValueError('output_size="layer" cannot align maps of two models: give None or (h, w)')
+    if target == "label" and y is None:
+        raise ValueError('target="label" needs the labels: pass y=')
+    size = _output_size(output_size, x)
+    common = dict(normalize=normalize, output_size=size)
+    with modes_restored(teacher):
+        teacher.eval()
+        z_t, cam_t = grad_cam(teacher, x, target, y=y, layer=teacher_layer, create_graph=teacher_differentiable,
+                              reshape_transform=teacher_reshape_transform, **common)
+    student_target = y if target == "label" else z_t.detach().argmax(-1)
+    z_s, cam_s = grad_cam(student, x, student_target, layer=student_layer, create_graph=True,
+                          reshape_transform=student_reshape_transform, **common)
+    if not teacher_differentiable:
+        cam_t, z_t = cam_t.detach(), z_t.detach()
+    per_sample = (cam_s - cam_t).square().flatten(1).mean(1)
+    return Alignment(_validate.reduce(per_sample, reduction), z_s, z_t)
+
+
+class AttributionAlignmentLoss(nn.Module):
+    r"""Module form of :func:`attribution_alignment_loss`: stores its settings, returns the loss.
+
+    Args:
+        student_layer, teacher_layer: as ``layer`` of :func:`grad_cam` (held as plain attributes,
+            never as submodules: the loss has no parameters).
+        target: ``"label"`` (default) or ``"predicted"`` (the teacher's class, for both maps).
+        normalize: ``"minmax"`` (default) or ``"none"``.
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        teacher_differentiable: keep the teacher map's graph w.r.t. the input.
+        output_size: the common map size; ``None`` is the input's (H, W).
+        student_reshape_transform, teacher_reshape_transform: for transformer models, see
+            :func:`grad_cam`.
+
+    Shape:
+        - student, teacher: modules mapping (B, 3, H, W) to (B, C) logits.
+        - x: (B, 3, H, W); y: (B,) integer labels (for ``target="label"``).
+        - Output: a scalar, or (B,) with ``reduction="none"``.
 
     Example:
         >>> loss_fn = AttributionAlignmentLoss()
-        >>> loss = loss_fn(student, teacher, x, y)                       # doctest: +SKIP
-        >>> loss, z_s, z_t = loss_fn(student, teacher, x, y, return_logits=True)  # doctest: +SKIP
-
-    Reference: Yin et al., CVPR 2024, attribution region alignment (docs/method.md §3).
+        >>> loss = loss_fn(student, teacher, x, y); loss.backward()       # doctest: +SKIP
     """
 
     def __init__(
@@ -290,6 +392,8 @@ class AttributionAlignmentLoss(nn.Module):
         *,
         teacher_differentiable: bool = False,
         output_size: OutputSize = None,
+        student_reshape_transform: ReshapeTransform | None = None,
+        teacher_reshape_transform: ReshapeTransform | None = None,
     ) -> None:
         super().__init__()
         _validate.check_choice(target, "target", ("label", "predicted"))
@@ -304,6 +408,8 @@ class AttributionAlignmentLoss(nn.Module):
         self.reduction = _validate.check_reduction(reduction)
         self.teacher_differentiable = teacher_differentiable
         self.output_size = output_size
+        self.student_reshape_transform = student_reshape_transform
+        self.teacher_reshape_transform = teacher_reshape_transform
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in ("student_layer", "teacher_layer"):
@@ -312,42 +418,16 @@ class AttributionAlignmentLoss(nn.Module):
         else:
             super().__setattr__(name, value)
 
-    def forward(
-        self,
-        student: nn.Module,
-        teacher: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor | None = None,
-        *,
-        return_logits: bool = False,
-    ):
-        size = _output_size(self.output_size, x)
-        teacher_target = "label" if self.target == "label" else "predicted"
-        # The teacher is evaluated in eval mode (its mode restored after): its BN statistics
-        # never change, whatever mode it was left in.
-        with modes_restored(teacher):
-            teacher.eval()
-            z_t, cam_t = grad_cam(
-                teacher,
-                x,
-                teacher_target,
-                self.teacher_layer,
-                self.normalize,
-                create_graph=self.teacher_differentiable,
-                output_size=size,
-                y=y,
-            )
-        student_target = y if self.target == "label" else z_t.detach().argmax(-1)
-        if student_target is None:
-            raise ValueError('target="label" needs the labels: pass y=')
-        z_s, cam_s = grad_cam(
-            student, x, student_target, self.student_layer, self.normalize, True, size
-        )
-        if not self.teacher_differentiable:
-            cam_t = cam_t.detach()
-        per_sample = (cam_s - cam_t).square().flatten(1).mean(1)
-        loss = _validate.reduce(per_sample, self.reduction)
-        return (loss, z_s, z_t) if return_logits else loss
+    def settings(self) -> dict:
+        """The keyword arguments this module passes to :func:`attribution_alignment_loss`."""
+        return dict(student_layer=self.student_layer, teacher_layer=self.teacher_layer, target=self.target,
+                    normalize=self.normalize, reduction=self.reduction,
+                    teacher_differentiable=self.teacher_differentiable, output_size=self.output_size,
+                    student_reshape_transform=self.student_reshape_transform,
+                    teacher_reshape_transform=self.teacher_reshape_transform)
+
+    def forward(self, student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return attribution_alignment_loss(student, teacher, x, y, **self.settings()).loss
 
     def extra_repr(self) -> str:
         return f"target={self.target!r}, normalize={self.normalize!r}, reduction={self.reduction!r}"

@@ -51,7 +51,7 @@ from torch import nn
 from softrank_ad import _validate
 from softrank_ad._modes import eval_mode, modes_restored
 from softrank_ad.attacks import Start, ascend, check_budget, random_start
-from softrank_ad.attribution import AttributionAlignmentLoss, LayerSpec
+from softrank_ad.attribution import LayerSpec, ReshapeTransform, attribution_alignment_loss
 from softrank_ad.rank import DEFAULT_GAMMA, Scale
 from softrank_ad.spearman import dcg_weights, slack_matching_loss
 
@@ -309,11 +309,14 @@ class _RankMatchingObjective(DistillationObjective):
         student_layer: LayerSpec,
         teacher_layer: LayerSpec,
         target: Target,
+        student_reshape_transform: ReshapeTransform | None,
+        teacher_reshape_transform: ReshapeTransform | None,
         own: dict,
         **options,
     ) -> None:
         _validate.check_choice(scale, "scale", get_args(Scale))
         _validate.check_choice(position_weights, "position_weights", get_args(PositionWeights))
+        _validate.check_choice(target, "target", get_args(Target))
         checked = dict(
             gamma=_validate.check_gamma(gamma),
             alpha=_validate.check_unit_interval(alpha, "alpha"),
@@ -323,20 +326,19 @@ class _RankMatchingObjective(DistillationObjective):
             position_weights=position_weights,
             **own,
         )
-        layers = dict(student_layer=student_layer, teacher_layer=teacher_layer, target=target)
-        # The attack differentiates both maps w.r.t. x'; the outer loss treats the teacher's as data.
-        align_inner = AttributionAlignmentLoss(**layers, teacher_differentiable=True)
-        align_outer = AttributionAlignmentLoss(**layers)
         super().__init__(student, teacher, **options)
         for name, value in checked.items():
             setattr(self, name, value)
-        self._align_inner, self._align_outer = align_inner, align_outer  # no parameters of their own
+        # A plain dict: layer modules held here are not registered as submodules.
+        self._alignment = dict(student_layer=student_layer, teacher_layer=teacher_layer, target=target,
+                               student_reshape_transform=student_reshape_transform,
+                               teacher_reshape_transform=teacher_reshape_transform)
 
     def _sm(self, z_s: torch.Tensor, z_t: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         # Positions are weighted by the target's ranking (the teacher's, or S(x) in the self term).
         weights = dcg_weights(z_t.detach()) if self.position_weights == "dcg" else None
         return slack_matching_loss(
-            z_s, z_t, self.gamma, reduction, scale=self.scale, weights=weights, check_finite=False
+            z_s, z_t, gamma=self.gamma, reduction=reduction, scale=self.scale, weights=weights, check_finite=False
         )
 
     def _with_alignment(self, x: torch.Tensor, y: torch.Tensor, *, inner: bool):
@@ -347,9 +349,10 @@ class _RankMatchingObjective(DistillationObjective):
         if weight == 0:
             z_s, z_t = self._student_and_teacher(x, teacher_grad=inner)
             return z_s, z_t, z_s.new_zeros(())
-        align = self._align_inner if inner else self._align_outer
-        loss, z_s, z_t = align(self.student, self.teacher, x, y, return_logits=True)
-        return z_s, (z_t if inner else z_t.detach()), loss
+        # The attack differentiates both maps w.r.t. x'; the outer loss treats the teacher's as data.
+        loss, z_s, z_t = attribution_alignment_loss(self.student, self.teacher, x, y, teacher_differentiable=inner,
+                                                    **self._alignment)
+        return z_s, z_t, loss
 
     def _inner_loss(self, x_adv, y, context):
         z_s, z_t, align = self._with_alignment(x_adv, y, inner=True)
@@ -372,6 +375,8 @@ _SHARED_ARGS = """\
             :func:`~softrank_ad.dcg_weights`].
         student_layer, teacher_layer: Grad-CAM layers (see :func:`~softrank_ad.grad_cam`).
         target: the Grad-CAM class, ``"label"`` or ``"predicted"`` (the teacher's).
+        student_reshape_transform, teacher_reshape_transform: for transformer models, see
+            ``reshape_transform`` of :func:`~softrank_ad.grad_cam`.
         **options: ``epsilon``, ``step_size``, ``steps``, ``kl_reduction``, ``attack_mode``,
             ``clean_bn_forward``, ``check_inputs``, as in :class:`DistillationObjective`."""
 
@@ -417,12 +422,15 @@ class SmaraADObjective(_RankMatchingObjective):
         student_layer: LayerSpec = None,
         teacher_layer: LayerSpec = None,
         target: Target = "label",
+        student_reshape_transform: ReshapeTransform | None = None,
+        teacher_reshape_transform: ReshapeTransform | None = None,
         **options,
     ) -> None:
         super().__init__(
             student, teacher, gamma=gamma, alpha=alpha, align_weight=align_weight,
             attack_align_weight=attack_align_weight, scale=scale, position_weights=position_weights,
             student_layer=student_layer, teacher_layer=teacher_layer, target=target,
+            student_reshape_transform=student_reshape_transform, teacher_reshape_transform=teacher_reshape_transform,
             own={"kl_weight": _validate.check_non_negative(kl_weight, "kl_weight")}, **options,
         )
 
@@ -493,6 +501,8 @@ class SmaraADPlusPlusObjective(_RankMatchingObjective):
         student_layer: LayerSpec = None,
         teacher_layer: LayerSpec = None,
         target: Target = "label",
+        student_reshape_transform: ReshapeTransform | None = None,
+        teacher_reshape_transform: ReshapeTransform | None = None,
         **options,
     ) -> None:
         own = {"weight_power": _validate.check_non_negative(weight_power, "weight_power"),
@@ -500,7 +510,9 @@ class SmaraADPlusPlusObjective(_RankMatchingObjective):
         super().__init__(
             student, teacher, gamma=gamma, alpha=alpha, align_weight=align_weight,
             attack_align_weight=attack_align_weight, scale=scale, position_weights=position_weights,
-            student_layer=student_layer, teacher_layer=teacher_layer, target=target, own=own, **options,
+            student_layer=student_layer, teacher_layer=teacher_layer, target=target,
+            student_reshape_transform=student_reshape_transform, teacher_reshape_transform=teacher_reshape_transform,
+            own=own, **options,
         )
 
     def _weights(self, z_t_adv: torch.Tensor, y: torch.Tensor, epoch: int | None) -> torch.Tensor:

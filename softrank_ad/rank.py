@@ -100,10 +100,10 @@ class _SoftRankFunction(torch.autograd.Function):
 
 def soft_rank(
     x: torch.Tensor,
+    *,
     gamma: float = DEFAULT_GAMMA,
     dim: int = -1,
     descending: bool = False,
-    *,
     scale: Scale = "none",
     backend: Backend = "auto",
     check_finite: bool = True,
@@ -207,9 +207,9 @@ class SoftRank(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return soft_rank(
             x,
-            self.gamma,
-            self.dim,
-            self.descending,
+            gamma=self.gamma,
+            dim=self.dim,
+            descending=self.descending,
             scale=self.scale,
             backend=self.backend,
             check_finite=self.check_finite,

@@ -12,9 +12,9 @@ from softrank_ad.rank import BACKENDS, DEFAULT_GAMMA, SCALES, Backend, Scale, so
 def soft_spearman(
     a: torch.Tensor,
     b: torch.Tensor,
+    *,
     gamma: float = DEFAULT_GAMMA,
     dim: int = -1,
-    *,
     weights: torch.Tensor | None = None,
     scale: Scale = "none",
     backend: Backend = "auto",
@@ -113,7 +113,7 @@ def _spearman(a, b, gamma, dim, scale, backend, check_finite, weights, names):
     # rank near 1000 would be off by up to 4). One stacked call ranks both in one kernel launch.
     compute_dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
     both = torch.stack((a.to(compute_dtype), b.to(compute_dtype)))
-    ra, rb = soft_rank(both, gamma, dim + 1, **options).unbind(0)
+    ra, rb = soft_rank(both, gamma=gamma, dim=dim + 1, **options).unbind(0)
     squared = (ra - rb).square()
     if weights is not None:
         w = _check_weights(weights, a, dim).to(compute_dtype)
@@ -125,9 +125,9 @@ def _spearman(a, b, gamma, dim, scale, backend, check_finite, weights, names):
 def slack_matching_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
+    *,
     gamma: float = DEFAULT_GAMMA,
     reduction: str = "mean",
-    *,
     dim: int = -1,
     detach_teacher: bool = True,
     weights: torch.Tensor | None = None,
@@ -212,8 +212,8 @@ class SlackMatchingLoss(nn.Module):
         return slack_matching_loss(
             student_logits,
             teacher_logits,
-            self.gamma,
-            self.reduction,
+            gamma=self.gamma,
+            reduction=self.reduction,
             dim=self.dim,
             detach_teacher=self.detach_teacher,
             scale=self.scale,

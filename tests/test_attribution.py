@@ -12,7 +12,7 @@ from torch import nn
 
 import models
 from conftest import DEVICES
-from softrank_ad import AttributionAlignmentLoss, grad_cam
+from softrank_ad import AttributionAlignmentLoss, attribution_alignment_loss, grad_cam
 
 
 def small(name: str) -> nn.Module:
@@ -216,7 +216,7 @@ def test_alignment_loss_different_resolutions_and_detached_teacher():
     student, teacher = small("resnet18"), small("wrn34_10").eval()
     x, y = torch.rand(3, 3, 32, 32), torch.tensor([1, 2, 3])
     loss_fn = AttributionAlignmentLoss()
-    loss, z_s, z_t = loss_fn(student, teacher, x, y, return_logits=True)
+    loss, z_s, z_t = attribution_alignment_loss(student, teacher, x, y, **loss_fn.settings())
     assert loss.ndim == 0 and z_s.shape == z_t.shape == (3, 10)
     loss.backward()
     assert all(p.grad is None for p in teacher.parameters())
@@ -287,3 +287,67 @@ def test_in_place_op_after_the_layer_frozen_works_trainable_is_explained():
     _, auto = grad_cam(inplace, x, "predicted")  # the automatic layer is the ReLU's own output
     _, named = grad_cam(plain.requires_grad_(True), x, "predicted", layer="act")
     torch.testing.assert_close(auto, named)
+
+
+class TinyViT(nn.Module):
+    """Patch embedding, a class token, two transformer blocks, a linear head: ViT-shaped. As for
+    a real ViT, Grad-CAM's layer is inside the stack ("blocks.0"): after the last attention only
+    the class token reaches the head, so patch tokens there get no gradient."""
+
+    def __init__(self, dim: int = 16, classes: int = 5):
+        super().__init__()
+        self.embed = nn.Conv2d(3, dim, 8, stride=8)  # 32×32 → 4×4 patches
+        self.cls = nn.Parameter(torch.randn(1, 1, dim))
+        self.blocks = nn.Sequential(*[nn.TransformerEncoderLayer(dim, 2, 32, dropout=0.0, batch_first=True)
+                                      for _ in range(2)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        tokens = self.embed(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], 1)
+        return self.head(self.norm(self.blocks(tokens))[:, 0])
+
+
+def tokens_to_grid(t: torch.Tensor) -> torch.Tensor:
+    b, n, k = t.shape
+    side = int((n - 1) ** 0.5)
+    return t[:, 1:].reshape(b, side, side, k).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_reshape_transform_matches_pytorch_grad_cam_on_a_vit(frozen):
+    torch.manual_seed(0)
+    model = TinyViT().eval()
+    x, targets = torch.rand(2, 3, 32, 32), torch.tensor([1, 3])
+    layer = model.blocks[0]
+    cam = GradCAM(model=model, target_layers=[layer], reshape_transform=tokens_to_grid)
+    cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+    acts = cam.activations_and_grads.activations[0].numpy()
+    grads = cam.activations_and_grads.gradients[0].numpy()
+    oracle = np.maximum(cam.get_cam_image(x, layer, None, acts, grads), 0)
+    cam.activations_and_grads.release()
+    model.requires_grad_(not frozen)
+    _, maps = grad_cam(model, x, targets, layer="blocks.0", reshape_transform=tokens_to_grid, normalize="none",
+                       output_size="layer")
+    assert maps.shape == (2, 4, 4) and (maps > 0).any()  # not a trivially all-zero comparison
+    np.testing.assert_allclose(maps.detach().numpy(), oracle, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="reshape_transform needs a named layer"):
+        grad_cam(model, x, targets, reshape_transform=tokens_to_grid)
+    with pytest.raises(ValueError, match=r"layer 'blocks.0' must output a 4-D .*pass reshape_transform"):
+        grad_cam(model, x, targets, layer="blocks.0")
+
+
+def test_a_transformer_student_trains_through_alignment():
+    torch.manual_seed(0)
+    student, teacher = TinyViT(classes=10), small("resnet18").eval().requires_grad_(False)
+    x, y = torch.rand(2, 3, 32, 32), torch.tensor([1, 2])
+    # Training through a Grad-CAM map is a double backward; torch's fused CPU/GPU attention
+    # kernels have none, the math kernel has.
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        loss = AttributionAlignmentLoss(student_layer="blocks.0", student_reshape_transform=tokens_to_grid)(
+            student, teacher, x, y)
+        loss.backward()
+    assert loss > 0 and student.embed.weight.grad.abs().sum() > 0

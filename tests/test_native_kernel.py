@@ -22,14 +22,14 @@ from softrank_ad._kernels import native
 def exact(x: torch.Tensor, gamma: float, grad: torch.Tensor):
     """Float64 dense ranks and their vector-Jacobian product with ``grad``."""
     x64 = x.detach().double().requires_grad_()
-    r = soft_rank(x64, gamma, backend="reference")
+    r = soft_rank(x64, gamma=gamma, backend="reference")
     (g,) = torch.autograd.grad(r, x64, grad.double())
     return r.detach(), g
 
 
 def native_with_grad(x: torch.Tensor, gamma: float, grad: torch.Tensor):
     x = x.detach().clone().requires_grad_()
-    r = soft_rank(x, gamma, backend="native")
+    r = soft_rank(x, gamma=gamma, backend="native")
     (g,) = torch.autograd.grad(r, x, grad)
     return r.detach(), g
 
@@ -99,9 +99,9 @@ def test_threads_split_rows_without_changing_results():
 def test_nonfinite_row_comes_back_nan_and_leaves_other_rows_alone(bad):
     x = torch.randn(4, 100)
     x[1, 17] = bad
-    r = soft_rank(x, 50.0, backend="native", check_finite=False)
+    r = soft_rank(x, gamma=50.0, backend="native", check_finite=False)
     assert torch.isnan(r[1]).all()
-    torch.testing.assert_close(r[[0, 2, 3]], soft_rank(x[[0, 2, 3]], 50.0, backend="native"))
+    torch.testing.assert_close(r[[0, 2, 3]], soft_rank(x[[0, 2, 3]], gamma=50.0, backend="native"))
 
 
 def test_auto_picks_native_for_cpu_float32_and_float64():
@@ -121,12 +121,12 @@ def test_refuses_what_it_cannot_run_by_name():
 
 def _rank_in_child(queue):
     x = torch.randn(64, 512)
-    queue.put(torch.equal(soft_rank(x, 5.0, backend="native"), soft_rank(x, 5.0, backend="native")))
+    queue.put(torch.equal(soft_rank(x, gamma=5.0, backend="native"), soft_rank(x, gamma=5.0, backend="native")))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="fork start method")
 def test_threads_work_in_a_forked_child():
-    soft_rank(torch.randn(64, 512), 5.0, backend="native")  # the parent's pool exists now
+    soft_rank(torch.randn(64, 512), gamma=5.0, backend="native")  # the parent's pool exists now
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_rank_in_child, args=(queue,))
@@ -143,11 +143,11 @@ CHILD = textwrap.dedent(
     x = torch.randn(4, 100)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        auto = soft_rank(x, 3.0)
-        soft_rank(x, 3.0)
-    same = torch.allclose(auto, soft_rank(x, 3.0, backend="reference"), atol=1e-4)
+        auto = soft_rank(x, gamma=3.0)
+        soft_rank(x, gamma=3.0)
+    same = torch.allclose(auto, soft_rank(x, gamma=3.0, backend="reference"), atol=1e-4)
     try:
-        soft_rank(x, 3.0, backend="native")
+        soft_rank(x, gamma=3.0, backend="native")
         refusal = ""
     except ValueError as err:
         refusal = str(err)

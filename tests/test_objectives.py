@@ -217,7 +217,7 @@ def test_adaad_formula(fixed):
 def test_smaraad_formula_without_alignment(fixed):
     s, t, x, x_adv, y = fixed
     objective = SmaraADObjective(s, t, alpha=0.8, align_weight=0.0, kl_weight=0.5, gamma=2.0)
-    sm = lambda a, b: (1 - soft_spearman(a, b, 2.0)).mean()  # noqa: E731
+    sm = lambda a, b: (1 - soft_spearman(a, b, gamma=2.0)).mean()  # noqa: E731
     expected = 0.8 * (sm(s(x_adv), t(x_adv)) + 0.5 * _manual_kl(s(x_adv), t(x_adv)))
     expected = expected + 0.2 * (sm(s(x), t(x)) + 0.5 * _manual_kl(s(x), t(x)))
     torch.testing.assert_close(objective(x, y, x_adv=x_adv), expected)
@@ -227,7 +227,7 @@ def test_smaraad_pp_formula_without_alignment(fixed):
     s, t, x, x_adv, y = fixed
     objective = make_objective("smaraad++", s, t, alpha=0.9, align_weight=0.0, weight_power=0.1)
     w = torch.softmax(t(x_adv), 1)[torch.arange(10), y].detach() ** 0.1
-    sm = lambda a, b: 1 - soft_spearman(a, b, 1.0)  # noqa: E731
+    sm = lambda a, b: 1 - soft_spearman(a, b, gamma=1.0)  # noqa: E731
     per_sample = w * sm(s(x_adv), t(x_adv)) + (1 - w) * sm(s(x_adv), s(x))
     expected = 0.9 * per_sample.mean() + 0.1 * F.cross_entropy(s(x), y)
     torch.testing.assert_close(objective(x, y, x_adv=x_adv, epoch=None), expected)

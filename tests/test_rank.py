@@ -28,7 +28,7 @@ def rows(min_n=1, max_n=40):
 @pytest.mark.parametrize("backend", BACKENDS)
 @given(v=rows(), gamma=gammas)
 def test_ranks_sum_to_n_n_plus_1_over_2(backend, v, gamma):
-    r = soft_rank(torch.from_numpy(v), gamma, backend=backend)
+    r = soft_rank(torch.from_numpy(v), gamma=gamma, backend=backend)
     n = v.shape[-1]
     torch.testing.assert_close(r.sum(-1), torch.full((v.shape[0],), n * (n + 1) / 2, dtype=r.dtype))
 
@@ -37,27 +37,27 @@ def test_ranks_sum_to_n_n_plus_1_over_2(backend, v, gamma):
 def test_permutation_equivariance(v, gamma, seed):
     x = torch.from_numpy(v)
     perm = torch.randperm(x.shape[-1], generator=torch.Generator().manual_seed(seed))
-    torch.testing.assert_close(soft_rank(x[:, perm], gamma), soft_rank(x, gamma)[:, perm])
+    torch.testing.assert_close(soft_rank(x[:, perm], gamma=gamma), soft_rank(x, gamma=gamma)[:, perm])
 
 
 @given(v=arrays(np.float64, st.integers(2, 30), elements=finite, unique=True), gamma=gammas)
 def test_strictly_monotone(v, gamma):
     order = np.argsort(v)
     assume(np.min(np.diff(v[order])) * gamma > 1e-6)
-    r = soft_rank(torch.from_numpy(v), gamma).numpy()
+    r = soft_rank(torch.from_numpy(v), gamma=gamma).numpy()
     assert np.all(np.diff(r[order]) > 0)
 
 
 @given(v=rows(), gamma=gammas, shift=st.floats(-1e3, 1e3))
 def test_translation_invariance(v, gamma, shift):
     x = torch.from_numpy(v)
-    torch.testing.assert_close(soft_rank(x + shift, gamma), soft_rank(x, gamma), atol=1e-8, rtol=1e-8)
+    torch.testing.assert_close(soft_rank(x + shift, gamma=gamma), soft_rank(x, gamma=gamma), atol=1e-8, rtol=1e-8)
 
 
 @given(v=rows(), gamma=st.floats(0.01, 10.0), c=st.floats(0.1, 10.0))
 def test_scaling_input_equals_scaling_gamma(v, gamma, c):
     x = torch.from_numpy(v)
-    torch.testing.assert_close(soft_rank(c * x, gamma), soft_rank(x, c * gamma))
+    torch.testing.assert_close(soft_rank(c * x, gamma=gamma), soft_rank(x, gamma=c * gamma))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -65,21 +65,21 @@ def test_converges_to_scipy_average_ranks_with_ties(backend):
     # Integer-valued rows repeat values often, so ties are common.
     x = torch.randint(-5, 6, (32, 50)).double()
     hard = torch.from_numpy(np.stack([rankdata(row, method="average") for row in x.numpy()]))
-    errors = [(soft_rank(x, g, backend=backend) - hard).abs().max().item() for g in (1, 5, 25, 100)]
+    errors = [(soft_rank(x, gamma=g, backend=backend) - hard).abs().max().item() for g in (1, 5, 25, 100)]
     assert all(e1 > e2 for e1, e2 in zip(errors, errors[1:])), errors
     assert errors[-1] < 1e-9
 
 
 def test_descending_is_n_plus_1_minus_ascending():
     x = torch.randn(3, 17, dtype=torch.float64)
-    torch.testing.assert_close(soft_rank(x, 2.0, descending=True), 18 - soft_rank(x, 2.0))
+    torch.testing.assert_close(soft_rank(x, gamma=2.0, descending=True), 18 - soft_rank(x, gamma=2.0))
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1, 2])
 def test_dim_matches_moving_the_axis(dim):
     x = torch.randn(4, 5, 6, dtype=torch.float64)
-    expected = soft_rank(x.movedim(dim, -1), 3.0).movedim(-1, dim)
-    torch.testing.assert_close(soft_rank(x, 3.0, dim=dim), expected)
+    expected = soft_rank(x.movedim(dim, -1), gamma=3.0).movedim(-1, dim)
+    torch.testing.assert_close(soft_rank(x, gamma=3.0, dim=dim), expected)
 
 
 @pytest.mark.parametrize("backend", ["window", "compiled", "native", "auto"])
@@ -88,10 +88,10 @@ def test_backends_agree_with_float64_on_wide_spread_and_ties(backend):
     g = torch.randn_like(x)
     for gamma in (0.3, 3.0, 30.0):
         x64 = x.double().requires_grad_()
-        exact = soft_rank(x64, gamma, backend="reference")
+        exact = soft_rank(x64, gamma=gamma, backend="reference")
         (exact_grad,) = torch.autograd.grad(exact, x64, g.double())
         x32 = x.clone().requires_grad_()
-        r = soft_rank(x32, gamma, backend=backend)
+        r = soft_rank(x32, gamma=gamma, backend=backend)
         (grad,) = torch.autograd.grad(r, x32, g)
         torch.testing.assert_close(r.double(), exact, rtol=1e-6, atol=2e-3)
         torch.testing.assert_close(grad.double(), exact_grad, rtol=1e-4, atol=1e-3 * gamma)
@@ -100,11 +100,11 @@ def test_backends_agree_with_float64_on_wide_spread_and_ties(backend):
 def test_std_scale_is_gamma_relative_to_spread():
     x = torch.randn(8, 20, dtype=torch.float64)
     for c in (1e-3, 1.0, 1e3):
-        torch.testing.assert_close(soft_rank(c * x, 2.0, scale="std"), soft_rank(x, 2.0, scale="std"))
+        torch.testing.assert_close(soft_rank(c * x, gamma=2.0, scale="std"), soft_rank(x, gamma=2.0, scale="std"))
     spread = x.std(-1, unbiased=False, keepdim=True)
-    torch.testing.assert_close(soft_rank(x, 2.0, scale="std"), soft_rank(x / spread, 2.0))
+    torch.testing.assert_close(soft_rank(x, gamma=2.0, scale="std"), soft_rank(x / spread, gamma=2.0))
     constant = torch.ones(2, 5, dtype=torch.float64, requires_grad=True)
-    r = soft_rank(constant, 2.0, scale="std")
+    r = soft_rank(constant, gamma=2.0, scale="std")
     r.pow(2).sum().backward()
     assert torch.isfinite(constant.grad).all()
 
@@ -113,12 +113,12 @@ def test_std_scale_is_gamma_relative_to_spread():
 @pytest.mark.parametrize("shape,dim", [((7,), 0), ((3, 9), -1), ((3, 9), 0), ((2, 3, 5), 1)])
 def test_gradcheck(backend, shape, dim):
     x = (torch.randn(shape, dtype=torch.float64) * 2).requires_grad_()
-    assert torch.autograd.gradcheck(lambda t: soft_rank(t, 1.5, dim=dim, backend=backend), (x,))
+    assert torch.autograd.gradcheck(lambda t: soft_rank(t, gamma=1.5, dim=dim, backend=backend), (x,))
 
 
 def test_gradcheck_std_scale_and_descending():
     x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: soft_rank(t, 1.0, descending=True, scale="std"), (x,))
+    assert torch.autograd.gradcheck(lambda t: soft_rank(t, gamma=1.0, descending=True, scale="std"), (x,))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -132,7 +132,7 @@ def test_saved_tensors_are_linear_in_n(backend):
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        r = soft_rank(x, 1.0, backend=backend)
+        r = soft_rank(x, gamma=1.0, backend=backend)
     input_bytes = rows * n * 4
     assert sum(saved) <= input_bytes, saved
     assert sum(saved) < rows * n * n * 4 / 100
@@ -144,9 +144,9 @@ def test_saved_tensors_are_linear_in_n(backend):
 def test_half_precision_computed_in_float32(device, dtype):
     x = torch.randn(4, 30, device=device)
     xh = x.to(dtype).requires_grad_()
-    r = soft_rank(xh, 1.0)
+    r = soft_rank(xh, gamma=1.0)
     assert r.dtype == dtype
-    torch.testing.assert_close(r.float(), soft_rank(xh.detach().float(), 1.0), atol=0.2, rtol=0.01)
+    torch.testing.assert_close(r.float(), soft_rank(xh.detach().float(), gamma=1.0), atol=0.2, rtol=0.01)
     r.float().square().sum().backward()
     assert xh.grad.dtype == dtype and torch.isfinite(xh.grad.float()).all()
 
@@ -169,7 +169,7 @@ def test_non_tensor_rejected():
 @pytest.mark.parametrize("gamma", [0.0, -1.0, math.nan, math.inf])
 def test_bad_gamma(gamma):
     with pytest.raises(ValueError, match="gamma must be finite and > 0"):
-        soft_rank(torch.randn(4), gamma)
+        soft_rank(torch.randn(4), gamma=gamma)
     with pytest.raises(ValueError, match="gamma"):
         SoftRank(gamma)
 
@@ -177,17 +177,17 @@ def test_bad_gamma(gamma):
 def test_gamma_beyond_the_compute_dtype_is_refused_and_just_below_it_has_finite_gradients():
     x = torch.randn(3, 6, requires_grad=True)
     with pytest.raises(ValueError, match=r"at most 3.4e\+38 \(the largest torch.float32 value\), got 3.5e\+38"):
-        soft_rank(x, 3.5e38)
+        soft_rank(x, gamma=3.5e38)
     with pytest.raises(ValueError, match="got an int of 1101 bits"):
-        soft_rank(x, 2**1100)
-    soft_rank(x, 3.0e38).square().sum().backward()
+        soft_rank(x, gamma=2**1100)
+    soft_rank(x, gamma=3.0e38).square().sum().backward()
     assert torch.isfinite(x.grad).all()
-    soft_rank(x.detach().double(), 3.5e38)  # float64 holds it
+    soft_rank(x.detach().double(), gamma=3.5e38)  # float64 holds it
 
 
 def test_gamma_type():
     with pytest.raises(TypeError, match="gamma must be a positive float, got str"):
-        soft_rank(torch.randn(4), "1")
+        soft_rank(torch.randn(4), gamma="1")
 
 
 @pytest.mark.parametrize("dim", [2, -3])
@@ -222,18 +222,18 @@ def test_bad_backend_and_scale():
 def test_module_matches_function_and_stores_arguments():
     module = SoftRank(gamma=3.0, dim=0, descending=True)
     x = torch.randn(6, 2)
-    torch.testing.assert_close(module(x), soft_rank(x, 3.0, dim=0, descending=True))
+    torch.testing.assert_close(module(x), soft_rank(x, gamma=3.0, dim=0, descending=True))
     assert "gamma=3.0" in repr(module) and not list(module.parameters())
 
 
 def test_torch_compile_fullgraph():
     x = torch.randn(8, 12, requires_grad=True)
-    compiled = torch.compile(lambda t: soft_rank(t, 2.0).square().sum(), fullgraph=True)
+    compiled = torch.compile(lambda t: soft_rank(t, gamma=2.0).square().sum(), fullgraph=True)
     out = compiled(x)
     (grad,) = torch.autograd.grad(out, x)
     x_eager = x.detach().requires_grad_()
-    soft_rank(x_eager, 2.0).square().sum().backward()
-    torch.testing.assert_close(out, soft_rank(x.detach(), 2.0).square().sum())
+    soft_rank(x_eager, gamma=2.0).square().sum().backward()
+    torch.testing.assert_close(out, soft_rank(x.detach(), gamma=2.0).square().sum())
     torch.testing.assert_close(grad, x_eager.grad, rtol=1e-4, atol=1e-4)
 
 
@@ -264,11 +264,11 @@ def test_eager_calls_keep_their_checks_while_another_thread_compiles(monkeypatch
 def test_export_captures_soft_rank_without_data_dependent_checks():
     class Ranks(torch.nn.Module):
         def forward(self, t):
-            return soft_rank(t, 2.0)
+            return soft_rank(t, gamma=2.0)
 
     x = torch.randn(3, 7)
     exported = torch.export.export(Ranks(), (x,))
-    torch.testing.assert_close(exported.module()(x), soft_rank(x, 2.0))
+    torch.testing.assert_close(exported.module()(x), soft_rank(x, gamma=2.0))
 
 
 def test_reference_backend_splits_long_rows_into_entry_blocks(monkeypatch):

@@ -37,16 +37,16 @@ def paper_slack_matching(x: torch.Tensor, y: torch.Tensor, beta: float) -> torch
 @given(pair=paired_rows(), gamma=st.floats(0.01, 100.0))
 def test_rho_in_unit_interval_and_self_correlation(pair, gamma):
     a, b = (torch.from_numpy(p) for p in pair)
-    rho = soft_spearman(a, b, gamma)
+    rho = soft_spearman(a, b, gamma=gamma)
     assert rho.shape == (3,)
     assert torch.all(rho >= -1 - 1e-12) and torch.all(rho <= 1 + 1e-12)
-    torch.testing.assert_close(soft_spearman(a, a, gamma), torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(soft_spearman(a, a, gamma=gamma), torch.ones(3, dtype=torch.float64))
 
 
 def test_anticorrelation_tends_to_minus_one():
     # Distinct values at least 1 apart, so γ = 1000 saturates every sigmoid.
     a = torch.stack([torch.randperm(10) for _ in range(16)]).double()
-    rhos = [soft_spearman(a, -a, g).max().item() for g in (0.5, 2.0, 5.0, 50.0)]
+    rhos = [soft_spearman(a, -a, gamma=g).max().item() for g in (0.5, 2.0, 5.0, 50.0)]
     assert rhos[0] > rhos[1] > rhos[2] >= rhos[3], rhos
     assert rhos[-1] < -1 + 1e-12
 
@@ -54,7 +54,7 @@ def test_anticorrelation_tends_to_minus_one():
 def test_converges_to_scipy_spearmanr_for_distinct_values():
     a, b = torch.randn(2, 64, 10, dtype=torch.float64)
     hard = torch.tensor([spearmanr(x, y).statistic for x, y in zip(a.numpy(), b.numpy())], dtype=torch.float64)
-    errors = [(soft_spearman(a, b, g) - hard).abs().max().item() for g in (1.0, 10.0, 100.0, 1e4, 1e8)]
+    errors = [(soft_spearman(a, b, gamma=g) - hard).abs().max().item() for g in (1.0, 10.0, 100.0, 1e4, 1e8)]
     assert all(e1 > e2 for e1, e2 in zip(errors, errors[1:])), errors
     assert errors[-1] < 1e-8
 
@@ -63,14 +63,14 @@ def test_converges_to_scipy_spearmanr_for_distinct_values():
 def test_equals_paper_algorithm_2(pair, gamma):
     a, b = (torch.from_numpy(p) for p in pair)
     expected = torch.stack([-paper_slack_matching(x, y, gamma) for x, y in zip(a, b)])
-    torch.testing.assert_close(soft_spearman(a, b, gamma), expected)
+    torch.testing.assert_close(soft_spearman(a, b, gamma=gamma), expected)
 
 
 @pytest.mark.parametrize("shape,dim", [((5,), 0), ((3, 7), -1), ((4, 3, 6), 1), ((6, 4), 0)])
 def test_gradcheck(shape, dim):
     a = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     b = torch.randn(shape, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda s, t: soft_spearman(s, t, 0.7, dim=dim), (a, b))
+    assert torch.autograd.gradcheck(lambda s, t: soft_spearman(s, t, gamma=0.7, dim=dim), (a, b))
 
 
 def test_result_drops_dim():
@@ -104,7 +104,7 @@ def test_loss_errors_use_loss_argument_names():
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_loss_is_one_minus_rho_reduced(reduction):
     s, t = torch.randn(2, 8, 10, dtype=torch.float64)
-    per_row = 1 - soft_spearman(s, t, 2.0)
+    per_row = 1 - soft_spearman(s, t, gamma=2.0)
     expected = {"mean": per_row.mean(), "sum": per_row.sum(), "none": per_row}[reduction]
     torch.testing.assert_close(SlackMatchingLoss(2.0, reduction)(s, t), expected)
 
@@ -149,25 +149,25 @@ weight_rows = st.integers(2, 20).flatmap(
 @given(pair=paired_rows(), gamma=st.floats(0.01, 100.0), level=st.floats(1e-3, 1e3))
 def test_uniform_weights_give_the_unweighted_rho(pair, gamma, level):
     a, b = (torch.from_numpy(p) for p in pair)
-    weighted = soft_spearman(a, b, gamma, weights=torch.full_like(a, level))
-    torch.testing.assert_close(weighted, soft_spearman(a, b, gamma), rtol=0, atol=1e-12)
+    weighted = soft_spearman(a, b, gamma=gamma, weights=torch.full_like(a, level))
+    torch.testing.assert_close(weighted, soft_spearman(a, b, gamma=gamma), rtol=0, atol=1e-12)
 
 
 @given(rows=weight_rows, gamma=st.floats(0.01, 100.0))
 def test_weighted_rho_in_unit_interval_and_never_below_unweighted(rows, gamma):
     a, b, w = (torch.from_numpy(p) for p in rows)
     for other in (b, -a):  # -a: the reversed ranking, where ρ is most negative
-        rho_w = soft_spearman(a, other, gamma, weights=w)
+        rho_w = soft_spearman(a, other, gamma=gamma, weights=w)
         assert ((rho_w >= -1 - 1e-9) & (rho_w <= 1 + 1e-9)).all()
         # Weights are at most 1 after scaling: they only discount squared rank differences.
-        assert (rho_w >= soft_spearman(a, other, gamma) - 1e-9).all()
+        assert (rho_w >= soft_spearman(a, other, gamma=gamma) - 1e-9).all()
 
 
 def test_weighted_rho_gradcheck_float64():
     a = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
     b = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
     w = torch.rand(3, 6, dtype=torch.float64) + 0.1
-    assert torch.autograd.gradcheck(lambda u, v: soft_spearman(u, v, 1.5, weights=w), (a, b))
+    assert torch.autograd.gradcheck(lambda u, v: soft_spearman(u, v, gamma=1.5, weights=w), (a, b))
 
 
 def test_dcg_weights_follow_the_reference_ranking():
@@ -180,7 +180,7 @@ def test_dcg_weights_follow_the_reference_ranking():
     # A swap of the teacher's top two classes now costs more than a swap of its bottom two.
     t = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]])
     top, bottom = t[:, [1, 0, 2, 3, 4]], t[:, [0, 1, 2, 4, 3]]
-    loss = lambda s: slack_matching_loss(s, t, 10.0, weights=dcg_weights(t))  # noqa: E731
+    loss = lambda s: slack_matching_loss(s, t, gamma=10.0, weights=dcg_weights(t))  # noqa: E731
     assert loss(top) > 1.5 * loss(bottom)
 
 
@@ -196,3 +196,13 @@ def test_bad_weights_name_the_argument():
         soft_spearman(a, b, weights=torch.tensor([[1.0] * 5, [0.0] * 5]))
     with pytest.raises(TypeError, match="weights must be a torch.Tensor"):
         soft_spearman(a, b, weights=[1.0] * 5)
+
+
+def test_hyperparameters_are_keyword_only():
+    from softrank_ad import grad_cam, soft_rank
+
+    x = torch.randn(2, 5)
+    for call in (lambda: soft_rank(x, 2.0), lambda: soft_spearman(x, x, 2.0), lambda: slack_matching_loss(x, x, 2.0),
+                 lambda: grad_cam(torch.nn.Linear(5, 2), x, "predicted", None)):
+        with pytest.raises(TypeError, match="positional argument"):
+            call()

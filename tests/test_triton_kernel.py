@@ -24,18 +24,18 @@ CHECKS = textwrap.dedent(
     for rows, n, gamma in [(3, 1, 1.0), (5, 7, 0.5), (4, 100, 1.0), (2, 300, 20.0), (0, 9, 1.0)]:
         x = (torch.randn(rows, n) * 3).to(device).requires_grad_()
         g = torch.randn(rows, n, device=device)
-        r = soft_rank(x, gamma, backend="triton")
+        r = soft_rank(x, gamma=gamma, backend="triton")
         (grad,) = torch.autograd.grad(r, x, g)
         x64 = x.detach().double().requires_grad_()
-        exact = soft_rank(x64, gamma, backend="reference")
+        exact = soft_rank(x64, gamma=gamma, backend="reference")
         (exact_grad,) = torch.autograd.grad(exact, x64, g.double())
         torch.testing.assert_close(r.double(), exact, rtol=1e-6, atol=1e-4)
         torch.testing.assert_close(grad.double(), exact_grad, rtol=1e-4, atol=1e-4)
     # Any leading dims and dim=, half precision in float32, through the public API.
     x = torch.randn(2, 6, 3, device=device, dtype=torch.bfloat16)
-    out = soft_rank(x, 2.0, dim=1, backend="triton")
+    out = soft_rank(x, gamma=2.0, dim=1, backend="triton")
     assert out.dtype == torch.bfloat16
-    torch.testing.assert_close(out.float(), soft_rank(x.float(), 2.0, dim=1, backend="reference"), atol=0.05, rtol=0.01)
+    torch.testing.assert_close(out.float(), soft_rank(x.float(), gamma=2.0, dim=1, backend="reference"), atol=0.05, rtol=0.01)
     a, b = torch.randn(2, 8, 10, device=device)
     torch.testing.assert_close(soft_spearman(a, b, backend="triton"), soft_spearman(a, b, backend="reference"))
     print("triton checks passed on", device)
