@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from types import SimpleNamespace
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -14,69 +15,48 @@ from softrank_ad._kernels import compiled, native, reference, window
 Backend = Literal["auto", "reference", "window", "compiled", "native", "triton"]
 Scale = Literal["none", "std"]
 
-BACKENDS = ("auto", "reference", "window", "compiled", "native", "triton")
-SCALES = ("none", "std")
+BACKENDS = get_args(Backend)
+SCALES = get_args(Scale)
 
 #: Default sharpness. Chosen on logits of CIFAR-10 classifiers (README, "Choosing γ"): at γ = 1
 #: soft ρ orders rows as hard ρ does while nearly every class pair still passes gradient.
 DEFAULT_GAMMA = 1.0
 
-# Where the native kernels cannot be built (no C compiler), the CPU falls back to these rules.
-# Below this many elements the compiled kernel's call overhead outweighs its speed.
-_COMPILED_MIN_NUMEL = 4096
-# The sorted window pays for its sort and gathers only on long rows where it skips most pairs.
-_WINDOW_MIN_N = 256
-# Measured on 2 CPU cores (n = 1000, B = 128, γ = 100): window 46 ms vs dense 134 ms fwd+bwd
-# at a band of 187 of 1000 entries.
-_WINDOW_MAX_FRACTION = 1 / 3
+#: ``backend="auto"`` takes the first of these that supports the input, is available here and is
+#: worth it for this input (each kernel module's ``supports``, ``available`` and ``worthwhile``).
+AUTO_ORDER = ("triton", "native", "window", "compiled", "reference")
 
 
 def _triton():
-    """The Triton kernel module, or None where triton is not installed."""
+    """The Triton kernel module, or a stand-in that says why it is missing."""
     try:
         from softrank_ad._kernels import triton_kernel
-    except ImportError:
-        return None
+    except ImportError as err:
+        reason = f"it needs the triton package (pip install triton): {err}"
+        return SimpleNamespace(RUNS_ON="CUDA float32 tensors", supports=lambda x: False, available=lambda: False,
+                               build_error=lambda: reason, worthwhile=lambda x, gamma: False)
     return triton_kernel
 
 
 def _kernel(name: str):
     kernels = {"reference": reference, "window": window, "compiled": compiled, "native": native}
-    return kernels.get(name) or _triton()
+    return kernels[name] if name in kernels else _triton()
 
 
 def _pick_backend(x: torch.Tensor, gamma: float, backend: str) -> str:
-    if backend == "triton":
-        kernel = _triton()
-        if kernel is None:
-            raise ValueError("backend='triton' needs the triton package (pip install triton)")
-        if not kernel.supports(x):
-            raise ValueError(
-                f"backend='triton' runs on CUDA float32 tensors, got a {x.dtype} tensor on {x.device}"
-            )
-        return backend
-    if backend == "native":
-        if not native.supports(x):
-            raise ValueError(
-                f"backend='native' runs on CPU float32/float64 tensors, got a {x.dtype} tensor on {x.device}"
-            )
-        if not native.available():
-            raise ValueError(f"backend='native' could not be built here: {native.build_error()}")
-        return backend
     if backend != "auto":
+        kernel = _kernel(backend)
+        if not kernel.available():
+            raise ValueError(f"backend={backend!r} could not be built here: {kernel.build_error()}")
+        if not kernel.supports(x):
+            raise ValueError(f"backend={backend!r} runs on {kernel.RUNS_ON}, got a {x.dtype} tensor on {x.device}")
         return backend
     if _validate.is_traced(x) or x.numel() == 0:
         return "reference"  # inductor fuses the dense formula itself
-    if x.is_cuda:
-        kernel = _triton()
-        return "triton" if kernel is not None and kernel.supports(x) else "reference"
-    if native.supports(x) and native.available():
-        return "native"
-    n = x.shape[-1]
-    if n >= _WINDOW_MIN_N and window.window_width(x, gamma) <= n * _WINDOW_MAX_FRACTION:
-        return "window"
-    if x.numel() >= _COMPILED_MIN_NUMEL and compiled.available():
-        return "compiled"
+    for name in AUTO_ORDER:
+        kernel = _kernel(name)
+        if kernel.supports(x) and kernel.available() and kernel.worthwhile(x, gamma):
+            return name
     return "reference"
 
 
@@ -177,7 +157,20 @@ def _divide_by_spread(v: torch.Tensor) -> torch.Tensor:
 
 
 class SoftRank(nn.Module):
-    """Module form of :func:`soft_rank`; stores its arguments only.
+    r"""Module form of :func:`soft_rank`: :math:`r_i = \tfrac12 + \sum_j \sigma(\gamma (v_i - v_j))`
+    along ``dim``; stores its arguments only (no parameters).
+
+    Args:
+        gamma: sharpness γ > 0 (default 1): larger is closer to hard ranks, with weaker gradients.
+        dim: the axis to rank along (default -1).
+        descending: rank the largest entry first (n + 1 − r).
+        scale: ``"none"`` or ``"std"`` (γ relative to each row's spread).
+        backend: ``"auto"`` (default) or a named backend, see :func:`soft_rank`.
+        check_finite: raise on NaN/inf input (one device sync).
+
+    Shape:
+        - Input: (*, n, *), floating; half precision is computed in float32.
+        - Output: the input's shape and dtype.
 
     Example:
         >>> SoftRank(gamma=10.0)(torch.randn(4, 10)).shape

@@ -179,11 +179,28 @@ def slack_matching_loss(
 
 
 class SlackMatchingLoss(nn.Module):
-    """Module form of :func:`slack_matching_loss`; stores its arguments only.
+    r"""Slack matching, :math:`1 - \rho(z_S, z_T; \gamma)` per row with ρ the soft Spearman
+    correlation (module form of :func:`slack_matching_loss`; stores its arguments only).
+
+    Args:
+        gamma: soft-rank sharpness γ > 0 (default 1).
+        reduction: ``"mean"`` (default) | ``"sum"`` | ``"none"`` over the rows.
+        dim: the class axis (default -1).
+        detach_teacher: treat the teacher's logits as a constant (default True).
+        scale: ``"none"`` or ``"std"`` (γ relative to each row's spread; fresh students' logits
+            are tiny, so at γ = 1 their soft ranks start nearly flat).
+        backend, check_finite: as in :func:`~softrank_ad.soft_rank`.
+
+    Shape:
+        - student_logits, teacher_logits: (B, C), or any matching shapes ranked along ``dim``.
+        - Output: a scalar, or (B,) with ``reduction="none"`` (the shape without ``dim``).
 
     Example:
         >>> loss_fn = SlackMatchingLoss(gamma=1.0)
-        >>> loss = loss_fn(torch.randn(8, 10, requires_grad=True), torch.randn(8, 10))
+        >>> student_logits = torch.randn(8, 10, requires_grad=True)
+        >>> loss_fn(student_logits, torch.randn(8, 10)).backward()
+
+    Reference: Yin et al., CVPR 2024, Eq. 9 and supplementary Alg. 2.
     """
 
     def __init__(

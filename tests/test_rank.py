@@ -282,3 +282,37 @@ def test_reference_backend_splits_long_rows_into_entry_blocks(monkeypatch):
     assert len(blocks) == 3 * 20
     torch.testing.assert_close(reference.forward(x, 2.0), whole[0], rtol=0, atol=1e-12)
     torch.testing.assert_close(reference.backward(x, grad, 2.0), whole[1], rtol=0, atol=1e-12)
+
+
+def test_backend_table_every_kernel_answers_the_same_questions():
+    from softrank_ad.rank import AUTO_ORDER, BACKENDS, _kernel
+
+    assert set(AUTO_ORDER) == set(BACKENDS) - {"auto"}
+    x = torch.randn(3, 8)
+    for name in AUTO_ORDER:
+        kernel = _kernel(name)
+        assert isinstance(kernel.RUNS_ON, str) and isinstance(kernel.supports(x), bool)
+        assert isinstance(kernel.available(), bool) and isinstance(kernel.worthwhile(x, 1.0), bool)
+        assert kernel.build_error() is None or isinstance(kernel.build_error(), str)
+
+
+def test_compiled_backend_lets_bugs_through_and_falls_back_only_when_it_cannot_compile(monkeypatch):
+    import warnings
+
+    from softrank_ad._kernels import compiled
+
+    monkeypatch.setattr(compiled, "_failures", [])
+    monkeypatch.setattr(compiled, "_compiled", {"bug": lambda *a: 1 / 0, "no compiler": None})
+
+    def cannot(*args):
+        raise OSError("no C++ compiler")
+
+    with pytest.raises(ZeroDivisionError):
+        compiled.run("bug", None, lambda: torch.zeros(1))
+    assert compiled.available()
+    compiled._compiled["no compiler"] = cannot
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = compiled.run("no compiler", None, lambda: torch.ones(1))
+    assert torch.equal(out, torch.ones(1)) and not compiled.available()
+    assert "OSError: no C++ compiler" in compiled.build_error() and len(caught) == 1

@@ -12,14 +12,34 @@ fails, :func:`available` turns False and every caller falls back to its eager pa
 
 from __future__ import annotations
 
+import subprocess
+import warnings
 from collections.abc import Callable
 
 import torch
 
 from softrank_ad._kernels import reference
 
+RUNS_ON = "any floating tensor"
+# Below this many elements the compiled kernel's call overhead outweighs its speed.
+_MIN_NUMEL = 4096
+
+
+def _cannot_compile() -> tuple[type[BaseException], ...]:
+    """What a machine that cannot compile raises: no or a broken C++ compiler, a platform inductor
+    does not support. Anything else is a bug and propagates instead of turning into a silent
+    10x slowdown for the rest of the process. (Imported late: torch._dynamo is slow to import.)"""
+    from torch._dynamo.exc import BackendCompilerFailed
+    from torch._inductor.exc import InductorError
+
+    return (BackendCompilerFailed, InductorError, OSError, subprocess.CalledProcessError)
+
 _compiled: dict[str, Callable] = {}
 _failures: list[BaseException] = []
+
+
+def supports(x: torch.Tensor) -> bool:
+    return True
 
 
 def available() -> bool:
@@ -27,16 +47,30 @@ def available() -> bool:
     return not _failures
 
 
+def build_error() -> str | None:
+    return f"{type(_failures[0]).__name__}: {_failures[0]}".splitlines()[0] if _failures else None
+
+
+def worthwhile(x: torch.Tensor, gamma: float) -> bool:
+    """On CPU (without the native kernels) from a few thousand elements on."""
+    return x.device.type == "cpu" and x.numel() >= _MIN_NUMEL
+
+
 def run(name: str, fn: Callable, fallback: Callable[[], torch.Tensor], *args) -> torch.Tensor:
-    """``torch.compile(fn)(*args)``, compiled once per ``name``; ``fallback()`` if that fails."""
+    """``torch.compile(fn)(*args)``, compiled once per ``name``; ``fallback()`` for good (with one
+    warning) if this machine cannot compile."""
     if not available():
         return fallback()
     if name not in _compiled:
         _compiled[name] = torch.compile(fn, dynamic=True)
     try:
         return _compiled[name](*args)
-    except Exception as err:  # no compiler, unsupported platform: use the eager path for good
+    except Exception as err:
+        if not isinstance(err, _cannot_compile()):
+            raise
         _failures.append(err)
+        warnings.warn(f"softrank_ad: torch.compile cannot build the fused CPU kernels here ({build_error()}); "
+                      "the eager torch path is used instead", RuntimeWarning, stacklevel=3)
         return fallback()
 
 

@@ -15,6 +15,25 @@ import torch
 
 from softrank_ad._kernels._chunking import pairwise_blocks
 
+RUNS_ON = "any floating tensor"
+
+
+def supports(x: torch.Tensor) -> bool:
+    return True
+
+
+def available() -> bool:
+    return True
+
+
+def build_error() -> str | None:
+    return None
+
+
+def worthwhile(x: torch.Tensor, gamma: float) -> bool:
+    """The automatic choice's last resort: always."""
+    return True
+
 
 def _pairwise_sigmoid(v: torch.Tensor, entries: slice, gamma: float) -> torch.Tensor:
     """σ(γ (v_i − v_j)) for i in ``entries`` and every j: (rows, len(entries), n)."""

@@ -65,9 +65,24 @@ def _blocks(n: int) -> tuple[int, int]:
     return min(width, 64), min(width, 128)
 
 
+RUNS_ON = "CUDA float32 tensors"
+
+
 def supports(x: torch.Tensor) -> bool:
     """CUDA float32 tensors (float64 stays on the torch backends); CPU too when interpreting."""
     return x.dtype == torch.float32 and (x.is_cuda or INTERPRET)
+
+
+def available() -> bool:
+    return True  # importing this module needed triton; the kernels compile on first launch
+
+
+def build_error() -> str | None:
+    return None
+
+
+def worthwhile(x: torch.Tensor, gamma: float) -> bool:
+    return True
 
 
 def forward(x: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -38,6 +38,32 @@ def window_width(x: torch.Tensor, gamma: float) -> int:
     return left + right + 1
 
 
+RUNS_ON = "any floating tensor"
+# The sorted window pays for its sort and gathers only on long rows where it skips most pairs.
+_MIN_N = 256
+# Measured on 2 CPU cores (n = 1000, B = 128, γ = 100): window 46 ms vs dense 134 ms fwd+bwd
+# at a band of 187 of 1000 entries.
+_MAX_FRACTION = 1 / 3
+
+
+def supports(x: torch.Tensor) -> bool:
+    return True
+
+
+def available() -> bool:
+    return True
+
+
+def build_error() -> str | None:
+    return None
+
+
+def worthwhile(x: torch.Tensor, gamma: float) -> bool:
+    """On CPU, for long rows whose band (where σ has not saturated) is under a third of the row."""
+    n = x.shape[-1]
+    return x.device.type == "cpu" and n >= _MIN_N and window_width(x, gamma) <= n * _MAX_FRACTION
+
+
 def _band(values: torch.Tensor, left: int, right: int) -> torch.Tensor:
     """(rows, n, L + R + 1) view: [r, i, d] = values[r, i − L + d] (zero outside the row)."""
     return F.pad(values, (left, right)).unfold(-1, left + right + 1, 1)
