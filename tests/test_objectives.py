@@ -20,6 +20,8 @@ from softrank_ad import (
 )
 from softrank_ad.attacks import random_start
 
+import robustness  # examples/, on the path through conftest
+
 METHODS = ["smaraad", "smaraad++", "ard", "rslad", "adaad"]
 
 
@@ -51,10 +53,8 @@ def blobs(n: int, seed: int = 0):
 
 
 def robust_accuracy(model, x, y, epsilon=8 / 255):
-    model.eval()
-    x_adv = pgd(lambda u: F.cross_entropy(model(u), y), x, epsilon=epsilon, step_size=epsilon / 4, steps=10)
-    with torch.no_grad():
-        return (model(x_adv).argmax(1) == y).float().mean().item()
+    """PGD-10 accuracy, by the examples' one implementation (examples/robustness.py)."""
+    return robustness.robust_accuracy(model.eval(), x, y, "pgd", epsilon=epsilon, step_size=epsilon / 4, steps=10)
 
 
 @pytest.fixture(scope="module")

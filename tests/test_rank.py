@@ -316,3 +316,22 @@ def test_compiled_backend_lets_bugs_through_and_falls_back_only_when_it_cannot_c
         out = compiled.run("no compiler", None, lambda: torch.ones(1))
     assert torch.equal(out, torch.ones(1)) and not compiled.available()
     assert "OSError: no C++ compiler" in compiled.build_error() and len(caught) == 1
+
+
+def test_the_layer_picture_in_docs_matches_the_imports():
+    # docs/architecture.md: each module imports only from modules listed above it.
+    import ast
+    from pathlib import Path
+
+    order = ["_validate", "_modes", "_kernels", "rank", "spearman", "attribution", "attacks", "objectives"]
+    package = Path(__file__).resolve().parent.parent / "softrank_ad"
+    for module in order:
+        path = package / f"{module}.py"
+        if not path.exists():
+            continue
+        tree = ast.parse(path.read_text())
+        imported = {alias.name if isinstance(node, ast.ImportFrom) and node.module == "softrank_ad" else
+                    node.module.split(".")[1] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                    and node.module and node.module.startswith("softrank_ad") for alias in node.names}
+        later = set(order[order.index(module):])
+        assert not imported & later, f"{module} imports {imported & later}, listed at or below it"
