@@ -274,6 +274,14 @@ def _output_size(output_size: OutputSize, x: torch.Tensor) -> tuple[int, int] | 
     raise ValueError(f'output_size must be None, "layer" or (h, w) positive ints, got {output_size!r}')
 
 
+def _check_alignment_settings(target: object, normalize: object, reduction: object, output_size: object) -> str:
+    _validate.check_choice(target, "target", ("label", "predicted"))
+    _validate.check_choice(normalize, "normalize", NORMALIZATIONS)
+    if output_size == "layer":
+        raise ValueError('output_size="layer" cannot align maps of two models: give None or (h, w)')
+    return _validate.check_reduction(reduction)
+
+
 class Alignment(NamedTuple):
     """What :func:`attribution_alignment_loss` returns: the loss and both forwards' logits."""
 
@@ -336,11 +344,7 @@ def attribution_alignment_loss(
 
     Reference: Yin et al., CVPR 2024, attribution region alignment (docs/method.md §3).
     """
-    _validate.check_choice(target, "target", ("label", "predicted"))
-    _validate.check_choice(normalize, "normalize", NORMALIZATIONS)
-    reduction = _validate.check_reduction(reduction)
-    if output_size == "layer":
-        raise ValueError('output_size="layer" cannot align maps of two models: give None or (h, w)')
+    reduction = _check_alignment_settings(target, normalize, reduction, output_size)
     if target == "label" and y is None:
         raise ValueError('target="label" needs the labels: pass y=')
     size = _output_size(output_size, x)
@@ -396,16 +400,13 @@ class AttributionAlignmentLoss(nn.Module):
         teacher_reshape_transform: ReshapeTransform | None = None,
     ) -> None:
         super().__init__()
-        _validate.check_choice(target, "target", ("label", "predicted"))
-        _validate.check_choice(normalize, "normalize", NORMALIZATIONS)
-        if output_size == "layer":
-            raise ValueError('output_size="layer" cannot align maps of two models: give None or (h, w)')
+        reduction = _check_alignment_settings(target, normalize, reduction, output_size)
         # Stored as plain attributes, never as submodules: the loss holds no parameters.
         self.student_layer = student_layer
         self.teacher_layer = teacher_layer
         self.target = target
         self.normalize = normalize
-        self.reduction = _validate.check_reduction(reduction)
+        self.reduction = reduction
         self.teacher_differentiable = teacher_differentiable
         self.output_size = output_size
         self.student_reshape_transform = student_reshape_transform
