@@ -4,7 +4,7 @@ For each (device, dtype, n, B): forward and forward+backward time (median of rep
 memory of
 
 - softrank_ad with every backend that runs there (auto, reference, window, compiled, and
-  native on CPU, triton on CUDA);
+  native on CPU, triton on CUDA), and ``auto`` inside a ``torch.compile`` graph (full runs);
 - naive pairwise autograd in plain PyTorch (materialises B×n×n, kept by autograd);
 - the authors' released per-element loop, one 1-D row at a time (small sizes only);
 - torchsort (``soft_rank``, l2 regularisation) and diffsort (bitonic network) when installed.
@@ -76,7 +76,7 @@ def missing_peers() -> list[str]:
     return [name for name in PEERS if importlib.util.find_spec(name) is None]
 
 
-def implementations(device: str) -> dict[str, Callable]:
+def implementations(device: str, quick: bool = False) -> dict[str, Callable]:
     impls: dict[str, Callable] = {}
     backends = ["auto", "reference", "window", "compiled"]
     if device == "cpu":
@@ -85,6 +85,8 @@ def implementations(device: str) -> dict[str, Callable]:
         backends.append("triton")
     for b in backends:
         impls[f"softrank_ad[{b}]"] = lambda x, g, b=b: soft_rank(x, gamma=g, backend=b, check_finite=False)
+    if not quick:  # the same call inside a torch.compile graph, where the kernels run as one operator
+        impls["softrank_ad[auto] in torch.compile"] = torch.compile(lambda x, g: soft_rank(x, gamma=g), dynamic=False)
     impls["naive pairwise"] = naive_pairwise
     impls["authors' loop"] = authors_loop
     try:
@@ -190,7 +192,7 @@ def run(args) -> dict:
         print("not installed, so not compared: " + "; ".join(f"{m} ({PEERS[m]})" for m in missing), flush=True)
     grid = QUICK if args.quick else [(n, b) for n in FULL_N for b in FULL_B]
     dtypes = [torch.float32] if args.quick else [torch.float32, torch.bfloat16]
-    impls = implementations(args.device)
+    impls = implementations(args.device, args.quick)
     if args.only:
         impls = {k: v for k, v in impls.items() if any(o in k for o in args.only)}
     rows = []

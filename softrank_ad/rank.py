@@ -27,15 +27,21 @@ DEFAULT_GAMMA = 1.0
 AUTO_ORDER = ("triton", "native", "window", "compiled", "reference")
 
 
+_triton_module = None  # set by the first eager _triton() call
+
+
 def _triton():
     """The Triton kernel module, or a stand-in that says why it is missing."""
-    try:
-        from softrank_ad._kernels import triton_kernel
-    except ImportError as err:
-        reason = f"it needs the triton package (pip install triton): {err}"
-        return SimpleNamespace(RUNS_ON="CUDA float32 tensors", supports=lambda x: False, available=lambda: False,
-                               build_error=lambda: reason, worthwhile=lambda x, gamma: False)
-    return triton_kernel
+    global _triton_module
+    if _triton_module is None:
+        try:
+            from softrank_ad._kernels import triton_kernel as module
+        except ImportError as err:
+            reason = f"it needs the triton package (pip install triton): {err}"
+            module = SimpleNamespace(RUNS_ON="CUDA float32 tensors", supports=lambda x: False, available=lambda: False,
+                                     build_error=lambda: reason, worthwhile=lambda x, gamma: False)
+        _triton_module = module
+    return _triton_module
 
 
 def _kernel(name: str):
@@ -51,13 +57,67 @@ def _pick_backend(x: torch.Tensor, gamma: float, backend: str) -> str:
         if not kernel.supports(x):
             raise ValueError(f"backend={backend!r} runs on {kernel.RUNS_ON}, got a {x.dtype} tensor on {x.device}")
         return backend
-    if _validate.is_traced(x) or x.numel() == 0:
-        return "reference"  # inductor fuses the dense formula itself
+    if x.numel() == 0:
+        return "reference"
+    if _validate.is_traced(x):
+        # Traced (torch.compile, torch.export): the fused kernels run as one opaque operator; the
+        # other backends' choices depend on the data, and inductor fuses the dense formula itself.
+        # Traced code cannot import or build (imports, locks), so only kernels that an eager call
+        # already loaded are used; the first call in a process, if traced, takes the formula.
+        if _triton_module is not None and _triton_module.supports(x):
+            return "triton"
+        if native.loaded() and native.supports(x):
+            return "native"
+        return "reference"
     for name in AUTO_ORDER:
         kernel = _kernel(name)
         if kernel.supports(x) and kernel.available() and kernel.worthwhile(x, gamma):
             return name
     return "reference"
+
+
+@torch.library.custom_op("softrank_ad::soft_rank", mutates_args=())
+def _soft_rank_op(x: torch.Tensor, gamma: float, backend: str) -> torch.Tensor:
+    """The soft rank of each row of a contiguous 2-D tensor, as a torch operator: what
+    torch.compile keeps in its graph (no graph break) and torch.export captures."""
+    return _kernel(backend).forward(x, gamma)
+
+
+@_soft_rank_op.register_fake
+def _(x: torch.Tensor, gamma: float, backend: str) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("softrank_ad::soft_rank_backward", mutates_args=())
+def _soft_rank_backward_op(x: torch.Tensor, grad: torch.Tensor, gamma: float, backend: str) -> torch.Tensor:
+    return _kernel(backend).backward(x, grad.contiguous(), gamma)
+
+
+@_soft_rank_backward_op.register_fake
+def _(x: torch.Tensor, grad: torch.Tensor, gamma: float, backend: str) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    x, gamma, backend = inputs
+    ctx.save_for_backward(x)
+    ctx.gamma, ctx.backend = gamma, backend
+
+
+def _op_backward(ctx, grad: torch.Tensor):
+    (x,) = ctx.saved_tensors
+    return _soft_rank_backward_op(x, grad, ctx.gamma, ctx.backend), None, None
+
+
+_soft_rank_op.register_autograd(_op_backward, setup_context=_setup_context)
+
+
+def _rank_rows(v2d: torch.Tensor, gamma: float, backend: str) -> torch.Tensor:
+    """Soft ranks of the rows: the operator while traced, the (cheaper to call) autograd.Function
+    in eager mode; the same kernels either way."""
+    if _validate.is_traced(v2d):
+        return _soft_rank_op(v2d, gamma, backend)
+    return _SoftRankFunction.apply(v2d, gamma, backend)
 
 
 class _SoftRankFunction(torch.autograd.Function):
@@ -145,7 +205,7 @@ def soft_rank(
     shape = v.shape
     v2d = v.reshape(-1, shape[-1]).contiguous()
     chosen = _pick_backend(v2d.detach(), gamma, backend)
-    ranks = _SoftRankFunction.apply(v2d, gamma, chosen)
+    ranks = _rank_rows(v2d, gamma, chosen)
     return ranks.reshape(shape).movedim(-1, dim).to(x.dtype)
 
 

@@ -205,6 +205,11 @@ def _build_and_open() -> tuple[ctypes.CDLL | None, str | None]:
         return None, f"{type(err).__name__}: {err}"
 
 
+def loaded() -> bool:
+    """Whether an earlier call built and loaded the kernels (reads a flag, builds nothing)."""
+    return _library is not None
+
+
 def available() -> bool:
     """Whether the kernels are built (building them on the first call)."""
     return _load() is not None
