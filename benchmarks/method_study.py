@@ -24,7 +24,6 @@ and on 256 held-out test images attacked by PGD-10 on the student's cross-entrop
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import statistics
