@@ -435,8 +435,8 @@ def write_summary(out: Path) -> str:
               f"(AutoAttack on the first n of them); PGD-{runs[0]['results']['pgd_steps']} and "
               f"CW∞-{runs[0]['results']['cw_steps']}, ε = 8/255. Δ: paired difference against AdaAD over the seeds both ran "
               "(same teacher, initialisation and data order), mean [95% t-interval]; * where the interval "
-              "excludes 0.", "", f"Teachers used: {', '.join(teachers)}. Float32 throughout; "
-              f"machines: {', '.join(sorted({r.get('card', r['device']) for r in runs}))}.", ""]
+              "excludes 0.", "", f"Teachers used: {', '.join(teachers)}. Float32 throughout, on "
+              f"{', '.join(sorted({r.get('card', r['device']).split(',')[0].upper() for r in runs}))}.", ""]
     text = "\n".join(lines)
     (out / "summary.md").write_text(text)
     plot(rows, runs, out / "summary.png")

@@ -1,8 +1,8 @@
 """Adversarial distillation on CIFAR-10/100, end to end: teacher, student, evaluation.
 
-    # a 3-minute CPU check on tiny data the script writes itself
+    # a pipeline check on tiny data the script writes itself: about 45 s on 2 CPU cores
     python examples/distill_cifar.py --preset smoke --data-dir /tmp/fake --make-fake-data
-    # about 10 minutes on one H100: fast-AT teacher, ResNet-18 students, AutoAttack on 1,000 images
+    # sized (not measured) for about 10 minutes on one H100: fast-AT teacher, ResNet-18 students, AutoAttack on 1,000 images
     python examples/distill_cifar.py --preset quick --data-dir /data/cifar10-jpeg --method smaraad
     # the paper's protocol (docs/method.md §7), with a robust WRN-34-10 teacher checkpoint
     python examples/distill_cifar.py --preset paper --teacher-ckpt wrn.pt --method smaraad++
