@@ -13,26 +13,13 @@ from __future__ import annotations
 
 import torch
 
+from softrank_ad._kernels import always, no_error
 from softrank_ad._kernels._chunking import pairwise_blocks
 
 RUNS_ON = "any floating tensor"
-
-
-def supports(x: torch.Tensor) -> bool:
-    return True
-
-
-def available() -> bool:
-    return True
-
-
-def build_error() -> str | None:
-    return None
-
-
-def worthwhile(x: torch.Tensor, gamma: float) -> bool:
-    """The automatic choice's last resort: always."""
-    return True
+# Runs everywhere, and is the automatic choice's last resort.
+supports = available = worthwhile = always
+build_error = no_error
 
 
 def _pairwise_sigmoid(v: torch.Tensor, entries: slice, gamma: float) -> torch.Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from softrank_ad._kernels import compiled
+from softrank_ad._kernels import always, compiled, no_error
 from softrank_ad._kernels._chunking import row_slices
 
 _SATURATION = {torch.float32: 17.0, torch.float64: 37.0}
@@ -46,16 +46,8 @@ _MIN_N = 256
 _MAX_FRACTION = 1 / 3
 
 
-def supports(x: torch.Tensor) -> bool:
-    return True
-
-
-def available() -> bool:
-    return True
-
-
-def build_error() -> str | None:
-    return None
+supports = available = always
+build_error = no_error
 
 
 def worthwhile(x: torch.Tensor, gamma: float) -> bool:
