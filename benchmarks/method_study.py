@@ -113,14 +113,14 @@ CONFIGS: dict[str, Config] = {
     **{f"smaraad-kl{w}": Config("smaraad", {"kl_weight": w}, note="extension: KL added to slack matching")
        for w in (0.5, 1.0)},
     "smaraad-c0.0": Config("smaraad", {"align_weight": 0.0}, note="no alignment in the outer loss"),
-    **{f"smaraad-gamma{g}": Config("smaraad", {"gamma": g}, note="soft-rank sharpness") for g in (0.3, 3.0, 10.0)},
-    "smaraad-std": Config("smaraad", {"scale": "std"}, note="rows divided by their spread first"),
     "adaad-official": Config("adaad", {"kl_reduction": "mean", "clean_bn_forward": True},
                              note="official code: KL mean over B*C, clean train-mode forward"),
     "ard-official": Config("ard", {"kl_reduction": "mean", "attack_mode": "train", "clean_bn_forward": True},
                            note="official code: KL mean over B*C, attack in train mode, clean forward"),
     "adaad-klmean": Config("adaad", {"kl_reduction": "mean"}, note="official CIFAR-10 KL (mean over B*C)"),
     "rslad-klmean": Config("rslad", {"kl_reduction": "mean"}, note="official CIFAR-10 KL (mean over B*C)"),
+    **{f"smaraad-gamma{g}": Config("smaraad", {"gamma": g}, note="soft-rank sharpness") for g in (0.3, 3.0, 10.0)},
+    "smaraad-std": Config("smaraad", {"scale": "std"}, note="rows divided by their spread first"),
     **{f"smaraad-c{c}": Config("smaraad", {"align_weight": c}, note="alignment weight in the outer loss")
        for c in (0.3, 3.0)},
     "smaraad-dcg": Config("smaraad", {"position_weights": "dcg"}, note="extension: DCG-weighted soft Spearman"),
