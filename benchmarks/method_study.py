@@ -430,7 +430,12 @@ def write_summary(out: Path) -> str:
         s = t["results"]
         lines.append(f"Teacher {t['key']} ({t['arch']}, width {t['width']}, {t['train']}): clean {100 * s['clean']:.1f}, "
                      f"PGD-{s['pgd_steps']} {100 * s['pgd']:.1f}, CW∞ {100 * s['cw']:.1f} on the evaluation images.")
-    lines += ["", markdown(rows), "",
+    for group in GROUPS:
+        chosen = [r for r in rows if r["group"] == group or (group == "probe" and r["config"] == BASELINE)]
+        if len(chosen) > (group == "probe"):
+            lines += ["", f"## {'Headline: each method as the library builds it' if group == 'headline' else 'Probes'}",
+                      "", markdown(chosen)]
+    lines += ["",
               "Mean ± std over seeds, accuracy in % on the first evaluation images of a fixed shuffle of the test set "
               f"(AutoAttack on the first n of them); PGD-{runs[0]['results']['pgd_steps']} and "
               f"CW∞-{runs[0]['results']['cw_steps']}, ε = 8/255. Δ: paired difference against AdaAD over the seeds both ran "
