@@ -293,11 +293,11 @@ def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module,
         row.update(fidelity(student, teacher, d.val_x, d.val_y))
         return False
 
-    started = time.time()
     training.fit("student", student, loss_fn, loader, training.Schedule(preset.epochs, preset.lr,
                  milestones=list(preset.milestones)), folder, device=d.device, resume=True,
                  sampler=loader, on_epoch_end=log, progress=progress)
-    train_seconds = time.time() - started
+    history = training.read_csv(folder / "history.csv")
+    train_seconds = sum(float(row["seconds"]) for row in history)  # a resumed run's epochs too
     training.save_checkpoint(student.state_dict(), folder / "student.pt")
     started = time.time()
     scores = evaluate(student, d, preset, progress, f"evaluating {name} s{seed}")
@@ -306,7 +306,7 @@ def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module,
         "hparams": objective_hparams(config, preset), "teacher_sharpness": config.teacher_sharpness,
         "loss_scale": config.loss_scale, "note": config.note, "teacher": teacher_info["key"],
         "teacher_sha256": teacher_info["sha256"], "results": {**scores, "autoattack": None, "autoattack_n": 0},
-        "history": training.read_csv(folder / "history.csv"), "train_seconds": train_seconds,
+        "history": history, "train_seconds": train_seconds,
         "eval_seconds": time.time() - started, "device": str(d.device), "card": card(d.device), "dtype": "float32",
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
