@@ -259,12 +259,11 @@ class DistillationObjective(nn.Module):
 
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Checks x and y before any forward; returns y as int64."""
-        if self.check_inputs:
+        if self.check_inputs or self._classes is None:
             _validate.check_images(x, "x")
         else:
             _validate.check_tensor(x, "x")
         if self._classes is None:
-            _validate.check_images(x, "x")
             # Once: one sample through both models, so that mismatched class counts and labels
             # out of range are reported here instead of deep inside an attack.
             with torch.no_grad(), eval_mode(self.student, self.teacher):
