@@ -95,6 +95,18 @@ def test_threads_split_rows_without_changing_results():
     assert torch.equal(one[0], several[0]) and torch.equal(one[1], several[1])
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_threads_are_torchs_own_openmp_workers():
+    soft_rank(torch.randn(256, 256), backend="native")
+    with open("/proc/self/maps") as maps:
+        runtimes = {line.split()[-1] for line in maps if "libgomp" in line}
+    # torch's Linux wheels run on GNU OpenMP: the kernels link that very runtime (one file
+    # mapped), so no second pool of threads competes with torch's for the cores.
+    assert native.uses_openmp() == native._torch_openmp()
+    if native._torch_openmp():
+        assert len(runtimes) == 1, runtimes
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
 def test_nonfinite_row_comes_back_nan_and_leaves_other_rows_alone(bad):
     x = torch.randn(4, 100)

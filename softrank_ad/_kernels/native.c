@@ -5,12 +5,50 @@
  *
  * Plain C with no Python or torch headers, so it builds in well under a second with any C99
  * compiler. The per-row algorithm is in native_rows.h; this file instantiates it for float and
- * double. Threads are the caller's: each call handles a contiguous block of rows.
+ * double.
+ *
+ * Threads: built with -fopenmp, a call splits its rows over `threads` OpenMP threads. The library
+ * then links the OpenMP runtime torch has already loaded (libgomp.so.1, found by soname), so its
+ * parallel regions reuse torch's own worker threads: after any torch op those workers spin-wait
+ * for more work, and a second pool of threads would have to fight them for the cores. Built
+ * without OpenMP, a call runs on the calling thread and the caller splits the rows.
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define STATUS_NO_MEMORY 1
+#define STATUS_NONFINITE 2
+
+/* Whether this build runs its own parallel regions (the caller reads it once). */
+int softrank_openmp(void)
+{
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* The contiguous block of rows of the calling thread (all rows outside a parallel region).
+ * Blocks, not an omp for: every thread sets up its own scratch first, and one that fails must
+ * not skip a worksharing construct the others wait at. */
+static void row_block(int64_t rows, int64_t *first, int64_t *last)
+{
+#ifdef _OPENMP
+    const int64_t count = omp_get_num_threads(), id = omp_get_thread_num();
+#else
+    const int64_t count = 1, id = 0;
+#endif
+    const int64_t step = (rows + count - 1) / count;
+    *first = id * step < rows ? id * step : rows;
+    *last = *first + step < rows ? *first + step : rows;
+}
 
 /* Rows shorter than this are never sorted: the sort would cost more than the pairs it skips. */
 #define WINDOW_MIN_N 64

@@ -15,8 +15,12 @@ shared library can crash the process that maps it. Where no compiler works,
 :func:`available` turns False, :func:`build_error` says why, and ``softrank_ad.rank`` uses the
 torch backends instead.
 
-Rows are split across ``torch.get_num_threads()`` threads; ctypes releases the GIL during each
-call, and every call allocates its own O(n) scratch, so the threads share nothing.
+Rows are split across ``torch.get_num_threads()`` threads. Where torch runs on GNU OpenMP (its
+Linux wheels), the library is built with ``-fopenmp`` and links that same runtime, so the kernel's
+threads are torch's own OpenMP workers: after any torch op they spin-wait for more work, and a
+separate pool would fight them for the cores (a training loop always runs a model before its
+loss). Elsewhere the rows are split over a Python thread pool; ctypes releases the GIL during each
+call. Every thread allocates its own O(n) scratch, so the threads share nothing.
 """
 
 from __future__ import annotations
@@ -74,13 +78,24 @@ def _cpu_identity() -> str:
         return platform.processor()
 
 
+def _torch_openmp() -> bool:
+    """Whether torch runs on GNU OpenMP (libgomp), so a ``-fopenmp`` build shares its workers."""
+    if not torch.backends.openmp.is_available():
+        return False
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("libgomp" in line for line in maps)
+    except OSError:
+        return False
+
+
 def _build_key(compiler: list[str]) -> str:
     digest = hashlib.sha256()
     here = Path(__file__).parent
     for name in _SOURCES:
         digest.update((here / name).read_bytes())
     version = _run_command(compiler + ["--version"], _VERSION_TIMEOUT)
-    for part in (compiler, _FLAGS, version.stdout, platform.machine(), _cpu_identity()):
+    for part in (compiler, _FLAGS, _torch_openmp(), version.stdout, platform.machine(), _cpu_identity()):
         digest.update(repr(part).encode())
     return digest.hexdigest()[:16]
 
@@ -141,8 +156,10 @@ def _compile(compiler: list[str], target: Path) -> None:
     os.close(fd)
     errors = []
     try:
-        # -march=native where the compiler knows it; some (Apple clang on arm64) do not.
-        for extra in (["-march=native"], []):
+        # -march=native where the compiler knows it (Apple clang on arm64 does not); -fopenmp only
+        # where torch's own runtime is libgomp, whose workers the kernel then shares.
+        openmp = [["-fopenmp"], []] if _torch_openmp() else [[]]
+        for extra in ([*omp, *march] for march in (["-march=native"], []) for omp in openmp):
             command = compiler + _FLAGS + extra + [str(source), "-o", partial, "-lm"]
             done = _run_command(command, _COMPILE_TIMEOUT)  # a hang raises: no second try
             if done.returncode == 0:
@@ -164,13 +181,14 @@ def _compile(compiler: list[str], target: Path) -> None:
 
 
 def _declare(library: ctypes.CDLL) -> None:
-    pointer, size, real = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double
+    pointer, size, real, count = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
     for suffix in ("f32", "f64"):
         forward = getattr(library, f"softrank_forward_{suffix}")
-        forward.argtypes = [pointer, pointer, size, size, real]
+        forward.argtypes = [pointer, pointer, size, size, real, count]
         backward = getattr(library, f"softrank_backward_{suffix}")
-        backward.argtypes = [pointer, pointer, pointer, size, size, real]
+        backward.argtypes = [pointer, pointer, pointer, size, size, real, count]
         forward.restype = backward.restype = ctypes.c_int
+    library.softrank_openmp.restype = ctypes.c_int
 
 
 def _load() -> ctypes.CDLL | None:
@@ -205,6 +223,11 @@ def _build_and_open() -> tuple[ctypes.CDLL | None, str | None]:
         return None, f"{type(err).__name__}: {err}"
 
 
+def uses_openmp() -> bool:
+    """Whether the loaded kernels split rows over torch's OpenMP workers (else a Python pool)."""
+    return _load() is not None and bool(_library.softrank_openmp())
+
+
 def loaded() -> bool:
     """Whether an earlier call built and loaded the kernels (reads a flag, builds nothing)."""
     return _library is not None
@@ -234,18 +257,29 @@ def worthwhile(x: torch.Tensor, gamma: float) -> bool:
     return True
 
 
-def _reset_pool_in_child() -> None:
-    # A forked child (a DataLoader worker) inherits the pool object but none of its threads.
-    global _pool
-    _pool = None
+_forked = False  # whether this process is a fork of one that may have started OpenMP workers
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (a DataLoader worker) inherits the Python pool object but none of its
+    # threads; and GNU OpenMP hangs in a child whose parent ran a parallel region (torch's own
+    # ops do too unless the child sets one thread, as DataLoader workers do). The child splits
+    # rows over a fresh Python pool instead, each thread running the kernel alone.
+    global _pool, _forked
+    _pool, _forked = None, True
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_pool_in_child)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# Bits of the kernels' return value (native.c).
+_NO_MEMORY = 1
 
 
 def _run(name: str, tensors: list[torch.Tensor], gamma: float) -> torch.Tensor:
-    """Calls ``name`` on row blocks of ``tensors`` (each rows × n), one block per thread."""
+    """Calls ``name`` on ``tensors`` (each rows × n) with the rows split over threads. A row
+    holding NaN/inf comes back all NaN (``soft_rank`` reads that as its finiteness check)."""
     global _pool
     library = _load()
     if library is None:
@@ -257,20 +291,21 @@ def _run(name: str, tensors: list[torch.Tensor], gamma: float) -> torch.Tensor:
         return out
     suffix = "f32" if x.dtype == torch.float32 else "f64"
     function = getattr(library, f"{name}_{suffix}")
-
-    def block(start: int, stop: int) -> int:
-        pointers = [t[start].data_ptr() for t in tensors] + [out[start].data_ptr()]
-        return function(*pointers, stop - start, n, gamma)
-
     threads = max(1, min(torch.get_num_threads(), rows, rows * n * n // (2 * _MIN_PAIRS_PER_THREAD)))
-    step = -(-rows // threads)
-    others = []
-    if threads > 1:
+
+    def block(start: int, stop: int, threads: int) -> int:
+        pointers = [t[start].data_ptr() for t in tensors] + [out[start].data_ptr()]
+        return function(*pointers, stop - start, n, gamma, threads)
+
+    if threads == 1 or (library.softrank_openmp() and not _forked):
+        statuses = [block(0, rows, threads)]
+    else:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="softrank")
-        others = [_pool.submit(block, start, min(start + step, rows)) for start in range(step, rows, step)]
-    failures = [block(0, step)] + [other.result() for other in others]
-    if any(failures):
+        step = -(-rows // threads)
+        others = [_pool.submit(block, start, min(start + step, rows), 1) for start in range(step, rows, step)]
+        statuses = [block(0, step, 1)] + [other.result() for other in others]
+    if any(status & _NO_MEMORY for status in statuses):
         raise MemoryError(f"the native soft-rank kernel could not allocate scratch for rows of {n}")
     return out
 

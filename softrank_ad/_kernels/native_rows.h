@@ -182,11 +182,12 @@ static int NAME(nonfinite_row)(struct NAME(plan) plan, REAL *out, int64_t n)
     return plan.nonfinite;
 }
 
-static void NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, struct scratch *s)
+/* Returns STATUS_NONFINITE for a row holding NaN/inf, else 0. */
+static int NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, struct scratch *s)
 {
     const struct NAME(plan) plan = NAME(plan_row)(x, n, gamma);
     if (NAME(nonfinite_row)(plan, out, n))
-        return;
+        return STATUS_NONFINITE;
     const REAL *v = x;
     if (plan.window) {
         NAME(sort_row)(x, n, s);
@@ -199,14 +200,15 @@ static void NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, s
         below += plan.window ? s->count[k] : 0;
         out[plan.window ? s->sorted_index[k] : k] = (REAL)(s->total[k] + 1.0 + (double)below);
     }
+    return 0;
 }
 
-static void NAME(backward_row)(const REAL *x, const REAL *grad, REAL *out, int64_t n, REAL gamma,
-                               struct scratch *s)
+static int NAME(backward_row)(const REAL *x, const REAL *grad, REAL *out, int64_t n, REAL gamma,
+                              struct scratch *s)
 {
     const struct NAME(plan) plan = NAME(plan_row)(x, n, gamma);
     if (NAME(nonfinite_row)(plan, out, n))
-        return;
+        return STATUS_NONFINITE;
     const REAL *v = x, *g = grad;
     if (plan.window) {
         NAME(sort_row)(x, n, s);
@@ -219,28 +221,47 @@ static void NAME(backward_row)(const REAL *x, const REAL *grad, REAL *out, int64
     NAME(sweep)(v, g, n, gamma, plan, s);
     for (int64_t k = 0; k < n; ++k)
         out[plan.window ? s->sorted_index[k] : k] = (REAL)((double)gamma * s->total[k]);
+    return 0;
 }
 
-/* Exported: rows × n, row-major. Returns 0, or 1 when scratch memory could not be allocated. */
-int NAME(softrank_forward)(const REAL *x, REAL *out, int64_t rows, int64_t n, double gamma)
+/* Exported: rows × n, row-major, split into contiguous row blocks over `threads` threads (OpenMP
+ * builds; without OpenMP the caller runs one block per thread of its own). Returns STATUS_* bits:
+ * no scratch memory, or a row held NaN/inf (that row comes back all NaN). */
+int NAME(softrank_forward)(const REAL *x, REAL *out, int64_t rows, int64_t n, double gamma, int threads)
 {
-    struct scratch s;
-    if (!scratch_alloc(&s, n, sizeof(REAL)))
-        return 1;
-    for (int64_t row = 0; row < rows; ++row)
-        NAME(forward_row)(x + row * n, out + row * n, n, (REAL)gamma, &s);
-    scratch_free(&s);
-    return 0;
+    int status = 0;
+#pragma omp parallel num_threads(threads) reduction(|:status) if (threads > 1)
+    {
+        struct scratch s;
+        int64_t first, last;
+        row_block(rows, &first, &last);
+        if (first < last && !scratch_alloc(&s, n, sizeof(REAL)))
+            status |= STATUS_NO_MEMORY;
+        else if (first < last) {
+            for (int64_t row = first; row < last; ++row)
+                status |= NAME(forward_row)(x + row * n, out + row * n, n, (REAL)gamma, &s);
+            scratch_free(&s);
+        }
+    }
+    return status;
 }
 
 int NAME(softrank_backward)(const REAL *x, const REAL *grad, REAL *out, int64_t rows, int64_t n,
-                            double gamma)
+                            double gamma, int threads)
 {
-    struct scratch s;
-    if (!scratch_alloc(&s, n, sizeof(REAL)))
-        return 1;
-    for (int64_t row = 0; row < rows; ++row)
-        NAME(backward_row)(x + row * n, grad + row * n, out + row * n, n, (REAL)gamma, &s);
-    scratch_free(&s);
-    return 0;
+    int status = 0;
+#pragma omp parallel num_threads(threads) reduction(|:status) if (threads > 1)
+    {
+        struct scratch s;
+        int64_t first, last;
+        row_block(rows, &first, &last);
+        if (first < last && !scratch_alloc(&s, n, sizeof(REAL)))
+            status |= STATUS_NO_MEMORY;
+        else if (first < last) {
+            for (int64_t row = first; row < last; ++row)
+                status |= NAME(backward_row)(x + row * n, grad + row * n, out + row * n, n, (REAL)gamma, &s);
+            scratch_free(&s);
+        }
+    }
+    return status;
 }
