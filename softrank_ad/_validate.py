@@ -57,6 +57,18 @@ def check_finite(x: torch.Tensor, name: str) -> None:
         )
 
 
+def check_finite_from(result: torch.Tensor, *inputs: tuple[torch.Tensor, str]) -> None:
+    """:func:`check_finite` folded into a computation whose output is NaN wherever an input is
+    NaN or inf (a soft rank's is: the pair (i, i) gives σ(inf − inf)). One reduction over
+    ``result`` replaces a sweep over each input; the inputs are swept only once it has failed, to
+    name the culprit. Skipped while traced."""
+    if is_traced(result) or not bool(result.detach().sum().isnan()):
+        return
+    for x, name in inputs:
+        check_finite(x, name)
+    raise RuntimeError("soft ranks came out NaN from finite input; please report this as a bug")
+
+
 def check_images(x: object, name: str) -> torch.Tensor:
     """``x`` must be a non-empty floating (B, ...) batch with finite values in [0, 1] (one host
     sync; the value checks are skipped under ``torch.compile``)."""

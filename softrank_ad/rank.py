@@ -174,7 +174,8 @@ def soft_rank(
             window, exact to rounding) when γ times the spread is large, ``"compiled"``
             (torch.compile-fused dense), or ``"reference"`` (dense torch, chunked over rows).
             Any can be forced.
-        check_finite: raise on NaN/inf input. This needs a device sync; pass False to skip it.
+        check_finite: raise on NaN/inf input. Read from the ranks (NaN wherever the input is not
+            finite) with one reduction and a device sync; pass False to skip it.
 
     Returns:
         Tensor of the shape and dtype of ``x``.
@@ -194,8 +195,6 @@ def soft_rank(
     gamma = _validate.check_gamma(gamma, compute_dtype)
     _validate.check_choice(scale, "scale", SCALES)
     _validate.check_choice(backend, "backend", BACKENDS)
-    if check_finite:
-        _validate.check_finite(x, "x")
 
     v = x.movedim(dim, -1).to(compute_dtype)
     if descending:
@@ -206,6 +205,8 @@ def soft_rank(
     v2d = v.reshape(-1, shape[-1]).contiguous()
     chosen = _pick_backend(v2d.detach(), gamma, backend)
     ranks = _rank_rows(v2d, gamma, chosen)
+    if check_finite:
+        _validate.check_finite_from(ranks, (x, "x"))
     return ranks.reshape(shape).movedim(-1, dim).to(x.dtype)
 
 

@@ -104,16 +104,16 @@ def _spearman(a, b, gamma, dim, scale, backend, check_finite, weights, names):
             f"Spearman correlation needs n >= 2 entries along dim={dim}, got n={n} "
             f"({name_a} has shape {tuple(a.shape)})"
         )
-    if check_finite:
-        _validate.check_finite(a, name_a)
-        _validate.check_finite(b, name_b)
-    # check_finite=False: both were just checked under the caller's names.
+    # check_finite=False: checked below on the ranks, under the caller's names.
     options = dict(scale=scale, backend=backend, check_finite=False)
     # Ranks reach n: keep them and their squared differences in at least float32 (a bfloat16
     # rank near 1000 would be off by up to 4). One stacked call ranks both in one kernel launch.
     compute_dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
     both = torch.stack((a.to(compute_dtype), b.to(compute_dtype)))
-    ra, rb = soft_rank(both, gamma=gamma, dim=dim + 1, **options).unbind(0)
+    ranks = soft_rank(both, gamma=gamma, dim=dim + 1, **options)
+    if check_finite:
+        _validate.check_finite_from(ranks, (a, name_a), (b, name_b))
+    ra, rb = ranks.unbind(0)
     squared = (ra - rb).square()
     if weights is not None:
         w = _check_weights(weights, a, dim).to(compute_dtype)

@@ -203,13 +203,17 @@ def test_zero_dim_and_empty_axis():
         soft_rank(torch.randn(3, 0))
 
 
+@pytest.mark.parametrize("backend", ["native", "reference", "window", "compiled"])
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
-def test_non_finite_input(value):
-    x = torch.randn(2, 5)
-    x[1, 2] = value
-    with pytest.raises(ValueError, match="x contains 1 non-finite value"):
-        soft_rank(x)
-    soft_rank(x, check_finite=False)  # the opt-out runs without the check
+def test_non_finite_input(value, backend):
+    # The check reads the ranks (NaN wherever the input is not finite), so every backend must
+    # turn a bad entry into NaN; scale="std" and float64 and long rows take other paths.
+    for x in (torch.randn(2, 5), torch.randn(3, 300, dtype=torch.float64)):
+        x[1, 2] = value
+        for scale in ("none", "std"):
+            with pytest.raises(ValueError, match="x contains 1 non-finite value"):
+                soft_rank(x, gamma=30.0, scale=scale, backend=backend)
+        assert torch.isnan(soft_rank(x, backend=backend, check_finite=False)[1]).any()  # the opt-out
 
 
 def test_bad_backend_and_scale():
