@@ -21,8 +21,12 @@ CHECKS = textwrap.dedent(
     from softrank_ad._kernels import reference
     device = sys.argv[1]
     torch.manual_seed(0)
-    for rows, n, gamma in [(3, 1, 1.0), (5, 7, 0.5), (4, 100, 1.0), (2, 300, 20.0), (0, 9, 1.0)]:
-        x = (torch.randn(rows, n) * 3).to(device).requires_grad_()
+    # γ·range decides the form: ratio of exponentials up to 150, sigmoids beyond (2, 300, 20.0),
+    # and (3, 64, 7.0) sits just under the switch (γ·range = 140), where E spans exp(±70).
+    ramp = torch.linspace(-10, 10, 64)[torch.randperm(64)].repeat(3, 1)
+    for rows, n, gamma, given in [(3, 1, 1.0, None), (5, 7, 0.5, None), (4, 100, 1.0, None),
+                                  (2, 300, 20.0, None), (0, 9, 1.0, None), (3, 64, 7.0, ramp)]:
+        x = (torch.randn(rows, n) * 3 if given is None else given).to(device).requires_grad_()
         g = torch.randn(rows, n, device=device)
         r = soft_rank(x, gamma=gamma, backend="triton")
         (grad,) = torch.autograd.grad(r, x, g)
@@ -38,6 +42,12 @@ CHECKS = textwrap.dedent(
     torch.testing.assert_close(out.float(), soft_rank(x.float(), gamma=2.0, dim=1, backend="reference"), atol=0.05, rtol=0.01)
     a, b = torch.randn(2, 8, 10, device=device)
     torch.testing.assert_close(soft_spearman(a, b, backend="triton"), soft_spearman(a, b, backend="reference"))
+    # A NaN or inf entry turns ranks NaN in either form, which is what check_finite reads.
+    for bad, gamma in [(float("nan"), 1.0), (float("inf"), 1.0), (float("nan"), 50.0)]:
+        x = torch.randn(2, 40, device=device)
+        x[1, 3] = bad
+        r = soft_rank(x, gamma=gamma, backend="triton", check_finite=False)
+        assert torch.isnan(r[1]).any() and torch.isfinite(r[0]).all()
     print("triton checks passed on", device)
     """
 )

@@ -6,6 +6,15 @@ BLOCK_J, so global memory traffic is O(n) per row and the (rows, n, n) matrix ne
 Forward:  r_i = 1/2 + Σ_j σ(γ (v_i − v_j))
 Backward: ∂L/∂v_k = γ Σ_j σ'(γ (v_k − v_j)) (g_k − g_j)
 
+One exponential per entry, not per pair (as in the CPU kernel): with E_k = exp(γ (v_k − c)),
+σ(γ (v_i − v_j)) = E_i / (E_i + E_j) and σ' = E_i E_j / (E_i + E_j)², so a tile costs BLOCK_J
+exponentials and one reciprocal per pair instead of an exponential and a division per pair.
+c is the middle of the row's range, found in a first sweep; where γ times the range passes
+``_RATIO_SPREAD`` some E would over- or underflow float32, and the row takes the sigmoid form.
+Each unordered pair is still computed twice (once from each side): a program cannot add into
+another program's entries without atomics, and a tile's lanes run in lockstep, so skipping the
+lower triangle of a tile would idle half of them rather than save time.
+
 Importing this module needs ``triton``; ``softrank_ad.rank`` imports it lazily and falls back to
 the torch backends when it is missing. With ``TRITON_INTERPRET=1`` the kernels also run on CPU
 tensors (slowly), which is how CI tests them.
@@ -21,6 +30,26 @@ import triton.language as tl
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
+# E = exp(γ (v − c)) stays within exp(±75) for rows with γ·range ≤ 150: no float32 overflow in
+# E_i + E_j (≤ 2e^75 ≈ 7e32), and no E in the subnormal range.
+_RATIO_SPREAD = tl.constexpr(150.0)
+
+
+@triton.jit
+def _row_centre(x_ptr, base, n, gamma, BLOCK_J: tl.constexpr):
+    """The middle c of the row's range, and whether γ·range allows the ratio form."""
+    lo = tl.full([BLOCK_J], float("inf"), tl.float32)
+    hi = tl.full([BLOCK_J], float("-inf"), tl.float32)
+    for start in range(0, n, BLOCK_J):
+        offs_j = start + tl.arange(0, BLOCK_J)
+        mask_j = offs_j < n
+        v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+        lo = tl.minimum(lo, tl.where(mask_j, v_j, float("inf")))
+        hi = tl.maximum(hi, tl.where(mask_j, v_j, float("-inf")))
+    low = tl.min(lo, axis=0)
+    high = tl.max(hi, axis=0)
+    return low + (high - low) * 0.5, gamma * (high - low) <= _RATIO_SPREAD
+
 
 @triton.jit
 def _forward_kernel(x_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr):
@@ -29,13 +58,24 @@ def _forward_kernel(x_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl
     mask_i = offs_i < n
     base = row.to(tl.int64) * n
     v_i = tl.load(x_ptr + base + offs_i, mask=mask_i, other=0.0).to(tl.float32)
+    centre, ratio = _row_centre(x_ptr, base, n, gamma, BLOCK_J)
     acc = tl.zeros([BLOCK_I], dtype=tl.float32)
-    for start in range(0, n, BLOCK_J):
-        offs_j = start + tl.arange(0, BLOCK_J)
-        mask_j = offs_j < n
-        v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
-        s = tl.sigmoid(gamma * (v_i[:, None] - v_j[None, :]))
-        acc += tl.sum(tl.where(mask_j[None, :], s, 0.0), axis=1)
+    if ratio:
+        e_i = tl.exp(gamma * (v_i - centre))
+        for start in range(0, n, BLOCK_J):
+            offs_j = start + tl.arange(0, BLOCK_J)
+            mask_j = offs_j < n
+            v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+            e_j = tl.exp(gamma * (v_j - centre))
+            s = e_i[:, None] / (e_i[:, None] + e_j[None, :])
+            acc += tl.sum(tl.where(mask_j[None, :], s, 0.0), axis=1)
+    else:
+        for start in range(0, n, BLOCK_J):
+            offs_j = start + tl.arange(0, BLOCK_J)
+            mask_j = offs_j < n
+            v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+            s = tl.sigmoid(gamma * (v_i[:, None] - v_j[None, :]))
+            acc += tl.sum(tl.where(mask_j[None, :], s, 0.0), axis=1)
     tl.store(out_ptr + base + offs_i, acc + 0.5, mask=mask_i)
 
 
@@ -47,15 +87,28 @@ def _backward_kernel(x_ptr, g_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLO
     base = row.to(tl.int64) * n
     v_i = tl.load(x_ptr + base + offs_i, mask=mask_i, other=0.0).to(tl.float32)
     g_i = tl.load(g_ptr + base + offs_i, mask=mask_i, other=0.0).to(tl.float32)
+    centre, ratio = _row_centre(x_ptr, base, n, gamma, BLOCK_J)
     acc = tl.zeros([BLOCK_I], dtype=tl.float32)
-    for start in range(0, n, BLOCK_J):
-        offs_j = start + tl.arange(0, BLOCK_J)
-        mask_j = offs_j < n
-        v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
-        g_j = tl.load(g_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
-        s = tl.sigmoid(gamma * (v_i[:, None] - v_j[None, :]))
-        term = s * (1.0 - s) * (g_i[:, None] - g_j[None, :])
-        acc += tl.sum(tl.where(mask_j[None, :], term, 0.0), axis=1)
+    if ratio:
+        e_i = tl.exp(gamma * (v_i - centre))
+        for start in range(0, n, BLOCK_J):
+            offs_j = start + tl.arange(0, BLOCK_J)
+            mask_j = offs_j < n
+            v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+            g_j = tl.load(g_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+            e_j = tl.exp(gamma * (v_j - centre))
+            inv = 1.0 / (e_i[:, None] + e_j[None, :])
+            term = (e_i[:, None] * inv) * (e_j[None, :] * inv) * (g_i[:, None] - g_j[None, :])
+            acc += tl.sum(tl.where(mask_j[None, :], term, 0.0), axis=1)
+    else:
+        for start in range(0, n, BLOCK_J):
+            offs_j = start + tl.arange(0, BLOCK_J)
+            mask_j = offs_j < n
+            v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+            g_j = tl.load(g_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
+            s = tl.sigmoid(gamma * (v_i[:, None] - v_j[None, :]))
+            term = s * (1.0 - s) * (g_i[:, None] - g_j[None, :])
+            acc += tl.sum(tl.where(mask_j[None, :], term, 0.0), axis=1)
     tl.store(out_ptr + base + offs_i, gamma * acc, mask=mask_i)
 
 
