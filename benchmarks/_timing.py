@@ -9,12 +9,16 @@ from collections.abc import Callable
 import torch
 
 
-def median_ms(fn: Callable[[], object], device: str, repeats: int, warmup: bool = True) -> float:
-    """Median milliseconds of ``repeats`` calls, after one untimed call (autotuning, compiling)."""
+def median_ms(fn: Callable[[], object], device: str, repeats: int, warmup: bool = True,
+              before: Callable[[], object] | None = None) -> float:
+    """Median milliseconds of ``repeats`` calls, after one untimed call (autotuning, compiling).
+    ``before`` runs untimed ahead of each call (e.g. the model forward that precedes a loss)."""
     if warmup:
         fn()
     times = []
     for _ in range(repeats):
+        if before is not None:
+            before()
         if device == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()

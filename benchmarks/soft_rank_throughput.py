@@ -9,11 +9,15 @@ memory of
 - the authors' released per-element loop, one 1-D row at a time (small sizes only);
 - torchsort (``soft_rank``, l2 regularisation) and diffsort (bitonic network) when installed.
 
+Every implementation is timed as a training loop calls it: default arguments (softrank_ad checks
+its input for NaN/inf), an untimed 256×256 matmul before each call (a model forward precedes the
+loss, and leaves torch's OpenMP workers spinning), and fwd+bwd as ``out.square().sum().backward()``.
 Ratios in the Markdown table are against the naive pairwise baseline and against torchsort
 measured in the same run. Memory is the CUDA allocator's peak on GPU, and the peak of sampled
 resident memory above the starting point on CPU (sampled every 0.5 ms; an approximation).
 
     python benchmarks/soft_rank_throughput.py --quick          # four sizes, float32 (run in the tests)
+    python benchmarks/soft_rank_throughput.py --grid long      # long rows, B = 1 and 128
     python benchmarks/soft_rank_throughput.py --device cuda    # full grid on a GPU
     python benchmarks/soft_rank_throughput.py --record         # write into benchmarks/results/
 
@@ -43,13 +47,26 @@ from softrank_ad.rank import _triton
 
 FULL_N = (10, 100, 1000, 4096)
 FULL_B = (1, 128, 4096, 65536)
-QUICK = [(10, 4096), (100, 128), (100, 4096), (1000, 128)]
+#: (n, B) per grid; a (n, B, γ) entry fixes γ for that size, else --gamma (and --gamma-long at
+#: n = 1000, B = 128, where a large γ makes the window narrow).
+GRIDS = {
+    "full": [(n, b) for n in FULL_N for b in FULL_B],
+    # The three sizes a training loss sees most (and n = 100, B = 128): run in the tests.
+    "quick": [(10, 4096), (100, 128), (100, 4096), (1000, 128)],
+    # The GPU check sized for a short device budget (run_gpu.sh): the claims' sizes only.
+    "gpu": [(10, 65536), (100, 128), (100, 65536), (1000, 128), (1000, 4096)],
+    # Long rows: a Spearman loss over a whole batch of predictions is one row of n = batch size.
+    "long": [(n, b, g) for g in (0.1, 1.0, 10.0) for n, b in ((4096, 1), (16384, 1), (65536, 1), (4096, 128))],
+    # A few seconds anywhere, Triton's interpreter included (run_gpu.sh --dry-run).
+    "tiny": [(10, 64), (100, 16)],
+}
 # The naive baseline materialises a few B×n×n tensors; skip it (and the reference's dense
 # chunks are bounded anyway) above this many pairwise elements.
 NAIVE_MAX_ELEMENTS = {"cpu": 2**28, "cuda": 2**31}
 LOOP_MAX_ELEMENTS = 128 * 100  # the authors' loop runs one Python iteration per element
-# Any implementation does B·n² sigmoid work; on CPU skip sizes that would take minutes each.
-CPU_MAX_PAIRS = 2**31
+# Any implementation does B·n² sigmoid work; on CPU skip sizes that would take minutes each
+# (n = 65,536, B = 1 of the long grid still runs: seconds per call).
+CPU_MAX_PAIRS = 2**33
 
 
 def naive_pairwise(x: torch.Tensor, gamma: float) -> torch.Tensor:
@@ -81,10 +98,10 @@ def implementations(device: str, quick: bool = False) -> dict[str, Callable]:
     backends = ["auto", "reference", "window", "compiled"]
     if device == "cpu":
         backends.append("native")
-    if device == "cuda" and _triton() is not None:
+    if (device == "cuda" or os.environ.get("TRITON_INTERPRET") == "1") and _triton().available():
         backends.append("triton")
     for b in backends:
-        impls[f"softrank_ad[{b}]"] = lambda x, g, b=b: soft_rank(x, gamma=g, backend=b, check_finite=False)
+        impls[f"softrank_ad[{b}]"] = lambda x, g, b=b: soft_rank(x, gamma=g, backend=b)
     if not quick:  # the same call inside a torch.compile graph, where the kernels run as one operator
         impls["softrank_ad[auto] in torch.compile"] = torch.compile(lambda x, g: soft_rank(x, gamma=g), dynamic=False)
     impls["naive pairwise"] = naive_pairwise
@@ -164,7 +181,10 @@ def measure(name, impl, n, batch, dtype, device, gamma, repeats, quick=False) ->
     if quick and name in ("softrank_ad[window]", "softrank_ad[reference]") and n < 256 and batch > 128:
         return None  # slow eager paths the auto dispatch never picks there: keep --quick short
     x = torch.randn(batch, n, device=device, dtype=dtype)
-    g = torch.randn(batch, n, device=device, dtype=dtype)
+    weight = torch.randn(256, 256, device=device)
+
+    def model_forward():
+        torch.mm(weight, weight)
 
     def forward():
         with torch.no_grad():
@@ -172,12 +192,12 @@ def measure(name, impl, n, batch, dtype, device, gamma, repeats, quick=False) ->
 
     def forward_backward():
         leaf = x.detach().requires_grad_()
-        torch.autograd.grad(impl(leaf, gamma), leaf, g)
+        impl(leaf, gamma).float().square().sum().backward()
 
     reps = 1 if name == "authors' loop" else repeats
     try:
-        t_fwd = median_ms(forward, device, reps)
-        t_both = median_ms(forward_backward, device, reps)
+        t_fwd = median_ms(forward, device, reps, before=model_forward)
+        t_both = median_ms(forward_backward, device, reps, before=model_forward)
         with PeakMemory(device) as mem:
             forward_backward()
     except (RuntimeError, MemoryError) as err:  # out of memory: record and move on
@@ -190,17 +210,17 @@ def run(args) -> dict:
     missing = missing_peers()
     if missing:
         print("not installed, so not compared: " + "; ".join(f"{m} ({PEERS[m]})" for m in missing), flush=True)
-    grid = QUICK if args.quick else [(n, b) for n in FULL_N for b in FULL_B]
-    dtypes = [torch.float32] if args.quick else [torch.float32, torch.bfloat16]
-    impls = implementations(args.device, args.quick)
+    quick = args.grid != "full"
+    dtypes = [torch.float32, torch.bfloat16] if args.grid == "full" else [torch.float32]
+    impls = implementations(args.device, quick)
     if args.only:
         impls = {k: v for k, v in impls.items() if any(o in k for o in args.only)}
     rows = []
     for dtype in dtypes:
-        for n, batch in grid:
-            gamma = args.gamma if not (n == 1000 and batch == 128) else args.gamma_long
+        for n, batch, *fixed in GRIDS[args.grid]:
+            gamma = fixed[0] if fixed else args.gamma_long if (n, batch) == (1000, 128) else args.gamma
             for name, impl in impls.items():
-                result = measure(name, impl, n, batch, dtype, args.device, gamma, args.repeats, args.quick)
+                result = measure(name, impl, n, batch, dtype, args.device, gamma, args.repeats, quick)
                 if result is None:
                     continue
                 row = {"impl": name, "n": n, "B": batch, "dtype": str(dtype).removeprefix("torch."), "gamma": gamma, **result}
@@ -284,7 +304,10 @@ def main(argv: list[str] | None = None) -> dict:
     # with a CUDA toolkit installed: harmless here, and confusing in a CPU benchmark's output.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="four sizes, float32: about 26 s on 2 CPU cores")
+    parser.add_argument("--grid", choices=list(GRIDS), default="full",
+                        help="sizes: full (float32 and bfloat16), or float32 only: quick (four training-loss "
+                             "sizes), gpu (run_gpu.sh), long (long rows, γ ∈ {0.1, 1, 10}), tiny")
+    parser.add_argument("--quick", dest="grid", action="store_const", const="quick", help="--grid quick")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--gamma", type=float, default=1.0)
     parser.add_argument("--gamma-long", type=float, default=100.0, help="γ at n=1000, B=128 (a narrow window)")
@@ -298,7 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
     args.command = "python benchmarks/soft_rank_throughput.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
     report = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"soft_rank_{report['date']}_{args.device}{'_quick' if args.quick else ''}"
+    stem = args.out / f"soft_rank_{report['date']}_{args.device}{'' if args.grid == 'full' else '_' + args.grid}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
     table = markdown(report)
     stem.with_suffix(".md").write_text(table + "\n")

@@ -50,9 +50,28 @@ def test_run_gpu_stops_with_one_clear_message_without_a_gpu():
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
+def test_run_gpu_dry_run_goes_through_every_stage_and_sums_up(tmp_path):
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "run_gpu.sh"
+    env = {**os.environ, "OUT": str(tmp_path), "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+    done = subprocess.run(["bash", str(script), "--dry-run"], capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = (tmp_path / "gpu_summary_cpu.md").read_text()
+    assert summary.strip() in done.stdout  # the table is printed, not only written
+    for stage in ("tests", "throughput", "train_step"):
+        assert f"| {stage} | ok |" in summary
+    assert "softrank_ad[triton]" in summary and "| 100 | 16 | 1 |" in summary
+    for method in ("adaad", "smaraad"):
+        for precision in ("fp32", "bf16"):
+            assert f"| {method} | {precision} |" in summary
+
+
 def test_missing_peers_are_named_with_their_install_command(monkeypatch, capsys):
     monkeypatch.setattr(soft_rank_throughput, "missing_peers", lambda: ["torchsort"])
-    report = soft_rank_throughput.run(type("Args", (), {"quick": True, "device": "cpu", "only": ["naive"],
+    report = soft_rank_throughput.run(type("Args", (), {"grid": "quick", "device": "cpu", "only": ["naive"],
                                                        "gamma": 1.0, "gamma_long": 100.0, "repeats": 1,
                                                        "command": "test"})())
     assert "not installed, so not compared: torchsort (pip install torchsort)" in capsys.readouterr().out
