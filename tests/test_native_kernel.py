@@ -95,6 +95,23 @@ def test_threads_split_rows_without_changing_results():
     assert torch.equal(one[0], several[0]) and torch.equal(one[1], several[1])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("gamma", [0.1, 1.0, 30.0])  # dense rows, and sorted windows at 30
+def test_one_long_row_split_over_threads_matches_one_thread(dtype, gamma):
+    x, grad = torch.randn(1, 6000, dtype=dtype), torch.randn(1, 6000, dtype=dtype)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = native_with_grad(x, gamma, grad)
+        torch.set_num_threads(3)  # blocks interleaved over 3 threads, totals added at the end
+        several = native_with_grad(x, gamma, grad)
+    finally:
+        torch.set_num_threads(threads)
+    # Only the order of the double-precision additions differs.
+    torch.testing.assert_close(several[0], one[0], rtol=1e-6 if dtype == torch.float32 else 1e-13, atol=0)
+    torch.testing.assert_close(several[1], one[1], rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-12)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
 def test_threads_are_torchs_own_openmp_workers():
     soft_rank(torch.randn(256, 256), backend="native")

@@ -63,13 +63,14 @@ struct scratch {
     void *key, *key_tmp, *values, *grad, *exps, *part;
     int32_t *index, *index_tmp, *sorted_index;
     double *total;
-    int64_t *count, *end;
+    int64_t *count, *end, *block;
 };
 
 static void scratch_free(struct scratch *s)
 {
     free(s->key); free(s->key_tmp); free(s->values); free(s->grad); free(s->exps); free(s->part);
     free(s->index); free(s->index_tmp); free(s->total); free(s->count); free(s->end);
+    free(s->block);
 }
 
 static int scratch_alloc(struct scratch *s, int64_t n, size_t real_size)
@@ -86,9 +87,10 @@ static int scratch_alloc(struct scratch *s, int64_t n, size_t real_size)
     s->total = malloc(m * sizeof(double));
     s->count = malloc(m * sizeof(int64_t));
     s->end = malloc(m * sizeof(int64_t));
+    s->block = malloc(m * sizeof(int64_t));
     s->sorted_index = s->index;
     if (s->key && s->key_tmp && s->values && s->grad && s->exps && s->part && s->index &&
-        s->index_tmp && s->total && s->count && s->end)
+        s->index_tmp && s->total && s->count && s->end && s->block)
         return 1;
     scratch_free(s);
     return 0;

@@ -291,15 +291,18 @@ def _run(name: str, tensors: list[torch.Tensor], gamma: float) -> torch.Tensor:
         return out
     suffix = "f32" if x.dtype == torch.float32 else "f64"
     function = getattr(library, f"{name}_{suffix}")
-    threads = max(1, min(torch.get_num_threads(), rows, rows * n * n // (2 * _MIN_PAIRS_PER_THREAD)))
+    threads = max(1, min(torch.get_num_threads(), rows * n * n // (2 * _MIN_PAIRS_PER_THREAD)))
 
     def block(start: int, stop: int, threads: int) -> int:
         pointers = [t[start].data_ptr() for t in tensors] + [out[start].data_ptr()]
         return function(*pointers, stop - start, n, gamma, threads)
 
-    if threads == 1 or (library.softrank_openmp() and not _forked):
+    if library.softrank_openmp() and not _forked:  # rows, or one long row, over OpenMP threads
         statuses = [block(0, rows, threads)]
-    else:
+    elif min(threads, rows) == 1:
+        statuses = [block(0, rows, 1)]
+    else:  # a Python pool splits the rows; a single row stays on one thread
+        threads = min(threads, rows)
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="softrank")
         step = -(-rows // threads)

@@ -122,26 +122,17 @@ static inline double NAME(pairs)(const REAL *E, const REAL *g, int64_t i, int64_
     return total;
 }
 
-/* Sweeps a row in blocks of entries, sharing E within a block. Leaves in s->total each entry's
- * sum over the pairs it was visited in, in sorted order when plan.window; in s->count, when
- * plan.window, how many saturated pairs each sorted position is the larger entry of. */
-static void NAME(sweep)(const REAL *v, const REAL *g, int64_t n, REAL gamma,
-                        struct NAME(plan) plan, struct scratch *s)
+/* Splits a row into blocks of entries and finds each entry's window; sequential, O(n). Leaves the
+ * block starts in s->block (returns their count; s->block[count] = n), end[i] in s->end and, when
+ * plan.window, in s->count how many saturated pairs each sorted position is the larger entry of. */
+static int64_t NAME(layout)(const REAL *v, int64_t n, REAL gamma, struct NAME(plan) plan,
+                            struct scratch *s)
 {
-    REAL *E = (REAL *)s->exps, *part = (REAL *)s->part;
-    double *total = s->total;
-    int64_t *end = s->end, *saturated = s->count;
-    for (int64_t j = 0; j <= n; ++j) {
-        part[j] = 0;
-        total[j] = 0;
+    int64_t *end = s->end, *saturated = s->count, blocks = 0, hi = 0;
+    for (int64_t j = 0; j <= n; ++j)
         saturated[j] = 0;
-    }
     const REAL reach = (REAL)SATURATION / gamma;
-    if (!plan.window)
-        for (int64_t j = 0; j < n; ++j)
-            E[j] = EXP(gamma * (v[j] - plan.shift));
-    int64_t hi = 0;
-    for (int64_t start = 0; start < n;) {
+    for (int64_t start = 0; start < n; ++blocks) {
         /* A block ends after BLOCK entries (so REAL partial sums stay short) and, when sorted,
          * before γ(v_i − v_start) passes BLOCK_SPREAD, so that E relative to v_start stays in
          * [1, exp(MAX_EXPONENT)]: E_i ≤ exp(BLOCK_SPREAD) inside the block and a neighbour past
@@ -150,26 +141,87 @@ static void NAME(sweep)(const REAL *v, const REAL *g, int64_t n, REAL gamma,
         while (stop < n && stop - start < BLOCK &&
                (!plan.window || gamma * (v[stop] - v[start]) <= BLOCK_SPREAD))
             ++stop;
-        int64_t last = stop; /* max of end[i]: rounding up to vectors makes end not monotone */
         for (int64_t i = start; i < stop; ++i) {
             end[i] = plan.window ? NAME(window_end)(v, n, i, &hi, reach) : n;
-            last = end[i] > last ? end[i] : last;
+            ++saturated[end[i]];
         }
+        s->block[blocks] = start;
+        start = stop;
+    }
+    s->block[blocks] = n;
+    return blocks;
+}
+
+/* The pairs of blocks first, first + stride, … of the layout: adds into total[] each entry's sum
+ * over the pairs it was visited in (sorted order when plan.window). E and part are the caller's
+ * work arrays of n + 1 entries, part all zero on entry and on return. */
+static void NAME(sweep_blocks)(const REAL *v, const REAL *g, int64_t n, REAL gamma,
+                               struct NAME(plan) plan, const struct scratch *s, int64_t blocks,
+                               int64_t first, int64_t stride, REAL *E, REAL *part, double *total)
+{
+    const int64_t *end = s->end;
+    if (!plan.window)
+        for (int64_t j = 0; j < n; ++j)
+            E[j] = EXP(gamma * (v[j] - plan.shift));
+    for (int64_t b = first; b < blocks; b += stride) {
+        const int64_t start = s->block[b], stop = s->block[b + 1];
+        int64_t last = stop; /* max of end[i]: rounding up to vectors makes end not monotone */
+        for (int64_t i = start; i < stop; ++i)
+            last = end[i] > last ? end[i] : last;
         if (plan.window)
             for (int64_t j = start; j < last; ++j) {
                 const REAL t = gamma * (v[j] - v[start]);
                 E[j] = EXP(t < MAX_EXPONENT ? t : (REAL)MAX_EXPONENT);
             }
-        for (int64_t i = start; i < stop; ++i) {
+        for (int64_t i = start; i < stop; ++i)
             total[i] += NAME(pairs)(E, g, i, end[i], part);
-            ++saturated[end[i]];
-        }
         for (int64_t j = start; j < last; ++j) {
             total[j] += part[j];
             part[j] = 0;
         }
-        start = stop;
     }
+}
+
+/* Sweeps a row, its blocks shared out over `threads` threads (each with its own E, part and
+ * totals, added up at the end) when the row is long enough to be worth it. Leaves s->total and
+ * s->count as layout and sweep_blocks describe; returns STATUS_NO_MEMORY or 0. */
+static int NAME(sweep)(const REAL *v, const REAL *g, int64_t n, REAL gamma,
+                       struct NAME(plan) plan, struct scratch *s, int threads)
+{
+    const int64_t blocks = NAME(layout)(v, n, gamma, plan, s);
+    for (int64_t j = 0; j <= n; ++j) {
+        s->total[j] = 0;
+        ((REAL *)s->part)[j] = 0;
+    }
+    if (threads <= 1 || blocks < 2 * threads) {
+        NAME(sweep_blocks)(v, g, n, gamma, plan, s, blocks, 0, 1, (REAL *)s->exps, (REAL *)s->part, s->total);
+        return 0;
+    }
+    int status = 0;
+#pragma omp parallel num_threads(threads) reduction(|:status)
+    {
+#ifdef _OPENMP
+        const int64_t id = omp_get_thread_num(), count = omp_get_num_threads();
+#else
+        const int64_t id = 0, count = 1;
+#endif
+        REAL *E = malloc((size_t)(n + 1) * sizeof(REAL));
+        REAL *part = calloc((size_t)(n + 1), sizeof(REAL));
+        double *total = calloc((size_t)(n + 1), sizeof(double));
+        if (E && part && total) {
+            /* Interleaved blocks: dense rows' blocks shrink towards the end, so each thread gets
+             * a similar share of pairs. */
+            NAME(sweep_blocks)(v, g, n, gamma, plan, s, blocks, id, count, E, part, total);
+#pragma omp critical
+            for (int64_t j = 0; j <= n; ++j)
+                s->total[j] += total[j];
+        } else
+            status |= STATUS_NO_MEMORY;
+        free(E);
+        free(part);
+        free(total);
+    }
+    return status;
 }
 
 /* A row holding NaN or ±inf comes back all NaN: the dense formula gives NaN there too (NaN or
@@ -183,7 +235,8 @@ static int NAME(nonfinite_row)(struct NAME(plan) plan, REAL *out, int64_t n)
 }
 
 /* Returns STATUS_NONFINITE for a row holding NaN/inf, else 0. */
-static int NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, struct scratch *s)
+static int NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, struct scratch *s,
+                             int threads)
 {
     const struct NAME(plan) plan = NAME(plan_row)(x, n, gamma);
     if (NAME(nonfinite_row)(plan, out, n))
@@ -193,7 +246,8 @@ static int NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, st
         NAME(sort_row)(x, n, s);
         v = (const REAL *)s->values;
     }
-    NAME(sweep)(v, NULL, n, gamma, plan, s);
+    if (NAME(sweep)(v, NULL, n, gamma, plan, s, threads))
+        return STATUS_NO_MEMORY;
     /* + 1: σ(0) of the pair (i, i) and the offset 1/2; + below: saturated pairs. */
     int64_t below = 0;
     for (int64_t k = 0; k < n; ++k) {
@@ -204,7 +258,7 @@ static int NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, st
 }
 
 static int NAME(backward_row)(const REAL *x, const REAL *grad, REAL *out, int64_t n, REAL gamma,
-                              struct scratch *s)
+                              struct scratch *s, int threads)
 {
     const struct NAME(plan) plan = NAME(plan_row)(x, n, gamma);
     if (NAME(nonfinite_row)(plan, out, n))
@@ -218,18 +272,30 @@ static int NAME(backward_row)(const REAL *x, const REAL *grad, REAL *out, int64_
             sorted_grad[k] = grad[s->sorted_index[k]];
         g = sorted_grad;
     }
-    NAME(sweep)(v, g, n, gamma, plan, s);
+    if (NAME(sweep)(v, g, n, gamma, plan, s, threads))
+        return STATUS_NO_MEMORY;
     for (int64_t k = 0; k < n; ++k)
         out[plan.window ? s->sorted_index[k] : k] = (REAL)((double)gamma * s->total[k]);
     return 0;
 }
 
-/* Exported: rows × n, row-major, split into contiguous row blocks over `threads` threads (OpenMP
- * builds; without OpenMP the caller runs one block per thread of its own). Returns STATUS_* bits:
- * no scratch memory, or a row held NaN/inf (that row comes back all NaN). */
+/* Exported: rows × n, row-major, over `threads` threads (OpenMP builds; without OpenMP the
+ * caller runs one block of rows per thread of its own). With at least as many rows as threads,
+ * each thread takes a contiguous block of rows; with fewer, the rows go one at a time, each
+ * split over all the threads. Returns STATUS_* bits: no scratch memory, or a row held NaN/inf
+ * (that row comes back all NaN). */
 int NAME(softrank_forward)(const REAL *x, REAL *out, int64_t rows, int64_t n, double gamma, int threads)
 {
     int status = 0;
+    if (rows < threads) {
+        struct scratch s;
+        if (!scratch_alloc(&s, n, sizeof(REAL)))
+            return STATUS_NO_MEMORY;
+        for (int64_t row = 0; row < rows; ++row)
+            status |= NAME(forward_row)(x + row * n, out + row * n, n, (REAL)gamma, &s, threads);
+        scratch_free(&s);
+        return status;
+    }
 #pragma omp parallel num_threads(threads) reduction(|:status) if (threads > 1)
     {
         struct scratch s;
@@ -239,7 +305,7 @@ int NAME(softrank_forward)(const REAL *x, REAL *out, int64_t rows, int64_t n, do
             status |= STATUS_NO_MEMORY;
         else if (first < last) {
             for (int64_t row = first; row < last; ++row)
-                status |= NAME(forward_row)(x + row * n, out + row * n, n, (REAL)gamma, &s);
+                status |= NAME(forward_row)(x + row * n, out + row * n, n, (REAL)gamma, &s, 1);
             scratch_free(&s);
         }
     }
@@ -250,6 +316,15 @@ int NAME(softrank_backward)(const REAL *x, const REAL *grad, REAL *out, int64_t 
                             double gamma, int threads)
 {
     int status = 0;
+    if (rows < threads) {
+        struct scratch s;
+        if (!scratch_alloc(&s, n, sizeof(REAL)))
+            return STATUS_NO_MEMORY;
+        for (int64_t row = 0; row < rows; ++row)
+            status |= NAME(backward_row)(x + row * n, grad + row * n, out + row * n, n, (REAL)gamma, &s, threads);
+        scratch_free(&s);
+        return status;
+    }
 #pragma omp parallel num_threads(threads) reduction(|:status) if (threads > 1)
     {
         struct scratch s;
@@ -259,7 +334,7 @@ int NAME(softrank_backward)(const REAL *x, const REAL *grad, REAL *out, int64_t 
             status |= STATUS_NO_MEMORY;
         else if (first < last) {
             for (int64_t row = first; row < last; ++row)
-                status |= NAME(backward_row)(x + row * n, grad + row * n, out + row * n, n, (REAL)gamma, &s);
+                status |= NAME(backward_row)(x + row * n, grad + row * n, out + row * n, n, (REAL)gamma, &s, 1);
             scratch_free(&s);
         }
     }
