@@ -64,13 +64,14 @@ struct scratch {
     int32_t *index, *index_tmp, *sorted_index;
     double *total;
     int64_t *count, *end, *block;
+    double *wide[3]; /* the far-field's row in double, its weights and its second output */
 };
 
 static void scratch_free(struct scratch *s)
 {
     free(s->key); free(s->key_tmp); free(s->values); free(s->grad); free(s->exps); free(s->part);
     free(s->index); free(s->index_tmp); free(s->total); free(s->count); free(s->end);
-    free(s->block);
+    free(s->block); free(s->wide[0]); free(s->wide[1]); free(s->wide[2]);
 }
 
 static int scratch_alloc(struct scratch *s, int64_t n, size_t real_size)
@@ -88,9 +89,12 @@ static int scratch_alloc(struct scratch *s, int64_t n, size_t real_size)
     s->count = malloc(m * sizeof(int64_t));
     s->end = malloc(m * sizeof(int64_t));
     s->block = malloc(m * sizeof(int64_t));
+    for (int w = 0; w < 3; ++w)
+        s->wide[w] = malloc(m * sizeof(double));
     s->sorted_index = s->index;
     if (s->key && s->key_tmp && s->values && s->grad && s->exps && s->part && s->index &&
-        s->index_tmp && s->total && s->count && s->end && s->block)
+        s->index_tmp && s->total && s->count && s->end && s->block && s->wide[0] && s->wide[1] &&
+        s->wide[2])
         return 1;
     scratch_free(s);
     return 0;
@@ -116,7 +120,10 @@ static inline float exp_f32(float x)
     return p * scale;
 }
 
+#include "native_farfield.h"
+
 #define REAL float
+#define FARFIELD 1         /* long float32 rows may take the far-field expansion */
 #define UKEY uint32_t
 #define NAME(x) x##_f32
 #define EXP exp_f32
@@ -125,6 +132,7 @@ static inline float exp_f32(float x)
 #define MAX_EXPONENT 40.0f /* ≥ BLOCK_SPREAD + SATURATION; 2 exp(40) is far from overflow */
 #include "native_rows.h"
 #undef REAL
+#undef FARFIELD
 #undef UKEY
 #undef NAME
 #undef EXP
@@ -133,6 +141,7 @@ static inline float exp_f32(float x)
 #undef MAX_EXPONENT
 
 #define REAL double
+#define FARFIELD 0         /* float64 stays exact to rounding */
 #define UKEY uint64_t
 #define NAME(x) x##_f64
 #define EXP exp

@@ -2,8 +2,10 @@
 
 Why C rather than torch: per pair the kernel needs one division and a few multiply-adds
 (σ(γ(v_i − v_j)) = E_i / (E_i + E_j) with one exponential per entry, each unordered pair once),
-and rows wide enough for σ to saturate are radix-sorted and swept in windows. No torch expression
-fuses that; see ``native_rows.h`` for the algorithm.
+and rows wide enough for σ to saturate are radix-sorted and swept in windows. Long float32 rows
+where that would still visit most pairs take a far-field expansion instead (O(n·P), each pair off
+by at most 1e-9, below float32 rounding; ``native_farfield.h``), chosen per row by cost. No torch
+expression fuses that; see ``native_rows.h`` for the algorithm.
 
 The source is compiled once per machine with the system C compiler (``$CC``, else the one Python
 was built with, else ``cc``) into a cache directory (``$SOFTRANK_AD_CACHE``, else
@@ -25,6 +27,7 @@ call. Every thread allocates its own O(n) scratch, so the threads share nothing.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
@@ -41,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-_SOURCES = ("native.c", "native_rows.h")
+_SOURCES = ("native.c", "native_rows.h", "native_farfield.h")
 # -fassociative-math lets the compiler vectorise the sums; unlike -ffast-math it keeps NaN/inf
 # semantics and does not link crtfastmath.o, which would set flush-to-zero for the whole process.
 _FLAGS = ["-O3", "-fPIC", "-shared", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "-fno-signed-zeros"]
@@ -189,6 +192,12 @@ def _declare(library: ctypes.CDLL) -> None:
         backward.argtypes = [pointer, pointer, pointer, size, size, real, count]
         forward.restype = backward.restype = ctypes.c_int
     library.softrank_openmp.restype = ctypes.c_int
+    for suffix in ("f32", "f64"):
+        method = getattr(library, f"softrank_method_{suffix}")
+        method.argtypes = [pointer, size, real, count]
+        method.restype = ctypes.c_int
+    library.softrank_set_farfield.argtypes = [ctypes.c_int]
+    library.softrank_set_farfield.restype = None
 
 
 def _load() -> ctypes.CDLL | None:
@@ -226,6 +235,36 @@ def _build_and_open() -> tuple[ctypes.CDLL | None, str | None]:
 def uses_openmp() -> bool:
     """Whether the loaded kernels split rows over torch's OpenMP workers (else a Python pool)."""
     return _load() is not None and bool(_library.softrank_openmp())
+
+
+METHODS = {0: "dense", 1: "window", 2: "far-field"}
+
+
+def method(row: torch.Tensor, gamma: float, backward: bool = False) -> str:
+    """How the kernel sweeps this 1-D row: "dense" (every pair), "window" (sorted, saturated pairs
+    counted) or "far-field" (the expansion of ``native_farfield.h``, float32 only), chosen per
+    row by comparing their costs."""
+    library = _load()
+    row = row.contiguous()
+    suffix = "f32" if row.dtype == torch.float32 else "f64"
+    chosen = getattr(library, f"softrank_method_{suffix}")(row.data_ptr(), row.numel(), gamma, int(backward))
+    if chosen < 0:
+        raise ValueError("the row holds NaN or inf (or scratch memory ran out)")
+    return METHODS[chosen]
+
+
+@contextlib.contextmanager
+def farfield(mode: str):
+    """Within the block, float32 rows take the far-field expansion ``"never"``, ``"always"`` or
+    (the default) where it is cheaper, ``"auto"``: for tests and benchmarks that compare it with
+    the exact sweep on the same input. Process-wide; not for concurrent use."""
+    library = _load()
+    modes = ("never", "auto", "always")
+    library.softrank_set_farfield(modes.index(mode))
+    try:
+        yield
+    finally:
+        library.softrank_set_farfield(modes.index("auto"))
 
 
 def loaded() -> bool:

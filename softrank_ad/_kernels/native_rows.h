@@ -11,6 +11,10 @@
  *  - σ(t) rounds to 0 or 1 once |t| > SATURATION. Rows where some pair passes it are sorted
  *    (radix sort, O(n)); entry i then visits its right neighbours only up to where σ saturates,
  *    and each pair beyond adds exactly 1 to the larger entry (a prefix count).
+ *
+ * Long float32 rows whose pairs the window cannot skip (γ·spread small next to n) take the
+ * far-field expansion of native_farfield.h instead, O(n·P) with an error bound below float32
+ * rounding; each row takes whichever of the two costs less (use_farfield).
  */
 
 /* Order-preserving map from REAL's bits to an unsigned key: flip all bits of negatives, the
@@ -58,7 +62,7 @@ static void NAME(sort_row)(const REAL *x, int64_t n, struct scratch *s)
 /* How a row is swept: densely (every pair, one shift c for the row) or sorted with windows. */
 struct NAME(plan) {
     int nonfinite, window;
-    REAL shift;
+    REAL shift, spread; /* spread: γ·(max − min) */
 };
 
 static struct NAME(plan) NAME(plan_row)(const REAL *x, int64_t n, REAL gamma)
@@ -74,7 +78,7 @@ static struct NAME(plan) NAME(plan_row)(const REAL *x, int64_t n, REAL gamma)
     /* Dense needs every E = exp(γ(v − c)) within exp(±MAX_EXPONENT / 2); sorting pays off once
      * some pair saturates on rows long enough to skip many. */
     const int window = spread > MAX_EXPONENT || (n >= WINDOW_MIN_N && spread > SATURATION);
-    const struct NAME(plan) plan = {nonfinite, window, lo + (hi - lo) / 2}; /* no overflow */
+    const struct NAME(plan) plan = {nonfinite, window, lo + (hi - lo) / 2, spread}; /* no overflow */
     return plan;
 }
 
@@ -234,6 +238,65 @@ static int NAME(nonfinite_row)(struct NAME(plan) plan, REAL *out, int64_t n)
     return plan.nonfinite;
 }
 
+/* Pairs the exact sweep of a sorted windowed row visits (for the choice of the far field). */
+static double NAME(window_pairs)(const REAL *v, int64_t n, REAL gamma)
+{
+    const REAL reach = (REAL)SATURATION / gamma;
+    double pairs = 0;
+    for (int64_t i = 0, hi = 0; i < n; ++i) {
+        while (hi < n && v[hi] - v[i] <= reach)
+            ++hi;
+        pairs += (double)(hi - i);
+    }
+    return pairs;
+}
+
+/* Rows shorter than this always take the exact sweep. */
+#define FARFIELD_MIN_N 1024
+/* A pair of the exact sweep costs about as much as this many multiply-adds of the expansion. */
+#define FARFIELD_PAIR_COST 2.0
+
+/* Whether a row takes the far-field expansion (native_farfield.h): float32 rows long enough that
+ * it costs less than the exact sweep. Sorts the row into s->values when it returns 1, and when
+ * plan.window (which sorts anyway). */
+static int NAME(use_farfield)(const REAL *x, int64_t n, REAL gamma, struct NAME(plan) plan,
+                              struct scratch *s, int deriv, int weights)
+{
+    const int always = FARFIELD && farfield_mode == FARFIELD_ALWAYS;
+    if (!always && (!FARFIELD || farfield_mode == FARFIELD_NEVER || n < FARFIELD_MIN_N)) {
+        if (plan.window)
+            NAME(sort_row)(x, n, s);
+        return 0;
+    }
+    const double expansion = farfield_cost(n, (double)plan.spread, deriv, weights);
+    double exact = (double)n * (double)(n - 1) / 2;
+    if (plan.window) {
+        NAME(sort_row)(x, n, s);
+        exact = NAME(window_pairs)((const REAL *)s->values, n, gamma);
+    }
+    if (!always && FARFIELD_PAIR_COST * exact <= expansion)
+        return 0;
+    if (!plan.window)
+        NAME(sort_row)(x, n, s);
+    const REAL *v = (const REAL *)s->values;
+    for (int64_t k = 0; k < n; ++k)
+        s->wide[0][k] = (double)gamma * ((double)v[k] - (double)v[0]);
+    return 1;
+}
+
+/* Exported: how a row would be swept (0 dense, 1 sorted windows, 2 far-field expansion; -1 for
+ * a row holding NaN/inf or no memory), for tests and benchmarks of the choice. */
+int NAME(softrank_method)(const REAL *x, int64_t n, double gamma, int backward)
+{
+    struct scratch s;
+    const struct NAME(plan) plan = NAME(plan_row)(x, n, (REAL)gamma);
+    if (plan.nonfinite || !scratch_alloc(&s, n, sizeof(REAL)))
+        return -1;
+    const int far = NAME(use_farfield)(x, n, (REAL)gamma, plan, &s, backward, backward ? 2 : 1);
+    scratch_free(&s);
+    return far ? 2 : plan.window;
+}
+
 /* Returns STATUS_NONFINITE for a row holding NaN/inf, else 0. */
 static int NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, struct scratch *s,
                              int threads)
@@ -241,11 +304,16 @@ static int NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, st
     const struct NAME(plan) plan = NAME(plan_row)(x, n, gamma);
     if (NAME(nonfinite_row)(plan, out, n))
         return STATUS_NONFINITE;
-    const REAL *v = x;
-    if (plan.window) {
-        NAME(sort_row)(x, n, s);
-        v = (const REAL *)s->values;
+    if (NAME(use_farfield)(x, n, gamma, plan, s, 0, 1)) {
+        const double *no_weights[1] = {NULL};
+        double *const sums[1] = {s->total};
+        if (farfield_sum(s->wide[0], n, 0, 1, no_weights, sums))
+            return STATUS_NO_MEMORY;
+        for (int64_t k = 0; k < n; ++k)
+            out[s->sorted_index[k]] = (REAL)(s->total[k] + 0.5);
+        return 0;
     }
+    const REAL *v = plan.window ? (const REAL *)s->values : x;
     if (NAME(sweep)(v, NULL, n, gamma, plan, s, threads))
         return STATUS_NO_MEMORY;
     /* + 1: σ(0) of the pair (i, i) and the offset 1/2; + below: saturated pairs. */
@@ -263,9 +331,21 @@ static int NAME(backward_row)(const REAL *x, const REAL *grad, REAL *out, int64_
     const struct NAME(plan) plan = NAME(plan_row)(x, n, gamma);
     if (NAME(nonfinite_row)(plan, out, n))
         return STATUS_NONFINITE;
+    if (NAME(use_farfield)(x, n, gamma, plan, s, 1, 2)) {
+        /* ∂L/∂v_k = γ (g_k Σ_j σ'(t_k − t_j) − Σ_j σ'(t_k − t_j) g_j) */
+        double *sorted_grad = s->wide[1];
+        for (int64_t k = 0; k < n; ++k)
+            sorted_grad[k] = (double)grad[s->sorted_index[k]];
+        const double *weight[2] = {NULL, sorted_grad};
+        double *const sums[2] = {s->total, s->wide[2]};
+        if (farfield_sum(s->wide[0], n, 1, 2, weight, sums))
+            return STATUS_NO_MEMORY;
+        for (int64_t k = 0; k < n; ++k)
+            out[s->sorted_index[k]] = (REAL)((double)gamma * (sorted_grad[k] * s->total[k] - s->wide[2][k]));
+        return 0;
+    }
     const REAL *v = x, *g = grad;
     if (plan.window) {
-        NAME(sort_row)(x, n, s);
         v = (const REAL *)s->values;
         REAL *sorted_grad = (REAL *)s->grad;
         for (int64_t k = 0; k < n; ++k)

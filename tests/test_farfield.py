@@ -1,0 +1,107 @@
+"""The far-field expansion of long float32 rows (native_farfield.h): its error bound, its accuracy
+against the exact float32 sweep, and the per-row choice between them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from softrank_ad._kernels import native
+
+pytestmark = pytest.mark.skipif(not native.available(), reason="needs a C compiler")
+
+# Per pair, the dropped Taylor terms are at most this (FARFIELD_TOL in native_farfield.h).
+PAIR_BOUND = 1e-9
+HALF_ULP = 2.0**-24  # float32's rounding of the returned value, relative
+
+
+def _exact(x: torch.Tensor, grad: torch.Tensor, gamma: float):
+    """The dense formula in float64 at the γ the float32 kernel computes with (γ in float32)."""
+    gamma = float(np.float32(gamma))
+    x64, g64 = x.double(), grad.double()
+    return native.forward(x64, gamma), native.backward(x64, g64, gamma)
+
+
+def _rows(shape: str, n: int, scale: float, seed: int) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    if shape == "normal":
+        v = rng.normal(size=n)
+    elif shape == "uniform":
+        v = rng.uniform(-1, 1, size=n)
+    elif shape == "clusters":  # two tight clumps: most pairs in one bin or far apart
+        v = np.where(rng.random(n) < 0.5, -1.0, 1.0) + 0.01 * rng.normal(size=n)
+    else:  # heavy tails: a few entries far out, many empty bins between
+        v = rng.standard_t(2, size=n)
+    return torch.from_numpy(scale * v).float().unsqueeze(0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(2, 3000),
+    gamma=st.floats(0.02, 20.0),
+    scale=st.floats(0.05, 5.0),
+    shape=st.sampled_from(["normal", "uniform", "clusters", "heavy"]),
+    seed=st.integers(0, 2**16),
+)
+def test_expansion_error_stays_within_its_bound(n, gamma, scale, shape, seed):
+    x = _rows(shape, n, scale, seed)
+    if gamma * float(x.max() - x.min()) > 2000:
+        return  # heavy tails at large γ: 4,000+ bins, and the exact sweep would be chosen anyway
+    grad = torch.randn(1, n, generator=torch.Generator().manual_seed(seed))
+    ranks, grads = _exact(x, grad, gamma)
+    with native.farfield("always"):
+        far_ranks, far_grads = native.forward(x, gamma), native.backward(x, grad, gamma)
+    # Ranks: n pairs of at most PAIR_BOUND each, then float32 rounding of the result.
+    rank_bound = n * PAIR_BOUND + HALF_ULP * ranks.abs() + 1e-12 * n
+    assert ((far_ranks.double() - ranks).abs() <= rank_bound).all()
+    # Gradients: γ (g_i Σ_j σ'(·) − Σ_j σ'(·) g_j), each sum within its pairs' bound.
+    g = grad.double()
+    grad_bound = gamma * PAIR_BOUND * (n * g.abs() + g.abs().sum()) + HALF_ULP * grads.abs() + 1e-12 * n * gamma
+    assert ((far_grads.double() - grads).abs() <= grad_bound).all()
+
+
+@pytest.mark.parametrize("n", [4096, 16384])
+@pytest.mark.parametrize("gamma", [0.1, 1.0, 10.0])
+def test_expansion_is_no_further_from_float64_than_the_exact_float32_sweep(n, gamma):
+    torch.manual_seed(n)
+    x, grad = torch.randn(1, n), torch.randn(1, n)
+    ranks, grads = _exact(x, grad, gamma)
+    errors = {}
+    for mode in ("never", "always"):
+        with native.farfield(mode):
+            errors[mode] = ((native.forward(x, gamma).double() - ranks).abs().max(),
+                            (native.backward(x, grad, gamma).double() - grads).abs().max())
+    assert errors["always"][0] <= errors["never"][0]
+    assert errors["always"][1] <= errors["never"][1] * 1.05  # both at float32 rounding of |∂| ~ 1e3
+
+
+def test_the_row_decides_the_method():
+    torch.manual_seed(0)
+    long_row = torch.randn(4096)
+    assert native.method(torch.randn(500), 1.0) == "dense"  # short rows: always exact
+    assert native.method(long_row, 1.0) == "far-field"  # every pair live: O(n²) exact
+    assert native.method(long_row, 1.0, backward=True) == "far-field"
+    assert native.method(long_row, 10_000.0) == "window"  # almost every pair saturated
+    assert native.method(long_row.double(), 1.0) == "dense"  # float64 stays exact
+    with native.farfield("never"):
+        assert native.method(long_row, 1.0) == "dense"
+    assert native.method(long_row, 1.0) == "far-field"  # the mode is restored after the block
+    with pytest.raises(ValueError, match="NaN or inf"):
+        native.method(torch.tensor([1.0, float("nan")]), 1.0)
+
+
+def test_rows_split_over_threads_agree_with_one_thread():
+    # Rows taking the expansion run whole on one thread each, whatever the split.
+    x, grad = torch.randn(3, 2048), torch.randn(3, 2048)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = native.forward(x, 1.0), native.backward(x, grad, 1.0)
+        torch.set_num_threads(4)
+        several = native.forward(x, 1.0), native.backward(x, grad, 1.0)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], several[0]) and torch.equal(one[1], several[1])
