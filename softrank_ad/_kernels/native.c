@@ -64,7 +64,7 @@ struct scratch {
     int32_t *index, *index_tmp, *sorted_index;
     double *total;
     int64_t *count, *end, *block;
-    double *wide[3]; /* the far-field's row in double, its weights and its second output */
+    double *wide[4]; /* the far-field's row in double, its weights, second output and powers */
 };
 
 static void scratch_free(struct scratch *s)
@@ -72,6 +72,7 @@ static void scratch_free(struct scratch *s)
     free(s->key); free(s->key_tmp); free(s->values); free(s->grad); free(s->exps); free(s->part);
     free(s->index); free(s->index_tmp); free(s->total); free(s->count); free(s->end);
     free(s->block); free(s->wide[0]); free(s->wide[1]); free(s->wide[2]);
+    free(s->wide[3]);
 }
 
 static int scratch_alloc(struct scratch *s, int64_t n, size_t real_size)
@@ -89,15 +90,37 @@ static int scratch_alloc(struct scratch *s, int64_t n, size_t real_size)
     s->count = malloc(m * sizeof(int64_t));
     s->end = malloc(m * sizeof(int64_t));
     s->block = malloc(m * sizeof(int64_t));
-    for (int w = 0; w < 3; ++w)
+    for (int w = 0; w < 4; ++w)
         s->wide[w] = malloc(m * sizeof(double));
     s->sorted_index = s->index;
     if (s->key && s->key_tmp && s->values && s->grad && s->exps && s->part && s->index &&
         s->index_tmp && s->total && s->count && s->end && s->block && s->wide[0] && s->wide[1] &&
-        s->wide[2])
+        s->wide[2] && s->wide[3])
         return 1;
     scratch_free(s);
     return 0;
+}
+
+/* Each thread's scratch, kept between calls and regrown only for a longer row or a wider type:
+ * fresh allocations of long rows' scratch are mapped afresh by malloc, and their page faults can
+ * cost more than the work. A thread keeps O(n) bytes for the longest row it has ranked. */
+static _Thread_local struct scratch kept;
+static _Thread_local int64_t kept_n = -1;
+static _Thread_local size_t kept_size;
+
+/* This thread's scratch for rows of n entries of real_size bytes, or NULL when out of memory. */
+static struct scratch *scratch_get(int64_t n, size_t real_size)
+{
+    if (kept_n >= n && kept_size >= real_size)
+        return &kept;
+    if (kept_n >= 0)
+        scratch_free(&kept);
+    kept_n = -1;
+    if (!scratch_alloc(&kept, n, real_size))
+        return NULL;
+    kept_n = n;
+    kept_size = real_size;
+    return &kept;
 }
 
 /* exp for float, |x| ≤ 88: Cephes' expf polynomial (about 1 ulp) written branch-free so the

@@ -92,10 +92,11 @@ static double farfield_cost(int64_t n, double t_max, int deriv, int weights)
 }
 
 /* out[w][i] = Σ_j weight[w][j] φ(t_i − t_j) for w < weights (weight[w] == NULL: all ones), with
- * φ = σ (deriv 0) or σ' (deriv 1); t sorted ascending from t[0] = 0. Returns 0, or 1 when memory
- * could not be allocated. */
+ * φ = σ (deriv 0) or σ' (deriv 1); t sorted ascending from t[0] = 0. Bins are shared out over
+ * `threads` threads (each bin's moments, local expansion and entries are its own). power is the
+ * caller's work array of n entries. Returns 0, or 1 when memory could not be allocated. */
 static int farfield_sum(const double *t, int64_t n, int deriv, int weights, const double *const *weight,
-                        double *const *out)
+                        double *const *out, double *power, int threads)
 {
     const int order = farfield_order(deriv);
     const double h = FARFIELD_BIN;
@@ -118,17 +119,23 @@ static int farfield_sum(const double *t, int64_t n, int deriv, int weights, cons
         while (b < bin)
             start[++b] = i;
     }
-    /* Moments M_b,k = Σ_j w_j (−δ_j)^k. */
+    /* Moments M_b,k = Σ_j w_j (−δ_j)^k, k outermost so the sums over j vectorise. */
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int64_t b = 0; b < bins; ++b) {
         const double centre = ((double)b + 0.5) * h;
+        const int64_t first = start[b], count = start[b + 1] - start[b];
         for (int w = 0; w < weights; ++w) {
             double *m = moment + (b * weights + w) * order;
-            for (int64_t j = start[b]; j < start[b + 1]; ++j) {
-                double power = weight[w] ? weight[w][j] : 1.0;
-                for (int k = 0; k < order; ++k) {
-                    m[k] += power;
-                    power *= centre - t[j];
+            double *p = power + first;
+            for (int64_t j = 0; j < count; ++j)
+                p[j] = weight[w] ? weight[w][first + j] : 1.0;
+            for (int k = 0; k < order; ++k) {
+                double sum = 0;
+                for (int64_t j = 0; j < count; ++j) {
+                    sum += p[j];
+                    p[j] *= centre - t[first + j];
                 }
+                m[k] = sum;
             }
         }
     }
@@ -149,6 +156,7 @@ static int farfield_sum(const double *t, int64_t n, int deriv, int weights, cons
         }
     }
     /* Local expansions L_a,l, and the weight of the bins saturated below a. */
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int64_t a = 0; a < bins; ++a) {
         const int64_t from = a - reach > 0 ? a - reach : 0, to = a + reach < bins - 1 ? a + reach : bins - 1;
         for (int w = 0; w < weights; ++w) {
@@ -166,18 +174,22 @@ static int farfield_sum(const double *t, int64_t n, int deriv, int weights, cons
         for (int w = 0; w < weights; ++w)
             for (int64_t a = reach + 1; a < bins; ++a)
                 below[a * weights + w] = below[(a - 1) * weights + w] + moment[((a - reach - 1) * weights + w) * order];
-    /* Each entry: Σ_l L_a,l ε^l by Horner, plus the saturated bins below. */
+    /* Each entry: Σ_l L_a,l ε^l by Horner, entries innermost so the steps vectorise, plus the
+     * saturated bins below. */
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int64_t a = 0; a < bins; ++a) {
         const double centre = ((double)a + 0.5) * h;
+        const int64_t first = start[a], count = start[a + 1] - start[a];
         for (int w = 0; w < weights; ++w) {
             const double *l_in = local + (a * weights + w) * order;
-            for (int64_t i = start[a]; i < start[a + 1]; ++i) {
-                const double eps = t[i] - centre;
-                double sum = 0;
-                for (int l = order - 1; l >= 0; --l)
-                    sum = sum * eps + l_in[l];
-                out[w][i] = sum + below[a * weights + w];
-            }
+            double *sum = out[w] + first;
+            for (int64_t i = 0; i < count; ++i)
+                sum[i] = l_in[order - 1];
+            for (int l = order - 2; l >= 0; --l)
+                for (int64_t i = 0; i < count; ++i)
+                    sum[i] = sum[i] * (t[first + i] - centre) + l_in[l];
+            for (int64_t i = 0; i < count; ++i)
+                sum[i] += below[a * weights + w];
         }
     }
     free(start); free(moment); free(local); free(table); free(below);

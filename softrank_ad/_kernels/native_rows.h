@@ -251,10 +251,12 @@ static double NAME(window_pairs)(const REAL *v, int64_t n, REAL gamma)
     return pairs;
 }
 
-/* Rows shorter than this always take the exact sweep. */
-#define FARFIELD_MIN_N 1024
-/* A pair of the exact sweep costs about as much as this many multiply-adds of the expansion. */
-#define FARFIELD_PAIR_COST 2.0
+/* Rows shorter than this always take the exact sweep (below it the two differ by < 0.1 ms). */
+#define FARFIELD_MIN_N 2048
+/* A pair of the exact sweep (vectorised, split over threads) costs about as much as this many
+ * multiply-adds of the expansion: fitted to fwd+bwd times of both on 2 cores with AVX-512
+ * (n = 1,024–16,384, B = 1–128, γ = 0.1–100): 0.1–0.2, the rows where the two are close. */
+#define FARFIELD_PAIR_COST 0.15
 
 /* Whether a row takes the far-field expansion (native_farfield.h): float32 rows long enough that
  * it costs less than the exact sweep. Sorts the row into s->values when it returns 1, and when
@@ -270,6 +272,11 @@ static int NAME(use_farfield)(const REAL *x, int64_t n, REAL gamma, struct NAME(
     }
     const double expansion = farfield_cost(n, (double)plan.spread, deriv, weights);
     double exact = (double)n * (double)(n - 1) / 2;
+    if (!always && FARFIELD_PAIR_COST * exact <= expansion) { /* it would lose even to all pairs */
+        if (plan.window)
+            NAME(sort_row)(x, n, s);
+        return 0;
+    }
     if (plan.window) {
         NAME(sort_row)(x, n, s);
         exact = NAME(window_pairs)((const REAL *)s->values, n, gamma);
@@ -288,13 +295,11 @@ static int NAME(use_farfield)(const REAL *x, int64_t n, REAL gamma, struct NAME(
  * a row holding NaN/inf or no memory), for tests and benchmarks of the choice. */
 int NAME(softrank_method)(const REAL *x, int64_t n, double gamma, int backward)
 {
-    struct scratch s;
     const struct NAME(plan) plan = NAME(plan_row)(x, n, (REAL)gamma);
-    if (plan.nonfinite || !scratch_alloc(&s, n, sizeof(REAL)))
+    struct scratch *s = plan.nonfinite ? NULL : scratch_get(n, sizeof(REAL));
+    if (s == NULL)
         return -1;
-    const int far = NAME(use_farfield)(x, n, (REAL)gamma, plan, &s, backward, backward ? 2 : 1);
-    scratch_free(&s);
-    return far ? 2 : plan.window;
+    return NAME(use_farfield)(x, n, (REAL)gamma, plan, s, backward, backward ? 2 : 1) ? 2 : plan.window;
 }
 
 /* Returns STATUS_NONFINITE for a row holding NaN/inf, else 0. */
@@ -307,7 +312,7 @@ static int NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, st
     if (NAME(use_farfield)(x, n, gamma, plan, s, 0, 1)) {
         const double *no_weights[1] = {NULL};
         double *const sums[1] = {s->total};
-        if (farfield_sum(s->wide[0], n, 0, 1, no_weights, sums))
+        if (farfield_sum(s->wide[0], n, 0, 1, no_weights, sums, s->wide[3], threads))
             return STATUS_NO_MEMORY;
         for (int64_t k = 0; k < n; ++k)
             out[s->sorted_index[k]] = (REAL)(s->total[k] + 0.5);
@@ -338,7 +343,7 @@ static int NAME(backward_row)(const REAL *x, const REAL *grad, REAL *out, int64_
             sorted_grad[k] = (double)grad[s->sorted_index[k]];
         const double *weight[2] = {NULL, sorted_grad};
         double *const sums[2] = {s->total, s->wide[2]};
-        if (farfield_sum(s->wide[0], n, 1, 2, weight, sums))
+        if (farfield_sum(s->wide[0], n, 1, 2, weight, sums, s->wide[3], threads))
             return STATUS_NO_MEMORY;
         for (int64_t k = 0; k < n; ++k)
             out[s->sorted_index[k]] = (REAL)((double)gamma * (sorted_grad[k] * s->total[k] - s->wide[2][k]));
@@ -368,26 +373,22 @@ int NAME(softrank_forward)(const REAL *x, REAL *out, int64_t rows, int64_t n, do
 {
     int status = 0;
     if (rows < threads) {
-        struct scratch s;
-        if (!scratch_alloc(&s, n, sizeof(REAL)))
+        struct scratch *s = scratch_get(n, sizeof(REAL));
+        if (s == NULL)
             return STATUS_NO_MEMORY;
         for (int64_t row = 0; row < rows; ++row)
-            status |= NAME(forward_row)(x + row * n, out + row * n, n, (REAL)gamma, &s, threads);
-        scratch_free(&s);
+            status |= NAME(forward_row)(x + row * n, out + row * n, n, (REAL)gamma, s, threads);
         return status;
     }
 #pragma omp parallel num_threads(threads) reduction(|:status) if (threads > 1)
     {
-        struct scratch s;
         int64_t first, last;
         row_block(rows, &first, &last);
-        if (first < last && !scratch_alloc(&s, n, sizeof(REAL)))
+        struct scratch *s = first < last ? scratch_get(n, sizeof(REAL)) : NULL;
+        if (first < last && s == NULL)
             status |= STATUS_NO_MEMORY;
-        else if (first < last) {
-            for (int64_t row = first; row < last; ++row)
-                status |= NAME(forward_row)(x + row * n, out + row * n, n, (REAL)gamma, &s, 1);
-            scratch_free(&s);
-        }
+        for (int64_t row = first; s != NULL && row < last; ++row)
+            status |= NAME(forward_row)(x + row * n, out + row * n, n, (REAL)gamma, s, 1);
     }
     return status;
 }
@@ -397,26 +398,22 @@ int NAME(softrank_backward)(const REAL *x, const REAL *grad, REAL *out, int64_t 
 {
     int status = 0;
     if (rows < threads) {
-        struct scratch s;
-        if (!scratch_alloc(&s, n, sizeof(REAL)))
+        struct scratch *s = scratch_get(n, sizeof(REAL));
+        if (s == NULL)
             return STATUS_NO_MEMORY;
         for (int64_t row = 0; row < rows; ++row)
-            status |= NAME(backward_row)(x + row * n, grad + row * n, out + row * n, n, (REAL)gamma, &s, threads);
-        scratch_free(&s);
+            status |= NAME(backward_row)(x + row * n, grad + row * n, out + row * n, n, (REAL)gamma, s, threads);
         return status;
     }
 #pragma omp parallel num_threads(threads) reduction(|:status) if (threads > 1)
     {
-        struct scratch s;
         int64_t first, last;
         row_block(rows, &first, &last);
-        if (first < last && !scratch_alloc(&s, n, sizeof(REAL)))
+        struct scratch *s = first < last ? scratch_get(n, sizeof(REAL)) : NULL;
+        if (first < last && s == NULL)
             status |= STATUS_NO_MEMORY;
-        else if (first < last) {
-            for (int64_t row = first; row < last; ++row)
-                status |= NAME(backward_row)(x + row * n, grad + row * n, out + row * n, n, (REAL)gamma, &s, 1);
-            scratch_free(&s);
-        }
+        for (int64_t row = first; s != NULL && row < last; ++row)
+            status |= NAME(backward_row)(x + row * n, grad + row * n, out + row * n, n, (REAL)gamma, s, 1);
     }
     return status;
 }
