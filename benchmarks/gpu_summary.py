@@ -35,9 +35,9 @@ def throughput_lines(report: dict) -> list[str]:
     lines = [f"Soft rank, float32, fwd+bwd ms ({report['card']}; {ours}):", "",
              "| n | B | γ | softrank_ad | torchsort | naive | × vs torchsort | × vs naive | peak MB |",
              "|---|---|---|---|---|---|---|---|---|"]
-    index = {(r["impl"], r["n"], r["B"]): r for r in rows}
+    index = {(r["impl"], r["n"], r["B"], r["gamma"]): r for r in rows}
     for r in (r for r in rows if r["impl"] == ours):
-        peers = [index.get((peer, r["n"], r["B"])) for peer in ("torchsort", "naive pairwise")]
+        peers = [index.get((peer, r["n"], r["B"], r["gamma"])) for peer in ("torchsort", "naive pairwise")]
         times = [f"{p['fwd_bwd_ms']:.3f}" if p else "–" for p in peers]
         ratios = [f"{p['fwd_bwd_ms'] / r['fwd_bwd_ms']:.2f}" if p else "–" for p in peers]
         lines.append(f"| {r['n']} | {r['B']} | {r['gamma']:g} | {r['fwd_bwd_ms']:.3f} | {times[0]} | {times[1]} | "

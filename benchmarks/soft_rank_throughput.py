@@ -205,6 +205,31 @@ def measure(name, impl, n, batch, dtype, device, gamma, repeats, quick=False) ->
     return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": mem.peak / 2**20}
 
 
+def long_row_accuracy(n: int, batch: int, gamma: float) -> dict:
+    """Max abs error of float32 ranks and gradients against the dense formula in float64 (at the
+    float32 γ the kernel uses), for ``auto`` and for the exact float32 sweep on the same input,
+    and the method the native kernel picked for the first row."""
+    from softrank_ad._kernels import native
+
+    generator = torch.Generator().manual_seed(n + batch)
+    x, g = torch.randn(batch, n, generator=generator), torch.randn(batch, n, generator=generator)
+    gamma32 = float(torch.tensor(gamma, dtype=torch.float32))
+    exact_r = native.forward(x.double(), gamma32)
+    exact_g = native.backward(x.double(), g.double(), gamma32)
+
+    def errors(prefix: str) -> dict:
+        leaf = x.clone().requires_grad_()
+        ranks = soft_rank(leaf, gamma=gamma)
+        ranks.backward(g)
+        return {f"{prefix}rank_err": float((ranks.detach().double() - exact_r).abs().max()),
+                f"{prefix}grad_err": float((leaf.grad.double() - exact_g).abs().max())}
+
+    result = {"method": native.method(x[0], gamma, backward=True), **errors("")}
+    with native.farfield("never"):
+        result.update(errors("exact32_"))
+    return result
+
+
 def run(args) -> dict:
     torch.manual_seed(0)
     missing = missing_peers()
@@ -223,6 +248,8 @@ def run(args) -> dict:
                 result = measure(name, impl, n, batch, dtype, args.device, gamma, args.repeats, quick)
                 if result is None:
                     continue
+                if args.grid == "long" and name == "softrank_ad[auto]" and args.device == "cpu" and "error" not in result:
+                    result.update(long_row_accuracy(n, batch, gamma))
                 row = {"impl": name, "n": n, "B": batch, "dtype": str(dtype).removeprefix("torch."), "gamma": gamma, **result}
                 rows.append(row)
                 if "error" in result:
@@ -244,7 +271,7 @@ def run(args) -> dict:
 
 def markdown(report: dict) -> str:
     rows = [r for r in report["rows"] if "error" not in r]
-    index = {(r["impl"], r["n"], r["B"], r["dtype"]): r for r in rows}
+    index = {(r["impl"], r["n"], r["B"], r["dtype"], r["gamma"]): r for r in rows}
     lines = [
         f"{report['date']} · {report['card']} · torch {report['torch']} · `{report['command']}`",
         "",
@@ -252,7 +279,7 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        key = (r["n"], r["B"], r["dtype"])
+        key = (r["n"], r["B"], r["dtype"], r["gamma"])
         ratios = []
         for base in ("naive pairwise", "torchsort"):
             b = index.get((base, *key))
@@ -263,6 +290,14 @@ def markdown(report: dict) -> str:
         )
     lines.append("")
     lines.append("× > 1: faster than the baseline by that factor (same run, same machine).")
+    accurate = [r for r in rows if "rank_err" in r]
+    if accurate:
+        lines += ["", "Accuracy of `auto` (float32) against the dense formula in float64, max abs error, beside the "
+                  "exact float32 sweep on the same input:", "",
+                  "| n | B | γ | method | ranks | ranks, exact sweep | gradients | gradients, exact sweep |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['n']} | {r['B']} | {r['gamma']:g} | {r['method']} | {r['rank_err']:.1e} | "
+                  f"{r['exact32_rank_err']:.1e} | {r['grad_err']:.1e} | {r['exact32_grad_err']:.1e} |" for r in accurate]
     if report.get("missing_peers"):
         lines.append("Not installed, so not compared (their columns show –): "
                      + ", ".join(f"{m} (`{PEERS[m]}`)" for m in report["missing_peers"]) + ".")
