@@ -35,6 +35,17 @@ int softrank_openmp(void)
 #endif
 }
 
+/* Where this library's omp_get_thread_num resolved to (NULL without OpenMP): lets a test check
+ * that it is torch's runtime, even when other packages have loaded OpenMP runtimes of their own. */
+void *softrank_openmp_symbol(void)
+{
+#ifdef _OPENMP
+    return (void *)omp_get_thread_num;
+#else
+    return NULL;
+#endif
+}
+
 /* The contiguous block of rows of the calling thread (all rows outside a parallel region).
  * Blocks, not an omp for: every thread sets up its own scratch first, and one that fails must
  * not skip a worksharing construct the others wait at. */

@@ -192,6 +192,7 @@ def _declare(library: ctypes.CDLL) -> None:
         backward.argtypes = [pointer, pointer, pointer, size, size, real, count]
         forward.restype = backward.restype = ctypes.c_int
     library.softrank_openmp.restype = ctypes.c_int
+    library.softrank_openmp_symbol.restype = ctypes.c_void_p
     for suffix in ("f32", "f64"):
         method = getattr(library, f"softrank_method_{suffix}")
         method.argtypes = [pointer, size, real, count]
