@@ -324,13 +324,19 @@ def write_json(path: Path, obj) -> None:
     tmp.replace(path)
 
 
-def add_autoattack(path: Path, d: Data, n: int, preset: Preset, progress: bool) -> dict:
-    """AutoAttack accuracy on the first ``n`` evaluation images of a finished run."""
+def add_autoattack(path: Path, d: Data, n: int, preset: Preset, progress: bool) -> dict | None:
+    """AutoAttack accuracy on the first ``n`` evaluation images of a finished run; None (with a
+    message) for a run whose student weights are not there (committed results keep only JSON)."""
     result = json.loads(path.read_text())
     if result["results"].get("autoattack_n", 0) >= n:
         return result
+    weights = path.with_suffix("") / "student.pt"
+    if not weights.exists():
+        print(f"{path.stem}: no student weights at {weights} (the committed results keep only each run's "
+              "JSON); skipped. Delete the JSON to retrain that run, then rerun --autoattack.", flush=True)
+        return None
     student = models.build(preset.student, d.classes, preset.student_width).to(d.device)
-    training.load_weights(student, path.with_suffix("") / "student.pt")
+    training.load_weights(student, weights)
     started = time.time()
     acc = robustness.autoattack_accuracy(student.eval(), d.eval_x[:n], d.eval_y[:n], epsilon=EPSILON, seed=0,
                                          progress=progress)
@@ -361,7 +367,8 @@ def summarise(runs: list[dict], pgd_key: str = "pgd") -> list[dict]:
                       if s in baseline and seeds[s].get(metric) is not None and baseline[s].get(metric) is not None]
             row[f"pairs_{metric}"] = paired
             row[f"diff_{metric}"] = (statistics.mean(paired) if paired else None, paired_interval(paired), len(paired))
-        row["autoattack_n"] = min((s.get("autoattack_n", 0) for s in seeds.values()), default=0)
+        # Over the seeds AutoAttack ran on (runs kept as JSON only may lack it).
+        row["autoattack_n"] = min((s["autoattack_n"] for s in seeds.values() if s.get("autoattack") is not None), default=0)
         rows.append(row)
     order = {name: i for i, name in enumerate(CONFIGS)}
     return sorted(rows, key=lambda r: order.get(r["config"], len(order)))
@@ -378,7 +385,9 @@ def markdown(rows: list[dict], pgd_key: str = "pgd") -> str:
     lines = ["| configuration | seeds | clean | PGD | CW∞ | AutoAttack | Δ clean vs AdaAD | Δ PGD vs AdaAD | Δ AA vs AdaAD |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        aa = _pct(r["autoattack"]) + (f" (n={r['autoattack_n']})" if r["autoattack"][2] else "")
+        attacked = r["autoattack"][2]
+        aa = _pct(r["autoattack"]) + (f" (n={r['autoattack_n']}" + (f", {attacked} seeds" if attacked < len(r["seeds"]) else "")
+                                      + ")" if attacked else "")
         diffs = ["(baseline)"] * 3 if r["config"] == BASELINE else [
             format_difference(r[f"pairs_{m}"]) for m in ("clean", pgd_key, "autoattack")]
         lines.append(f"| {r['config']} | {len(r['seeds'])} | {_pct(r['clean'])} | {_pct(r[pgd_key])} | {_pct(r['cw'])} | "
@@ -497,7 +506,8 @@ def main(argv=None) -> str:
             path = args.out / "runs" / f"{name}-s{seed}.json"
             if path.exists():
                 r = add_autoattack(path, d, args.autoattack, preset, progress)
-                print(f"{name} s{seed}: AutoAttack {r['results']['autoattack']:.3f} on {args.autoattack}", flush=True)
+                if r is not None:
+                    print(f"{name} s{seed}: AutoAttack {r['results']['autoattack']:.3f} on {args.autoattack}", flush=True)
         return write_summary(args.out)
     teacher, info = get_teacher(preset, d, args.out, progress)
     print(f"teacher {info['key']}: " + ", ".join(f"{k} {v:.3f}" for k, v in info["results"].items()), flush=True)

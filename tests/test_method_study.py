@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -39,6 +40,12 @@ def test_tiny_grid_runs_resumes_and_summarises(tmp_path, capsys):
     method_study.main([*grid[:-5], "--configs", "adaad", "--seeds", "0", "--autoattack", "4", "--no-progress"])
     aa = json.loads((out / "runs" / "adaad-s0.json").read_text())["results"]
     assert aa["autoattack_n"] == 4 and aa["autoattack"] in (0.0, 0.25, 0.5, 0.75, 1.0)  # on the first 4 images
+    # A run kept as JSON only (as the committed results are) is skipped with a message, not a crash.
+    shutil.rmtree(out / "runs" / "smaraad-s0")
+    capsys.readouterr()
+    method_study.main([*grid[:-5], "--configs", "smaraad", "--seeds", "0", "--autoattack", "4", "--no-progress"])
+    assert "smaraad-s0: no student weights" in capsys.readouterr().out
+    assert json.loads((out / "runs" / "smaraad-s0.json").read_text())["results"]["autoattack"] is None
 
 
 def test_same_seed_same_batches_other_seed_other_batches():
