@@ -364,12 +364,21 @@ static int NAME(backward_row)(const REAL *x, const REAL *grad, REAL *out, int64_
     return 0;
 }
 
-/* Exported: rows × n, row-major, over `threads` threads (OpenMP builds; without OpenMP the
- * caller runs one block of rows per thread of its own). With at least as many rows as threads,
- * each thread takes a contiguous block of rows; with fewer, the rows go one at a time, each
- * split over all the threads. Returns STATUS_* bits: no scratch memory, or a row held NaN/inf
- * (that row comes back all NaN). */
-int NAME(softrank_forward)(const REAL *x, REAL *out, int64_t rows, int64_t n, double gamma, int threads)
+/* One row forward (grad == NULL) or backward. */
+static int NAME(row)(const REAL *x, const REAL *grad, REAL *out, int64_t n, REAL gamma, struct scratch *s,
+                     int threads)
+{
+    return grad ? NAME(backward_row)(x, grad, out, n, gamma, s, threads)
+                : NAME(forward_row)(x, out, n, gamma, s, threads);
+}
+
+/* rows × n, row-major, over `threads` threads (OpenMP builds; without OpenMP the caller runs one
+ * block of rows per thread of its own). With at least as many rows as threads, each thread takes
+ * a contiguous block of rows; with fewer, the rows go one at a time, each split over all the
+ * threads. Returns STATUS_* bits: no scratch memory, or a row held NaN/inf (that row comes back
+ * all NaN). */
+static int NAME(rows)(const REAL *x, const REAL *grad, REAL *out, int64_t rows, int64_t n, double gamma,
+                      int threads)
 {
     int status = 0;
     if (rows < threads) {
@@ -377,7 +386,7 @@ int NAME(softrank_forward)(const REAL *x, REAL *out, int64_t rows, int64_t n, do
         if (s == NULL)
             return STATUS_NO_MEMORY;
         for (int64_t row = 0; row < rows; ++row)
-            status |= NAME(forward_row)(x + row * n, out + row * n, n, (REAL)gamma, s, threads);
+            status |= NAME(row)(x + row * n, grad ? grad + row * n : NULL, out + row * n, n, (REAL)gamma, s, threads);
         return status;
     }
 #pragma omp parallel num_threads(threads) reduction(|:status) if (threads > 1)
@@ -388,32 +397,19 @@ int NAME(softrank_forward)(const REAL *x, REAL *out, int64_t rows, int64_t n, do
         if (first < last && s == NULL)
             status |= STATUS_NO_MEMORY;
         for (int64_t row = first; s != NULL && row < last; ++row)
-            status |= NAME(forward_row)(x + row * n, out + row * n, n, (REAL)gamma, s, 1);
+            status |= NAME(row)(x + row * n, grad ? grad + row * n : NULL, out + row * n, n, (REAL)gamma, s, 1);
     }
     return status;
+}
+
+/* Exported: see NAME(rows). */
+int NAME(softrank_forward)(const REAL *x, REAL *out, int64_t rows, int64_t n, double gamma, int threads)
+{
+    return NAME(rows)(x, NULL, out, rows, n, gamma, threads);
 }
 
 int NAME(softrank_backward)(const REAL *x, const REAL *grad, REAL *out, int64_t rows, int64_t n,
                             double gamma, int threads)
 {
-    int status = 0;
-    if (rows < threads) {
-        struct scratch *s = scratch_get(n, sizeof(REAL));
-        if (s == NULL)
-            return STATUS_NO_MEMORY;
-        for (int64_t row = 0; row < rows; ++row)
-            status |= NAME(backward_row)(x + row * n, grad + row * n, out + row * n, n, (REAL)gamma, s, threads);
-        return status;
-    }
-#pragma omp parallel num_threads(threads) reduction(|:status) if (threads > 1)
-    {
-        int64_t first, last;
-        row_block(rows, &first, &last);
-        struct scratch *s = first < last ? scratch_get(n, sizeof(REAL)) : NULL;
-        if (first < last && s == NULL)
-            status |= STATUS_NO_MEMORY;
-        for (int64_t row = first; s != NULL && row < last; ++row)
-            status |= NAME(backward_row)(x + row * n, grad + row * n, out + row * n, n, (REAL)gamma, s, 1);
-    }
-    return status;
+    return NAME(rows)(x, grad, out, rows, n, gamma, threads);
 }

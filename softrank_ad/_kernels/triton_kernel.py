@@ -52,6 +52,26 @@ def _row_centre(x_ptr, base, n, gamma, BLOCK_J: tl.constexpr):
 
 
 @triton.jit
+def _tile(ptr, base, start, n, BLOCK_J: tl.constexpr):
+    """Entries start … start + BLOCK_J of a row, in float32, and which of them exist."""
+    offs_j = start + tl.arange(0, BLOCK_J)
+    mask_j = offs_j < n
+    return tl.load(ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32), mask_j
+
+
+@triton.jit
+def _pair_sigmoids(v_i, e_i, v_j, centre, gamma, ratio):
+    """σ(γ (v_i − v_j)) for a BLOCK_I × BLOCK_J tile: E_i / (E_i + E_j) where the row allows it
+    (one exponential per entry of the tile), else the sigmoid of every pair."""
+    if ratio:
+        e_j = tl.exp(gamma * (v_j - centre))
+        s = e_i[:, None] / (e_i[:, None] + e_j[None, :])
+    else:
+        s = tl.sigmoid(gamma * (v_i[:, None] - v_j[None, :]))
+    return s
+
+
+@triton.jit
 def _forward_kernel(x_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr):
     row = tl.program_id(0)
     offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
@@ -59,23 +79,12 @@ def _forward_kernel(x_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl
     base = row.to(tl.int64) * n
     v_i = tl.load(x_ptr + base + offs_i, mask=mask_i, other=0.0).to(tl.float32)
     centre, ratio = _row_centre(x_ptr, base, n, gamma, BLOCK_J)
+    e_i = tl.exp(gamma * (v_i - centre))  # used only where ratio holds, and finite there
     acc = tl.zeros([BLOCK_I], dtype=tl.float32)
-    if ratio:
-        e_i = tl.exp(gamma * (v_i - centre))
-        for start in range(0, n, BLOCK_J):
-            offs_j = start + tl.arange(0, BLOCK_J)
-            mask_j = offs_j < n
-            v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
-            e_j = tl.exp(gamma * (v_j - centre))
-            s = e_i[:, None] / (e_i[:, None] + e_j[None, :])
-            acc += tl.sum(tl.where(mask_j[None, :], s, 0.0), axis=1)
-    else:
-        for start in range(0, n, BLOCK_J):
-            offs_j = start + tl.arange(0, BLOCK_J)
-            mask_j = offs_j < n
-            v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
-            s = tl.sigmoid(gamma * (v_i[:, None] - v_j[None, :]))
-            acc += tl.sum(tl.where(mask_j[None, :], s, 0.0), axis=1)
+    for start in range(0, n, BLOCK_J):
+        v_j, mask_j = _tile(x_ptr, base, start, n, BLOCK_J)
+        s = _pair_sigmoids(v_i, e_i, v_j, centre, gamma, ratio)
+        acc += tl.sum(tl.where(mask_j[None, :], s, 0.0), axis=1)
     tl.store(out_ptr + base + offs_i, acc + 0.5, mask=mask_i)
 
 
@@ -88,27 +97,14 @@ def _backward_kernel(x_ptr, g_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLO
     v_i = tl.load(x_ptr + base + offs_i, mask=mask_i, other=0.0).to(tl.float32)
     g_i = tl.load(g_ptr + base + offs_i, mask=mask_i, other=0.0).to(tl.float32)
     centre, ratio = _row_centre(x_ptr, base, n, gamma, BLOCK_J)
+    e_i = tl.exp(gamma * (v_i - centre))
     acc = tl.zeros([BLOCK_I], dtype=tl.float32)
-    if ratio:
-        e_i = tl.exp(gamma * (v_i - centre))
-        for start in range(0, n, BLOCK_J):
-            offs_j = start + tl.arange(0, BLOCK_J)
-            mask_j = offs_j < n
-            v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
-            g_j = tl.load(g_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
-            e_j = tl.exp(gamma * (v_j - centre))
-            inv = 1.0 / (e_i[:, None] + e_j[None, :])
-            term = (e_i[:, None] * inv) * (e_j[None, :] * inv) * (g_i[:, None] - g_j[None, :])
-            acc += tl.sum(tl.where(mask_j[None, :], term, 0.0), axis=1)
-    else:
-        for start in range(0, n, BLOCK_J):
-            offs_j = start + tl.arange(0, BLOCK_J)
-            mask_j = offs_j < n
-            v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
-            g_j = tl.load(g_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
-            s = tl.sigmoid(gamma * (v_i[:, None] - v_j[None, :]))
-            term = s * (1.0 - s) * (g_i[:, None] - g_j[None, :])
-            acc += tl.sum(tl.where(mask_j[None, :], term, 0.0), axis=1)
+    for start in range(0, n, BLOCK_J):
+        v_j, mask_j = _tile(x_ptr, base, start, n, BLOCK_J)
+        g_j, _ = _tile(g_ptr, base, start, n, BLOCK_J)
+        s = _pair_sigmoids(v_i, e_i, v_j, centre, gamma, ratio)
+        term = s * (1.0 - s) * (g_i[:, None] - g_j[None, :])  # σ' = σ (1 − σ) in either form
+        acc += tl.sum(tl.where(mask_j[None, :], term, 0.0), axis=1)
     tl.store(out_ptr + base + offs_i, gamma * acc, mask=mask_i)
 
 
