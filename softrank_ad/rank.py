@@ -170,7 +170,8 @@ def soft_rank(
             γ fit logits of any magnitude. The gradient flows through the spread too.
         backend: ``"auto"`` picks per call: the fused Triton kernel for CUDA float32, the
             ``"native"`` C kernels on CPU (built on first use; they sort and window rows where
-            σ saturates), and where those cannot run the torch backends: ``"window"`` (sorted
+            σ saturates, and take long float32 rows by a far-field expansion whose error per
+            pair is below 1e-9), and where those cannot run the torch backends: ``"window"`` (sorted
             window, exact to rounding) when γ times the spread is large, ``"compiled"``
             (torch.compile-fused dense), or ``"reference"`` (dense torch, chunked over rows).
             Any can be forced.

@@ -22,7 +22,7 @@ Linux wheels), the library is built with ``-fopenmp`` and links that same runtim
 threads are torch's own OpenMP workers: after any torch op they spin-wait for more work, and a
 separate pool would fight them for the cores (a training loop always runs a model before its
 loss). Elsewhere the rows are split over a Python thread pool; ctypes releases the GIL during each
-call. Every thread allocates its own O(n) scratch, so the threads share nothing.
+call. Every thread has its own O(n) scratch (kept between calls), so the threads share nothing.
 """
 
 from __future__ import annotations
@@ -190,13 +190,11 @@ def _declare(library: ctypes.CDLL) -> None:
         forward.argtypes = [pointer, pointer, size, size, real, count]
         backward = getattr(library, f"softrank_backward_{suffix}")
         backward.argtypes = [pointer, pointer, pointer, size, size, real, count]
-        forward.restype = backward.restype = ctypes.c_int
-    library.softrank_openmp.restype = ctypes.c_int
-    library.softrank_openmp_symbol.restype = ctypes.c_void_p
-    for suffix in ("f32", "f64"):
         method = getattr(library, f"softrank_method_{suffix}")
         method.argtypes = [pointer, size, real, count]
-        method.restype = ctypes.c_int
+        forward.restype = backward.restype = method.restype = ctypes.c_int
+    library.softrank_openmp.restype = ctypes.c_int
+    library.softrank_openmp_symbol.restype = ctypes.c_void_p
     library.softrank_set_farfield.argtypes = [ctypes.c_int]
     library.softrank_set_farfield.restype = None
 
