@@ -49,8 +49,9 @@ def throughput_lines(report: dict) -> list[str]:
 
 def train_step_lines(report: dict) -> list[str]:
     config = report["config"]
-    lines = [f"Training step ({config['student']} student, {config['teacher']} teacher, batch {config['batch']}, "
-             f"PGD-{config['pgd_steps']}):", "", "| method | precision | ms / step | × AdaAD |", "|---|---|---|---|"]
+    title = (f"Training step ({config['student']} student, {config['teacher']} teacher, batch {config['batch']}, "
+             f"PGD-{config['pgd_steps']}):")
+    lines = [title, "", "| method | precision | ms / step | × AdaAD |", "|---|---|---|---|"]
     for r in report["rows"]:
         base = next((b for b in report["rows"] if b["method"] == "adaad" and b["precision"] == r["precision"]), None)
         ratio = f"{r['step_ms'] / base['step_ms']:.2f}" if base else "–"

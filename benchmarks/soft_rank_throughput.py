@@ -292,8 +292,8 @@ def markdown(report: dict) -> str:
     lines.append("× > 1: faster than the baseline by that factor (same run, same machine).")
     accurate = [r for r in rows if "rank_err" in r]
     if accurate:
-        lines += ["", "Accuracy of `auto` (float32) against the dense formula in float64, max abs error, beside the "
-                  "exact float32 sweep on the same input:", "",
+        lines += ["", ("Accuracy of `auto` (float32) against the dense formula in float64, max abs error, beside the "
+                       "exact float32 sweep on the same input:"), "",
                   "| n | B | γ | method | ranks | ranks, exact sweep | gradients | gradients, exact sweep |",
                   "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['n']} | {r['B']} | {r['gamma']:g} | {r['method']} | {r['rank_err']:.1e} | "

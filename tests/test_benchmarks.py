@@ -57,7 +57,8 @@ def test_run_gpu_dry_run_goes_through_every_stage_and_sums_up(tmp_path):
 
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "run_gpu.sh"
     env = {**os.environ, "OUT": str(tmp_path), "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
-    done = subprocess.run(["bash", str(script), "--dry-run"], capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run(["bash", str(script), "--dry-run"], capture_output=True, text=True, timeout=600, env=env,
+                          check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = (tmp_path / "gpu_summary_cpu.md").read_text()
     assert summary.strip() in done.stdout  # the table is printed, not only written
