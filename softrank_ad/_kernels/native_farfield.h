@@ -20,8 +20,10 @@
  * (< π) around d, |A_m(d)| ≤ K_ρ / ρ^m with K_ρ = max |φ| on that circle, so the dropped terms
  * m ≥ P add at most K_ρ (h/ρ)^P / (1 − h/ρ) for |u| ≤ h. K_ρ, maximised over d numerically (and
  * rounded up): σ: 1.2 at ρ = 2, 1.8 at ρ = 2.5; σ': 0.95 at ρ = 2, 2.7 at ρ = 2.5. The order P is
- * the smallest for which the tighter of the two bounds is below FARFIELD_TOL. Either way a pair
- * is off by at most FARFIELD_TOL, so a sum over n pairs of weights w by n·max|w|·FARFIELD_TOL.
+ * the smallest for which the tighter of the two bounds is below FARFIELD_TOL / 2; terms of the
+ * local expansions too small to matter are skipped within the other half (farfield_sum). Either
+ * way a pair is off by at most FARFIELD_TOL, so a sum over n pairs of weights w by
+ * n·max|w|·FARFIELD_TOL.
  */
 
 /* When float32 rows take the expansion: FARFIELD_AUTO (where it costs less than the exact sweep),
@@ -40,7 +42,8 @@ void softrank_set_farfield(int mode)
 #define FARFIELD_TOL 1e-9   /* per pair: summed over n pairs, far below float32 rounding of ranks */
 #define FARFIELD_SATURATION 21.0 /* σ(−21) and σ'(21) are below FARFIELD_TOL */
 
-/* The order P that FARFIELD_TOL needs for φ = σ (deriv 0) or σ' (deriv 1). */
+/* The order P whose truncation stays below FARFIELD_TOL / 2 per pair, for φ = σ (deriv 0) or σ'
+ * (deriv 1); the terms skipped in farfield_sum take the other half. */
 static int farfield_order(int deriv)
 {
     static const double radius[2] = {2.0, 2.5}, bound[2][2] = {{1.2, 1.8}, {0.95, 2.7}};
@@ -48,7 +51,7 @@ static int farfield_order(int deriv)
     for (int r = 0; r < 2; ++r) {
         const double q = FARFIELD_BIN / radius[r];
         int order = 1;
-        while (order < FARFIELD_MAX_ORDER && bound[deriv][r] * pow(q, order) / (1 - q) > FARFIELD_TOL)
+        while (order < FARFIELD_MAX_ORDER && bound[deriv][r] * pow(q, order) / (1 - q) > FARFIELD_TOL / 2)
             ++order;
         best = order < best ? order : best;
     }
@@ -81,14 +84,70 @@ static void farfield_sigmoid_series(double d, int order, double *a)
     }
 }
 
-/* How many pairwise terms the expansion costs for a sorted row spanning t_max (for the choice
- * between it and the exact sweep), with `weights` weight vectors. */
+/* table[d][k][l] = A_{k+l}(d·h) C(k+l, l) for d = a − b in [−reach, reach], k + l < order. */
+static void farfield_table(int order, int deriv, int64_t reach, double *table)
+{
+    for (int64_t d = -reach; d <= reach; ++d) {
+        double a[FARFIELD_MAX_ORDER + 2];
+        farfield_sigmoid_series((double)d * FARFIELD_BIN, order + deriv, a);
+        if (deriv) /* σ'(d + u) = Σ_m (m + 1) a_{m+1} u^m */
+            for (int m = 0; m < order; ++m)
+                a[m] = (m + 1) * a[m + 1];
+        double *entry = table + (d + reach) * order * order;
+        for (int k = 0; k < order; ++k) {
+            double binomial = 1; /* C(k + l, l), built up over l */
+            for (int l = 0; k + l < order; ++l) {
+                entry[k * order + l] = a[k + l] * binomial;
+                binomial = binomial * (k + l + 1) / (l + 1);
+            }
+        }
+    }
+}
+
+/* (h/2)^m for m < 2·FARFIELD_MAX_ORDER. */
+static double farfield_half_bin[2 * FARFIELD_MAX_ORDER];
+
+/* Whether term (k, l) with this table coefficient can be skipped: it adds at most
+ * |coefficient| (h/2)^{k+l} to a pair, and all skipped terms together stay below FARFIELD_TOL / 2. */
+static inline int farfield_negligible(double coefficient, int k, int l, int order)
+{
+    return fabs(coefficient) * farfield_half_bin[k + l] <= FARFIELD_TOL / (order * (order + 1.0));
+}
+
+/* How many (d, k, l) terms survive, per weight and bin, for φ = σ and σ': the table depends on h
+ * and the order only, so it is counted once, when the library loads (with farfield_half_bin). */
+static double farfield_terms[2];
+
+__attribute__((constructor)) static void farfield_setup(void)
+{
+    farfield_half_bin[0] = 1;
+    for (int m = 1; m < 2 * FARFIELD_MAX_ORDER; ++m)
+        farfield_half_bin[m] = farfield_half_bin[m - 1] * FARFIELD_BIN / 2;
+    const int64_t reach = (int64_t)ceil(FARFIELD_SATURATION / FARFIELD_BIN) + 1;
+    double *table = malloc((size_t)(2 * reach + 1) * FARFIELD_MAX_ORDER * FARFIELD_MAX_ORDER * sizeof *table);
+    for (int deriv = 0; deriv < 2; ++deriv) {
+        const int order = farfield_order(deriv);
+        if (table == NULL) { /* count every term: the cost is overestimated, never wrong */
+            farfield_terms[deriv] = (2.0 * reach + 1) * order * (order + 1) / 2;
+            continue;
+        }
+        farfield_table(order, deriv, reach, table);
+        for (int64_t d = -reach; d <= reach; ++d)
+            for (int k = 0; k < order; ++k)
+                for (int l = 0; k + l < order; ++l)
+                    farfield_terms[deriv] += !farfield_negligible(table[((d + reach) * order + k) * order + l], k, l, order);
+    }
+    free(table);
+}
+
+/* What the expansion costs for a sorted row spanning t_max, with `weights` weight vectors, in
+ * multiply-adds: 2P per entry and weight (moments and Horner), and the surviving terms per bin
+ * and weight, which run along the bins in vectors of about FARFIELD_VECTOR. */
+#define FARFIELD_VECTOR 4.0
 static double farfield_cost(int64_t n, double t_max, int deriv, int weights)
 {
-    const int order = farfield_order(deriv);
     const double bins = floor(t_max / FARFIELD_BIN) + 1;
-    const double reach = 2 * (ceil(FARFIELD_SATURATION / FARFIELD_BIN) + 1) + 1;
-    return weights * ((double)n * 2 * order + bins * (bins < reach ? bins : reach) * order * order / 2.0);
+    return weights * ((double)n * 2 * farfield_order(deriv) + bins * farfield_terms[deriv] / FARFIELD_VECTOR);
 }
 
 /* out[w][i] = Σ_j weight[w][j] φ(t_i − t_j) for w < weights (weight[w] == NULL: all ones), with
@@ -119,13 +178,13 @@ static int farfield_sum(const double *t, int64_t n, int deriv, int weights, cons
         while (b < bin)
             start[++b] = i;
     }
-    /* Moments M_b,k = Σ_j w_j (−δ_j)^k, k outermost so the sums over j vectorise. */
+    /* Moments M_b,k = Σ_j w_j (−δ_j)^k, k outermost so the sums over j vectorise. Moments and
+     * local expansions are stored [w][k][b], so that the sweeps below run along the bins. */
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int64_t b = 0; b < bins; ++b) {
         const double centre = ((double)b + 0.5) * h;
         const int64_t first = start[b], count = start[b + 1] - start[b];
         for (int w = 0; w < weights; ++w) {
-            double *m = moment + (b * weights + w) * order;
             double *p = power + first;
             for (int64_t j = 0; j < count; ++j)
                 p[j] = weight[w] ? weight[w][first + j] : 1.0;
@@ -135,45 +194,36 @@ static int farfield_sum(const double *t, int64_t n, int deriv, int weights, cons
                     sum += p[j];
                     p[j] *= centre - t[first + j];
                 }
-                m[k] = sum;
+                moment[(w * order + k) * bins + b] = sum;
             }
         }
     }
-    /* table[d][k][l] = A_{k+l}(d·h) C(k+l, l), for d = a − b in [−reach, reach]. */
-    for (int64_t d = -reach; d <= reach; ++d) {
-        double a[FARFIELD_MAX_ORDER + 2];
-        farfield_sigmoid_series((double)d * h, order + deriv, a);
-        if (deriv) /* σ'(d + u) = Σ_m (m + 1) a_{m+1} u^m */
-            for (int m = 0; m < order; ++m)
-                a[m] = (m + 1) * a[m + 1];
-        double *entry = table + (d + reach) * order * order;
-        for (int k = 0; k < order; ++k) {
-            double binomial = 1; /* C(k + l, l), built up over l */
-            for (int l = 0; k + l < order; ++l) {
-                entry[k * order + l] = a[k + l] * binomial;
-                binomial = binomial * (k + l + 1) / (l + 1);
+    farfield_table(order, deriv, reach, table);
+    /* Local expansions L_a,l = Σ_d Σ_k table[d][k][l] M_{a−d},k: for each (d, k, l) one sweep
+     * along the bins, which vectorises. A term can add at most |table[d][k][l]| (h/2)^{k+l} to a
+     * pair; the negligible ones (the far, flat part of σ) are skipped. */
+#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(dynamic)
+    for (int wl = 0; wl < weights * order; ++wl) {
+        const int w = wl / order, l = wl % order;
+        double *l_out = local + (int64_t)wl * bins;
+        for (int64_t d = -reach; d <= reach; ++d) {
+            const int64_t lo = d > 0 ? d : 0, hi = d < 0 ? bins + d : bins; /* a with a − d in [0, bins) */
+            const double *entry = table + (d + reach) * order * order;
+            for (int k = 0; k + l < order && lo < hi; ++k) {
+                const double coefficient = entry[k * order + l];
+                if (farfield_negligible(coefficient, k, l, order))
+                    continue;
+                const double *m = moment + (int64_t)(w * order + k) * bins - d;
+                for (int64_t a = lo; a < hi; ++a)
+                    l_out[a] += coefficient * m[a];
             }
         }
     }
-    /* Local expansions L_a,l, and the weight of the bins saturated below a. */
-#pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
-    for (int64_t a = 0; a < bins; ++a) {
-        const int64_t from = a - reach > 0 ? a - reach : 0, to = a + reach < bins - 1 ? a + reach : bins - 1;
-        for (int w = 0; w < weights; ++w) {
-            double *l_out = local + (a * weights + w) * order;
-            for (int64_t b = from; b <= to; ++b) {
-                const double *m = moment + (b * weights + w) * order;
-                const double *entry = table + (a - b + reach) * order * order;
-                for (int k = 0; k < order; ++k)
-                    for (int l = 0; k + l < order; ++l)
-                        l_out[l] += entry[k * order + l] * m[k];
-            }
-        }
-    }
+    /* The weight of the bins saturated below a. */
     if (!deriv)
         for (int w = 0; w < weights; ++w)
             for (int64_t a = reach + 1; a < bins; ++a)
-                below[a * weights + w] = below[(a - 1) * weights + w] + moment[((a - reach - 1) * weights + w) * order];
+                below[a * weights + w] = below[(a - 1) * weights + w] + moment[(int64_t)w * order * bins + a - reach - 1];
     /* Each entry: Σ_l L_a,l ε^l by Horner, entries innermost so the steps vectorise, plus the
      * saturated bins below. */
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
@@ -181,13 +231,13 @@ static int farfield_sum(const double *t, int64_t n, int deriv, int weights, cons
         const double centre = ((double)a + 0.5) * h;
         const int64_t first = start[a], count = start[a + 1] - start[a];
         for (int w = 0; w < weights; ++w) {
-            const double *l_in = local + (a * weights + w) * order;
+            const double *l_in = local + (int64_t)w * order * bins + a; /* L_a,l at l_in[l * bins] */
             double *sum = out[w] + first;
             for (int64_t i = 0; i < count; ++i)
-                sum[i] = l_in[order - 1];
+                sum[i] = l_in[(order - 1) * bins];
             for (int l = order - 2; l >= 0; --l)
                 for (int64_t i = 0; i < count; ++i)
-                    sum[i] = sum[i] * (t[first + i] - centre) + l_in[l];
+                    sum[i] = sum[i] * (t[first + i] - centre) + l_in[l * bins];
             for (int64_t i = 0; i < count; ++i)
                 sum[i] += below[a * weights + w];
         }
