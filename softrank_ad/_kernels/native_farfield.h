@@ -114,8 +114,10 @@ static inline int farfield_negligible(double coefficient, int k, int l, int orde
     return fabs(coefficient) * farfield_half_bin[k + l] <= FARFIELD_TOL / (order * (order + 1.0));
 }
 
-/* How many (d, k, l) terms survive, per weight and bin, for φ = σ and σ': the table depends on h
- * and the order only, so it is counted once, when the library loads (with farfield_half_bin). */
+/* The tables for φ = σ and σ', and how many of their (d, k, l) terms survive: they depend on h
+ * and the order only, so they are built once, when the library loads (with farfield_half_bin).
+ * A table that could not be allocated then is built per call instead. */
+static double *farfield_tables[2];
 static double farfield_terms[2];
 
 __attribute__((constructor)) static void farfield_setup(void)
@@ -124,9 +126,10 @@ __attribute__((constructor)) static void farfield_setup(void)
     for (int m = 1; m < 2 * FARFIELD_MAX_ORDER; ++m)
         farfield_half_bin[m] = farfield_half_bin[m - 1] * FARFIELD_BIN / 2;
     const int64_t reach = (int64_t)ceil(FARFIELD_SATURATION / FARFIELD_BIN) + 1;
-    double *table = malloc((size_t)(2 * reach + 1) * FARFIELD_MAX_ORDER * FARFIELD_MAX_ORDER * sizeof *table);
     for (int deriv = 0; deriv < 2; ++deriv) {
         const int order = farfield_order(deriv);
+        double *table = malloc((size_t)(2 * reach + 1) * order * order * sizeof *table);
+        farfield_tables[deriv] = table;
         if (table == NULL) { /* count every term: the cost is overestimated, never wrong */
             farfield_terms[deriv] = (2.0 * reach + 1) * order * (order + 1) / 2;
             continue;
@@ -137,7 +140,6 @@ __attribute__((constructor)) static void farfield_setup(void)
                 for (int l = 0; k + l < order; ++l)
                     farfield_terms[deriv] += !farfield_negligible(table[((d + reach) * order + k) * order + l], k, l, order);
     }
-    free(table);
 }
 
 /* What the expansion costs for a sorted row spanning t_max, with `weights` weight vectors, in
@@ -165,12 +167,15 @@ static int farfield_sum(const double *t, int64_t n, int deriv, int weights, cons
     int64_t *start = malloc((size_t)(bins + 1) * sizeof *start);
     double *moment = calloc((size_t)(bins * order * weights), sizeof *moment);
     double *local = calloc((size_t)(bins * order * weights), sizeof *local);
-    double *table = malloc((size_t)(span * order * order) * sizeof *table);
+    double *own_table = farfield_tables[deriv] ? NULL : malloc((size_t)(span * order * order) * sizeof *own_table);
+    const double *table = farfield_tables[deriv] ? farfield_tables[deriv] : own_table;
     double *below = calloc((size_t)(bins * weights), sizeof *below);
     if (!start || !moment || !local || !table || !below) {
-        free(start); free(moment); free(local); free(table); free(below);
+        free(start); free(moment); free(local); free(own_table); free(below);
         return 1;
     }
+    if (own_table)
+        farfield_table(order, deriv, reach, own_table);
     /* Bins as ranges of the sorted row: bin b holds t in [b·h, (b + 1)·h). */
     start[0] = 0;
     for (int64_t i = 0, b = 0; i <= n; ++i) {
@@ -198,7 +203,6 @@ static int farfield_sum(const double *t, int64_t n, int deriv, int weights, cons
             }
         }
     }
-    farfield_table(order, deriv, reach, table);
     /* Local expansions L_a,l = Σ_d Σ_k table[d][k][l] M_{a−d},k: for each (d, k, l) one sweep
      * along the bins, which vectorises. A term can add at most |table[d][k][l]| (h/2)^{k+l} to a
      * pair; the negligible ones (the far, flat part of σ) are skipped. */
@@ -242,6 +246,6 @@ static int farfield_sum(const double *t, int64_t n, int deriv, int weights, cons
                 sum[i] += below[a * weights + w];
         }
     }
-    free(start); free(moment); free(local); free(table); free(below);
+    free(start); free(moment); free(local); free(own_table); free(below);
     return 0;
 }
