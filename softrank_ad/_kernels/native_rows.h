@@ -251,8 +251,10 @@ static double NAME(window_pairs)(const REAL *v, int64_t n, REAL gamma)
     return pairs;
 }
 
-/* Rows shorter than this always take the exact sweep (below it the two differ by < 0.1 ms). */
-#define FARFIELD_MIN_N 2048
+/* Rows shorter than this always take the exact sweep: measured on 2 cores, the expansion never
+ * won below it (its per-row table walk and allocations dominate), and from n = 1,024 up it did
+ * by up to 3× (B = 128, γ = 0.1). */
+#define FARFIELD_MIN_N 512
 /* A pair of the exact sweep (vectorised, split over threads) costs about as much as this many
  * multiply-adds of the expansion: fitted to fwd+bwd times of both on 2 cores with AVX-512
  * (n = 1,024–16,384, B = 1–128, γ = 0.1–100): 0.1–0.2, the rows where the two are close. */
