@@ -260,30 +260,33 @@ static double NAME(window_pairs)(const REAL *v, int64_t n, REAL gamma)
  * (n = 1,024–16,384, B = 1–128, γ = 0.1–100): 0.1–0.2, the rows where the two are close. */
 #define FARFIELD_PAIR_COST 0.15
 
-/* Whether a row takes the far-field expansion (native_farfield.h): float32 rows long enough that
- * it costs less than the exact sweep. Sorts the row into s->values when it returns 1, and when
- * plan.window (which sorts anyway). */
+/* Whether the expansion costs less than the exact sweep for this row (s->values holds the row
+ * sorted when plan.window). */
+static int NAME(farfield_cheaper)(int64_t n, REAL gamma, struct NAME(plan) plan, const struct scratch *s,
+                                  int deriv, int weights)
+{
+    if (n < FARFIELD_MIN_N)
+        return 0;
+    const double expansion = farfield_cost(n, (double)plan.spread, deriv, weights);
+    const double all_pairs = (double)n * (double)(n - 1) / 2;
+    if (FARFIELD_PAIR_COST * all_pairs <= expansion) /* it would lose even to every pair */
+        return 0;
+    const double exact = plan.window ? NAME(window_pairs)((const REAL *)s->values, n, gamma) : all_pairs;
+    return FARFIELD_PAIR_COST * exact > expansion;
+}
+
+/* Whether a row takes the far-field expansion (native_farfield.h): float32 rows where it costs
+ * less than the exact sweep (or as farfield_mode forces). Leaves the row sorted in s->values when
+ * it returns 1 and whenever plan.window, and t = γ (v − min v) in s->wide[0] when it returns 1. */
 static int NAME(use_farfield)(const REAL *x, int64_t n, REAL gamma, struct NAME(plan) plan,
                               struct scratch *s, int deriv, int weights)
 {
-    const int always = FARFIELD && farfield_mode == FARFIELD_ALWAYS;
-    if (!always && (!FARFIELD || farfield_mode == FARFIELD_NEVER || n < FARFIELD_MIN_N)) {
-        if (plan.window)
-            NAME(sort_row)(x, n, s);
-        return 0;
-    }
-    const double expansion = farfield_cost(n, (double)plan.spread, deriv, weights);
-    double exact = (double)n * (double)(n - 1) / 2;
-    if (!always && FARFIELD_PAIR_COST * exact <= expansion) { /* it would lose even to all pairs */
-        if (plan.window)
-            NAME(sort_row)(x, n, s);
-        return 0;
-    }
-    if (plan.window) {
-        NAME(sort_row)(x, n, s);
-        exact = NAME(window_pairs)((const REAL *)s->values, n, gamma);
-    }
-    if (!always && FARFIELD_PAIR_COST * exact <= expansion)
+    if (plan.window)
+        NAME(sort_row)(x, n, s); /* the exact sweep needs it sorted too */
+    const int take = FARFIELD && (farfield_mode == FARFIELD_ALWAYS ||
+                                  (farfield_mode == FARFIELD_AUTO &&
+                                   NAME(farfield_cheaper)(n, gamma, plan, s, deriv, weights)));
+    if (!take)
         return 0;
     if (!plan.window)
         NAME(sort_row)(x, n, s);
