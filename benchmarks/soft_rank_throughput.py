@@ -224,7 +224,7 @@ def long_row_accuracy(n: int, batch: int, gamma: float) -> dict:
         return {f"{prefix}rank_err": float((ranks.detach().double() - exact_r).abs().max()),
                 f"{prefix}grad_err": float((leaf.grad.double() - exact_g).abs().max())}
 
-    result = {"method": native.method(x[0], gamma, backward=True), **errors("")}
+    result = {"method": native.method(x[0], gamma, backward=True, rows=batch), **errors("")}
     with native.farfield("never"):
         result.update(errors("exact32_"))
     return result

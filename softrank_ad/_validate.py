@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 
 import torch
+from torch._subclasses.fake_tensor import FakeTensor  # loaded by ``import torch`` already
+from torch._subclasses.functional_tensor import FunctionalTensor
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 REDUCTIONS = ("mean", "sum", "none")
@@ -26,9 +28,6 @@ def is_traced(x: torch.Tensor) -> bool:
     """
     if torch.compiler.is_dynamo_compiling():
         return True
-    from torch._subclasses.fake_tensor import FakeTensor
-    from torch._subclasses.functional_tensor import FunctionalTensor
-
     return isinstance(x, (FakeTensor, FunctionalTensor)) or torch._is_functional_tensor(x)
 
 

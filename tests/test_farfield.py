@@ -93,9 +93,13 @@ def test_the_row_decides_the_method():
         native.method(torch.tensor([1.0, float("nan")]), 1.0)
 
 
-def test_rows_split_over_threads_agree_with_one_thread():
-    # Rows taking the expansion run whole on one thread each, whatever the split.
-    x, grad = torch.randn(3, 2048), torch.randn(3, 2048)
+@pytest.mark.parametrize(("rows", "n"), [(3, 2048), (1, 4096), (1, 40_000)])
+def test_work_split_over_threads_agrees_with_one_thread(rows, n):
+    # Whole rows to a thread each (rows >= threads); one row's two backward weights to a thread
+    # each (n = 4,096); one long row's bins over the threads (n = 40,000). Each bin's sums are
+    # the same operations in the same order whichever thread runs them.
+    x, grad = torch.randn(rows, n), torch.randn(rows, n)
+    assert native.method(x[0], 1.0, backward=True, rows=rows) == "far-field"
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)

@@ -191,7 +191,7 @@ def _declare(library: ctypes.CDLL) -> None:
         backward = getattr(library, f"softrank_backward_{suffix}")
         backward.argtypes = [pointer, pointer, pointer, size, size, real, count]
         method = getattr(library, f"softrank_method_{suffix}")
-        method.argtypes = [pointer, size, real, count]
+        method.argtypes = [pointer, size, real, count, count]
         forward.restype = backward.restype = method.restype = ctypes.c_int
     library.softrank_openmp.restype = ctypes.c_int
     library.softrank_openmp_symbol.restype = ctypes.c_void_p
@@ -239,14 +239,17 @@ def uses_openmp() -> bool:
 METHODS = {0: "dense", 1: "window", 2: "far-field"}
 
 
-def method(row: torch.Tensor, gamma: float, backward: bool = False) -> str:
-    """How the kernel sweeps this 1-D row: "dense" (every pair), "window" (sorted, saturated pairs
-    counted) or "far-field" (the expansion of ``native_farfield.h``, float32 only), chosen per
-    row by comparing their costs."""
+def method(row: torch.Tensor, gamma: float, backward: bool = False, rows: int = 1) -> str:
+    """How the kernel sweeps this 1-D row in a call on ``rows`` rows: "dense" (every pair),
+    "window" (sorted, saturated pairs counted) or "far-field" (the expansion of
+    ``native_farfield.h``, float32 only), chosen per row by comparing their costs (which depend
+    on whether the row has threads to itself or shares them with other rows)."""
     library = _load()
     row = row.contiguous()
     suffix = "f32" if row.dtype == torch.float32 else "f64"
-    chosen = getattr(library, f"softrank_method_{suffix}")(row.data_ptr(), row.numel(), gamma, int(backward))
+    threads = _threads(rows, row.numel())
+    per_row = threads if rows < threads else 1  # as NAME(rows) in native_rows.h hands them out
+    chosen = getattr(library, f"softrank_method_{suffix}")(row.data_ptr(), row.numel(), gamma, int(backward), per_row)
     if chosen < 0:
         raise ValueError("the row holds NaN or inf (or scratch memory ran out)")
     return METHODS[chosen]
@@ -311,6 +314,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def _threads(rows: int, n: int) -> int:
+    """Threads for a call on rows × n: torch's, fewer when the pairs are too few to share out."""
+    return max(1, min(torch.get_num_threads(), rows * n * n // (2 * _MIN_PAIRS_PER_THREAD)))
+
+
 # Bits of the kernels' return value (native.c).
 _NO_MEMORY = 1
 
@@ -329,7 +337,7 @@ def _run(name: str, tensors: list[torch.Tensor], gamma: float) -> torch.Tensor:
         return out
     suffix = "f32" if x.dtype == torch.float32 else "f64"
     function = getattr(library, f"{name}_{suffix}")
-    threads = max(1, min(torch.get_num_threads(), rows * n * n // (2 * _MIN_PAIRS_PER_THREAD)))
+    threads = _threads(rows, n)
 
     def block(start: int, stop: int, threads: int) -> int:
         pointers = [t[start].data_ptr() for t in tensors] + [out[start].data_ptr()]

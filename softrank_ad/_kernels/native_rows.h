@@ -28,27 +28,31 @@ static UKEY NAME(key)(REAL value)
 }
 
 /* Sorts x[0..n) into s->values, with s->sorted_index[k] the column of the k-th smallest. LSD
- * radix sort, 8 bits a pass, skipping passes where every key shares the digit. */
+ * radix sort, 8 bits a pass, skipping passes where every key shares the digit; the histograms of
+ * all passes are counted in the first sweep over the row. */
 static void NAME(sort_row)(const REAL *x, int64_t n, struct scratch *s)
 {
+    enum { DIGITS = sizeof(UKEY) };
     UKEY *key = (UKEY *)s->key, *key_tmp = (UKEY *)s->key_tmp;
     int32_t *index = s->index, *index_tmp = s->index_tmp;
+    int64_t count[DIGITS][257] = {{0}};
     for (int64_t j = 0; j < n; ++j) {
         key[j] = NAME(key)(x[j]);
         index[j] = (int32_t)j;
+        for (int digit = 0; digit < DIGITS; ++digit)
+            ++count[digit][((key[j] >> (8 * digit)) & 0xFF) + 1];
     }
-    for (unsigned shift = 0; shift < 8 * sizeof(UKEY); shift += 8) {
-        int64_t count[257] = {0};
-        for (int64_t j = 0; j < n; ++j)
-            ++count[((key[j] >> shift) & 0xFF) + 1];
-        if (count[((key[0] >> shift) & 0xFF) + 1] == n)
+    for (int digit = 0; digit < DIGITS; ++digit) {
+        const unsigned shift = 8 * digit;
+        int64_t *at = count[digit];
+        if (at[((key[0] >> shift) & 0xFF) + 1] == n)
             continue;
         for (int d = 0; d < 256; ++d)
-            count[d + 1] += count[d];
+            at[d + 1] += at[d];
         for (int64_t j = 0; j < n; ++j) {
-            const int64_t at = count[(key[j] >> shift) & 0xFF]++;
-            key_tmp[at] = key[j];
-            index_tmp[at] = index[j];
+            const int64_t to = at[(key[j] >> shift) & 0xFF]++;
+            key_tmp[to] = key[j];
+            index_tmp[to] = index[j];
         }
         UKEY *swap_key = key; key = key_tmp; key_tmp = swap_key;
         int32_t *swap_index = index; index = index_tmp; index_tmp = swap_index;
@@ -62,7 +66,7 @@ static void NAME(sort_row)(const REAL *x, int64_t n, struct scratch *s)
 /* How a row is swept: densely (every pair, one shift c for the row) or sorted with windows. */
 struct NAME(plan) {
     int nonfinite, window;
-    REAL shift, spread; /* spread: γ·(max − min) */
+    REAL lo, shift, spread; /* the row's minimum, a shift c, and γ·(max − min) */
 };
 
 static struct NAME(plan) NAME(plan_row)(const REAL *x, int64_t n, REAL gamma)
@@ -78,7 +82,7 @@ static struct NAME(plan) NAME(plan_row)(const REAL *x, int64_t n, REAL gamma)
     /* Dense needs every E = exp(γ(v − c)) within exp(±MAX_EXPONENT / 2); sorting pays off once
      * some pair saturates on rows long enough to skip many. */
     const int window = spread > MAX_EXPONENT || (n >= WINDOW_MIN_N && spread > SATURATION);
-    const struct NAME(plan) plan = {nonfinite, window, lo + (hi - lo) / 2, spread}; /* no overflow */
+    const struct NAME(plan) plan = {nonfinite, window, lo, lo + (hi - lo) / 2, spread}; /* no overflow */
     return plan;
 }
 
@@ -238,73 +242,116 @@ static int NAME(nonfinite_row)(struct NAME(plan) plan, REAL *out, int64_t n)
     return plan.nonfinite;
 }
 
-/* Pairs the exact sweep of a sorted windowed row visits (for the choice of the far field). */
-static double NAME(window_pairs)(const REAL *v, int64_t n, REAL gamma)
+/* About how many pairs the exact sweep of a windowed row visits, for the choice of the far
+ * field, without sorting the row: the share of close pairs (|γ(v_i − v_j)| ≤ SATURATION) among
+ * WINDOW_SAMPLES entries at evenly spaced positions. A cost estimate only: a poor sample can cost
+ * time, never accuracy. */
+#define WINDOW_SAMPLES 64
+static double NAME(window_pairs)(const REAL *x, int64_t n, REAL gamma)
 {
-    const REAL reach = (REAL)SATURATION / gamma;
-    double pairs = 0;
-    for (int64_t i = 0, hi = 0; i < n; ++i) {
-        while (hi < n && v[hi] - v[i] <= reach)
-            ++hi;
-        pairs += (double)(hi - i);
+    REAL sample[WINDOW_SAMPLES];
+    const int count = n < WINDOW_SAMPLES ? (int)n : WINDOW_SAMPLES;
+    for (int k = 0; k < count; ++k) { /* insertion sort as they come */
+        const REAL value = x[(int64_t)k * n / count];
+        int at = k;
+        for (; at > 0 && sample[at - 1] > value; --at)
+            sample[at] = sample[at - 1];
+        sample[at] = value;
     }
-    return pairs;
+    const REAL reach = (REAL)SATURATION / gamma;
+    int64_t close = 0;
+    for (int i = 0, hi = 0; i < count; ++i) {
+        while (hi < count && sample[hi] - sample[i] <= reach)
+            ++hi;
+        close += hi - i - 1;
+    }
+    const double share = count > 1 ? (double)close / ((double)count * (count - 1) / 2) : 1.0;
+    return (double)n + share * (double)n * (double)(n - 1) / 2;
 }
 
-/* Rows shorter than this always take the exact sweep: measured on 2 cores, the expansion never
- * won below it (its per-row table walk and allocations dominate), and from n = 1,024 up it did
- * by up to 3× (B = 128, γ = 0.1). */
+/* Rows shorter than this always take the exact sweep: below it the expansion's fixed costs
+ * per row (tables, allocations, the threads' hand-offs) outweigh what it saves. */
 #define FARFIELD_MIN_N 512
-/* A pair of the exact sweep (vectorised, split over threads) costs about as much as this many
- * multiply-adds of the expansion: fitted to fwd+bwd times of both on 2 cores with AVX-512
- * (n = 1,024–16,384, B = 1–128, γ = 0.1–100): 0.1–0.2, the rows where the two are close. */
-#define FARFIELD_PAIR_COST 0.15
+/* What a pair of the exact sweep and sorting one entry for its windows cost, in units of the
+ * expansion's multiply-adds (farfield_cost): fitted to per-row times of both on 2 cores with
+ * AVX-512, n = 512–8,192, γ = 0.1–100 (a pair costs 0.4 forward, 0.5 backward). */
+#define FARFIELD_PAIR_COST 0.45
+#define FARFIELD_SORT_COST 80.0
+/* The exact sweep of one row split over T threads ran about this times T faster (T = 2). */
+#define SWEEP_SPLIT_GAIN 0.7
 
-/* Whether the expansion costs less than the exact sweep for this row (s->values holds the row
- * sorted when plan.window). */
-static int NAME(farfield_cheaper)(int64_t n, REAL gamma, struct NAME(plan) plan, const struct scratch *s,
-                                  int deriv, int weights)
+/* Whether the expansion costs less than the exact sweep for a row given `threads` threads. */
+static int NAME(farfield_cheaper)(const REAL *x, int64_t n, REAL gamma, struct NAME(plan) plan, int deriv,
+                                  int weights, int threads)
 {
     if (n < FARFIELD_MIN_N)
         return 0;
-    const double expansion = farfield_cost(n, (double)plan.spread, deriv, weights);
+    const double expansion = farfield_cost(n, (double)plan.spread, deriv, weights, threads);
+    const double speedup = threads > 1 ? SWEEP_SPLIT_GAIN * threads : 1.0;
     const double all_pairs = (double)n * (double)(n - 1) / 2;
-    if (FARFIELD_PAIR_COST * all_pairs <= expansion) /* it would lose even to every pair */
-        return 0;
-    const double exact = plan.window ? NAME(window_pairs)((const REAL *)s->values, n, gamma) : all_pairs;
-    return FARFIELD_PAIR_COST * exact > expansion;
+    if ((FARFIELD_PAIR_COST * all_pairs + FARFIELD_SORT_COST * (double)n) / speedup <= expansion)
+        return 0; /* it would lose even to every pair */
+    const double exact = plan.window ? FARFIELD_PAIR_COST * NAME(window_pairs)(x, n, gamma) + FARFIELD_SORT_COST * (double)n
+                                     : FARFIELD_PAIR_COST * all_pairs;
+    return exact / speedup > expansion;
+}
+
+/* Groups the row by far-field bin, in ascending bin order (a counting sort: the expansion needs
+ * no order within a bin): t = γ (v − min v) in double into s->wide[0], s->sorted_index[k] the
+ * column of the k-th. Returns 0, or 1 when memory could not be allocated. */
+static int NAME(bin_row)(const REAL *x, int64_t n, REAL gamma, struct NAME(plan) plan, struct scratch *s)
+{
+    double *t = s->wide[3], *grouped = s->wide[0];
+    double t_max = 0;
+    for (int64_t j = 0; j < n; ++j) {
+        t[j] = (double)gamma * ((double)x[j] - (double)plan.lo);
+        t_max = t[j] > t_max ? t[j] : t_max;
+    }
+    const int64_t bins = (int64_t)(t_max / FARFIELD_BIN) + 1;
+    int64_t *start = calloc((size_t)bins + 1, sizeof *start);
+    if (start == NULL)
+        return 1;
+    for (int64_t j = 0; j < n; ++j)
+        ++start[(int64_t)(t[j] / FARFIELD_BIN) + 1];
+    for (int64_t b = 0; b < bins; ++b)
+        start[b + 1] += start[b];
+    int32_t *index = s->index;
+    for (int64_t j = 0; j < n; ++j) {
+        const int64_t at = start[(int64_t)(t[j] / FARFIELD_BIN)]++;
+        grouped[at] = t[j];
+        index[at] = (int32_t)j;
+    }
+    s->sorted_index = index;
+    free(start);
+    return 0;
 }
 
 /* Whether a row takes the far-field expansion (native_farfield.h): float32 rows where it costs
- * less than the exact sweep (or as farfield_mode forces). Leaves the row sorted in s->values when
- * it returns 1 and whenever plan.window, and t = γ (v − min v) in s->wide[0] when it returns 1. */
+ * less than the exact sweep (or as farfield_mode forces). Leaves the row grouped by bin (bin_row)
+ * when it returns 1, and sorted in s->values when it returns 0 and plan.window. */
 static int NAME(use_farfield)(const REAL *x, int64_t n, REAL gamma, struct NAME(plan) plan,
-                              struct scratch *s, int deriv, int weights)
+                              struct scratch *s, int deriv, int weights, int threads)
 {
-    if (plan.window)
-        NAME(sort_row)(x, n, s); /* the exact sweep needs it sorted too */
     const int take = FARFIELD && (farfield_mode == FARFIELD_ALWAYS ||
                                   (farfield_mode == FARFIELD_AUTO &&
-                                   NAME(farfield_cheaper)(n, gamma, plan, s, deriv, weights)));
-    if (!take)
-        return 0;
-    if (!plan.window)
+                                   NAME(farfield_cheaper)(x, n, gamma, plan, deriv, weights, threads)));
+    if (take && !NAME(bin_row)(x, n, gamma, plan, s))
+        return 1;
+    if (plan.window) /* the exact sweep's windows need the row sorted */
         NAME(sort_row)(x, n, s);
-    const REAL *v = (const REAL *)s->values;
-    for (int64_t k = 0; k < n; ++k)
-        s->wide[0][k] = (double)gamma * ((double)v[k] - (double)v[0]);
-    return 1;
+    return 0;
 }
 
-/* Exported: how a row would be swept (0 dense, 1 sorted windows, 2 far-field expansion; -1 for
- * a row holding NaN/inf or no memory), for tests and benchmarks of the choice. */
-int NAME(softrank_method)(const REAL *x, int64_t n, double gamma, int backward)
+/* Exported: how a row given `threads` threads would be swept (0 dense, 1 sorted windows, 2
+ * far-field expansion; -1 for a row holding NaN/inf or no memory), for tests and benchmarks of
+ * the choice. */
+int NAME(softrank_method)(const REAL *x, int64_t n, double gamma, int backward, int threads)
 {
     const struct NAME(plan) plan = NAME(plan_row)(x, n, (REAL)gamma);
     struct scratch *s = plan.nonfinite ? NULL : scratch_get(n, sizeof(REAL));
     if (s == NULL)
         return -1;
-    return NAME(use_farfield)(x, n, (REAL)gamma, plan, s, backward, backward ? 2 : 1) ? 2 : plan.window;
+    return NAME(use_farfield)(x, n, (REAL)gamma, plan, s, backward, backward ? 2 : 1, threads) ? 2 : plan.window;
 }
 
 /* Returns STATUS_NONFINITE for a row holding NaN/inf, else 0. */
@@ -314,10 +361,10 @@ static int NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, st
     const struct NAME(plan) plan = NAME(plan_row)(x, n, gamma);
     if (NAME(nonfinite_row)(plan, out, n))
         return STATUS_NONFINITE;
-    if (NAME(use_farfield)(x, n, gamma, plan, s, 0, 1)) {
+    if (NAME(use_farfield)(x, n, gamma, plan, s, 0, 1, threads)) {
         const double *no_weights[1] = {NULL};
         double *const sums[1] = {s->total};
-        if (farfield_sum(s->wide[0], n, 0, 1, no_weights, sums, s->wide[3], threads))
+        if (farfield_sum(s->wide[0], n, 0, 1, no_weights, sums, s->wide + 3, threads))
             return STATUS_NO_MEMORY;
         for (int64_t k = 0; k < n; ++k)
             out[s->sorted_index[k]] = (REAL)(s->total[k] + 0.5);
@@ -341,14 +388,14 @@ static int NAME(backward_row)(const REAL *x, const REAL *grad, REAL *out, int64_
     const struct NAME(plan) plan = NAME(plan_row)(x, n, gamma);
     if (NAME(nonfinite_row)(plan, out, n))
         return STATUS_NONFINITE;
-    if (NAME(use_farfield)(x, n, gamma, plan, s, 1, 2)) {
+    if (NAME(use_farfield)(x, n, gamma, plan, s, 1, 2, threads)) {
         /* ∂L/∂v_k = γ (g_k Σ_j σ'(t_k − t_j) − Σ_j σ'(t_k − t_j) g_j) */
         double *sorted_grad = s->wide[1];
         for (int64_t k = 0; k < n; ++k)
             sorted_grad[k] = (double)grad[s->sorted_index[k]];
         const double *weight[2] = {NULL, sorted_grad};
         double *const sums[2] = {s->total, s->wide[2]};
-        if (farfield_sum(s->wide[0], n, 1, 2, weight, sums, s->wide[3], threads))
+        if (farfield_sum(s->wide[0], n, 1, 2, weight, sums, s->wide + 3, threads))
             return STATUS_NO_MEMORY;
         for (int64_t k = 0; k < n; ++k)
             out[s->sorted_index[k]] = (REAL)((double)gamma * (sorted_grad[k] * s->total[k] - s->wide[2][k]));
