@@ -75,8 +75,7 @@ struct scratch {
     int32_t *index, *index_tmp, *sorted_index;
     double *total;
     int64_t *count, *end, *block;
-    double *wide[5]; /* the far-field's row in double, its weights, second output, and powers
-                      * for each of its two weights */
+    double *wide[4]; /* the far-field's row in double, its weights, second output, and t */
 };
 
 static void scratch_free(struct scratch *s)
@@ -84,7 +83,7 @@ static void scratch_free(struct scratch *s)
     free(s->key); free(s->key_tmp); free(s->values); free(s->grad); free(s->exps); free(s->part);
     free(s->index); free(s->index_tmp); free(s->total); free(s->count); free(s->end);
     free(s->block);
-    for (int w = 0; w < 5; ++w)
+    for (int w = 0; w < 4; ++w)
         free(s->wide[w]);
 }
 
@@ -103,12 +102,12 @@ static int scratch_alloc(struct scratch *s, int64_t n, size_t real_size)
     s->count = malloc(m * sizeof(int64_t));
     s->end = malloc(m * sizeof(int64_t));
     s->block = malloc(m * sizeof(int64_t));
-    for (int w = 0; w < 5; ++w)
+    for (int w = 0; w < 4; ++w)
         s->wide[w] = malloc(m * sizeof(double));
     s->sorted_index = s->index;
     if (s->key && s->key_tmp && s->values && s->grad && s->exps && s->part && s->index &&
         s->index_tmp && s->total && s->count && s->end && s->block && s->wide[0] && s->wide[1] &&
-        s->wide[2] && s->wide[3] && s->wide[4])
+        s->wide[2] && s->wide[3])
         return 1;
     scratch_free(s);
     return 0;

@@ -12,18 +12,27 @@
  *
  * so each bin needs only its moments M_b,k = Σ_{j∈b} w_j (−δ_j)^k, each bin a a local expansion
  * L_a,l = Σ_b Σ_k A_{k+l}(d_ab) C(k+l, l) M_b,k, and each entry Σ_l L_a,l ε_i^l. A_m(d) depends
- * on a − b only (one small table). Bins further apart than R = ⌈S/h⌉ + 1 hold only pairs with
- * |t_i − t_j| > S, taken as σ = 0 or 1 and σ' = 0: they add the weight of every entry in bins
- * below a − R. S = 21 makes that error, below e^{−S} = 7.6e-10 per pair, part of the bound.
+ * on a − b only (one small table), used for |a − b| ≤ R = FARFIELD_NEAR.
+ *
+ * Distant bins (|a − b| > R, so x = |t_i − t_j| > R·h) take σ's exponential series instead,
+ * σ(−x) = Σ_{k≥1} (−1)^{k+1} e^{−kx}, σ(x) = 1 − σ(−x) and σ'(x) = Σ_{k≥1} (−1)^{k+1} k e^{−kx},
+ * cut after K = FARFIELD_EXP_TERMS terms. Each term is separable: for j in a bin below,
+ * e^{−k(t_i − t_j)} = e^{−kε_i} · e^{−kh(a−b)} · e^{kδ_j}, so the bins need only the sums
+ * E_b,k = Σ_j w_j e^{±kδ_j} (from their moments, e^{kδ} = Σ_m (kδ)^m / m!), one running sum
+ * S_a,k = Σ_{b<a−R} e^{−kh(a−b)} E_b,k from each side (O(bins·K), however far apart), and each
+ * entry e^{∓kε_i} S_a,k, which goes into its bin's local expansion as Σ_l (∓k)^l ε_i^l / l!.
+ * Dropped: the series' tail, at most (K + 1) e^{−(K+1)R·h} = 2.3e-10 per pair (σ', R·h = 4,
+ * K = 5; σ's is smaller), and the Taylor tails of e^{kδ} and e^{−kε} past order P, relative
+ * (Kh/2)^P / P! · e^{Kh/2} < 1e-9 on terms below K e^{−kR·h} < 1e-8, so about 1e-17.
  *
  * Error bound (per pair, before the sum over j): by Cauchy's estimate on the circle of radius ρ
  * (< π) around d, |A_m(d)| ≤ K_ρ / ρ^m with K_ρ = max |φ| on that circle, so the dropped terms
  * m ≥ P add at most K_ρ (h/ρ)^P / (1 − h/ρ) for |u| ≤ h. K_ρ, maximised over d numerically (and
  * rounded up): σ: 1.2 at ρ = 2, 1.8 at ρ = 2.5; σ': 0.95 at ρ = 2, 2.7 at ρ = 2.5. The order P is
  * the smallest for which the tighter of the two bounds is below FARFIELD_TOL / 2; terms of the
- * local expansions too small to matter are dropped within the other half (farfield_prune). Either
- * way a pair is off by at most FARFIELD_TOL, so a sum over n pairs of weights w by
- * n·max|w|·FARFIELD_TOL.
+ * local expansions too small to matter are dropped within the other half (farfield_prune). A
+ * distant pair is off by less than FARFIELD_TOL / 2 (above). Either way a pair is off by at most
+ * FARFIELD_TOL, so a sum over n pairs of weights w by n·max|w|·FARFIELD_TOL.
  */
 
 /* When float32 rows take the expansion: FARFIELD_AUTO (where it costs less than the exact sweep),
@@ -40,7 +49,8 @@ void softrank_set_farfield(int mode)
 #define FARFIELD_MAX_ORDER 32
 #define FARFIELD_BIN 0.5    /* h, in units of γ·v */
 #define FARFIELD_TOL 1e-9   /* per pair: summed over n pairs, far below float32 rounding of ranks */
-#define FARFIELD_SATURATION 21.0 /* σ(−21) and σ'(21) are below FARFIELD_TOL */
+#define FARFIELD_NEAR 8        /* R: bins at most this far apart take the Taylor tables */
+#define FARFIELD_EXP_TERMS 5    /* K: the exponential series' terms for the rest */
 
 /* The order P whose truncation stays below FARFIELD_TOL / 2 per pair, for φ = σ (deriv 0) or σ'
  * (deriv 1); the terms farfield_prune drops take the other half. */
@@ -151,14 +161,12 @@ struct farfield_term {
 static struct farfield_term *farfield_lists[2];
 static int64_t farfield_list_start[2][FARFIELD_MAX_ORDER + 1]; /* order l's terms: [start[l], start[l + 1]) */
 
-#define FARFIELD_REACH ((int64_t)ceil(FARFIELD_SATURATION / FARFIELD_BIN) + 1)
-
 /* Fills list and start for φ = σ (deriv 0) or σ' (deriv 1) from a pruned table of span·order²
  * entries; list == NULL only counts the terms into start. */
 static void farfield_list(int deriv, const double *table, struct farfield_term *list, int64_t *start)
 {
     const int order = farfield_order(deriv);
-    const int64_t reach = FARFIELD_REACH;
+    const int64_t reach = FARFIELD_NEAR;
     int64_t count = 0;
     for (int l = 0; l < order; ++l) {
         start[l] = count;
@@ -179,12 +187,12 @@ static void farfield_list(int deriv, const double *table, struct farfield_term *
 static int farfield_build(int deriv, struct farfield_term **list, int64_t *start)
 {
     const int order = farfield_order(deriv);
-    const int64_t span = 2 * FARFIELD_REACH + 1;
+    const int64_t span = 2 * FARFIELD_NEAR + 1;
     double *table = malloc((size_t)(span * order * order) * sizeof *table);
     if (table == NULL)
         return 1;
-    farfield_table(order, deriv, FARFIELD_REACH, table);
-    farfield_prune(order, FARFIELD_REACH, table);
+    farfield_table(order, deriv, FARFIELD_NEAR, table);
+    farfield_prune(order, FARFIELD_NEAR, table);
     farfield_list(deriv, table, NULL, start);
     *list = malloc((size_t)start[order] * sizeof **list);
     if (*list != NULL)
@@ -199,43 +207,25 @@ __attribute__((constructor)) static void farfield_setup(void)
     for (int m = 1; m < 2 * FARFIELD_MAX_ORDER; ++m)
         farfield_half_bin[m] = farfield_half_bin[m - 1] * FARFIELD_BIN / 2;
     for (int deriv = 0; deriv < 2; ++deriv)
-        if (farfield_build(deriv, &farfield_lists[deriv], farfield_list_start[deriv])) {
-            farfield_lists[deriv] = NULL; /* count every term: the cost is overestimated, never wrong */
-            farfield_list_start[deriv][farfield_order(deriv)] =
-                (2 * FARFIELD_REACH + 1) * farfield_order(deriv) * (farfield_order(deriv) + 1) / 2;
-        }
-}
-
-/* How farfield_sum shares one row out over threads: over the bins from FARFIELD_SPLIT_N entries
- * (shorter rows are faster on one thread: the data another core has to fetch cost more than
- * its half of the work saves; on 2 cores 1.2x slower at n = 16,384, 1.3x faster at 32,768,
- * γ = 10), and below it one weight to a thread (the backward's two weights share only t: 1.7x
- * faster on 2 threads at n = 4,096). */
-#define FARFIELD_SPLIT_N 32768
-static int farfield_threads(int64_t n, int weights, int threads)
-{
-    if (n >= FARFIELD_SPLIT_N)
-        return threads;
-    return weights < threads ? weights : threads;
+        if (farfield_build(deriv, &farfield_lists[deriv], farfield_list_start[deriv]))
+            farfield_lists[deriv] = NULL; /* farfield_pass builds its own */
 }
 
 /* What the expansion costs for a row spanning t_max, with `weights` weight vectors, in
- * multiply-adds of its entry phases: 2P per entry and weight (moments and Horner), the
- * surviving terms once per FARFIELD_BLOCK bins and weight (one vector multiply-add each, worth
- * FARFIELD_BLOCK_TERM of those), and FARFIELD_ROW for binning the row and its allocations; on
- * T threads, FARFIELD_SPLIT_GAIN·T times less. Fitted to per-row times on 2 cores with AVX-512
- * (n = 512–8,192, γ = 0.1–100). */
+ * multiply-adds of its entry phases: 2P per entry and weight (moments and Horner), about
+ * FARFIELD_BIN_COST per bin and weight (its near terms, one vector multiply-add per 8 bins each,
+ * and its exponential sums), and FARFIELD_ROW for binning the row and its allocations; on T
+ * threads, FARFIELD_SPLIT_GAIN·T times less. Fitted to per-row times on 2 cores with AVX-512
+ * (n = 512–8,192, γ = 0.1–100; within 25%). */
 #define FARFIELD_BLOCK 8
-#define FARFIELD_BLOCK_TERM 2.6
-#define FARFIELD_ROW 5000.0
+#define FARFIELD_BIN_COST 800.0
+#define FARFIELD_ROW 20000.0
 #define FARFIELD_SPLIT_GAIN 0.85
 static double farfield_cost(int64_t n, double t_max, int deriv, int weights, int threads)
 {
-    const double blocks = ceil((floor(t_max / FARFIELD_BIN) + 1) / FARFIELD_BLOCK);
-    const double terms = (double)farfield_list_start[deriv][farfield_order(deriv)];
-    const int used = farfield_threads(n, weights, threads);
-    const double work = weights * ((double)n * 2 * farfield_order(deriv) + FARFIELD_BLOCK_TERM * blocks * terms);
-    return (used > 1 ? work / (FARFIELD_SPLIT_GAIN * used) : work) + FARFIELD_ROW;
+    const double bins = floor(t_max / FARFIELD_BIN) + 1;
+    const double work = weights * ((double)n * 2 * farfield_order(deriv) + FARFIELD_BIN_COST * bins);
+    return (threads > 1 ? work / (FARFIELD_SPLIT_GAIN * threads) : work) + FARFIELD_ROW;
 }
 
 /* A block of bins as one vector (GCC/Clang vector extensions, like the __builtin_roundf of
@@ -245,15 +235,66 @@ typedef double farfield_block __attribute__((vector_size(FARFIELD_BLOCK * sizeof
 /* The block of moments M_{a−d},k for a = a0 … a0 + BLOCK − 1, from base = moments + a0. */
 #define FARFIELD_AT(base, offset) (*(const farfield_block *)((base) + (offset)))
 
+/* Adds the distant bins (more than FARFIELD_NEAR apart) to the local expansions of weight w,
+ * local[l·bins + a], by the exponential series of the header, from the bins' moments
+ * moment[m·stride + b]. work holds 4·K·bins entries. */
+static void farfield_distant(const double *moment, int64_t stride, double *local, int64_t bins, int order,
+                             int deriv, double *work)
+{
+    const int terms = FARFIELD_EXP_TERMS;
+    const int64_t near = FARFIELD_NEAR;
+    const double h = FARFIELD_BIN;
+    double *up = work, *down = work + terms * bins;    /* E_b,k = Σ_j w_j e^{±kδ_j}, [k][b] */
+    double *from_below = down + terms * bins, *from_above = from_below + terms * bins; /* S_a,k */
+    for (int k = 1; k <= terms; ++k) {
+        double *e_up = up + (k - 1) * bins, *e_down = down + (k - 1) * bins;
+        memset(e_up, 0, (size_t)bins * sizeof *e_up);
+        memset(e_down, 0, (size_t)bins * sizeof *e_down);
+        double power = 1; /* k^m / m! */
+        for (int m = 0; m < order; ++m) {
+            const double *m_b = moment + m * stride; /* Σ_j w_j (−δ_j)^m */
+            const double odd = m % 2 ? -power : power;
+            for (int64_t b = 0; b < bins; ++b) {
+                e_up[b] += odd * m_b[b];
+                e_down[b] += power * m_b[b];
+            }
+            power *= (double)k / (m + 1);
+        }
+        /* S_a = Σ_{b ≤ a−R−1} e^{−kh(a−b)} E_b, from below and (mirrored) from above. */
+        const double step = exp(-k * h), gap = exp(-k * h * (near + 1));
+        double *below = from_below + (k - 1) * bins, *above = from_above + (k - 1) * bins;
+        for (int64_t a = 0; a < bins; ++a)
+            below[a] = a > near ? step * below[a - 1] + gap * e_up[a - near - 1] : 0;
+        for (int64_t a = bins - 1; a >= 0; --a)
+            above[a] = a + near + 1 < bins ? step * above[a + 1] + gap * e_down[a + near + 1] : 0;
+    }
+    /* Entry i of bin a gets Σ_k c_k (e^{−kε} S_a,k from below + e^{kε} S_a,k from above), with
+     * c_k = (−1)^{k+1} for σ' (times k) and for σ above, −(−1)^{k+1} for σ below (σ = 1 − σ(−x):
+     * the 1s are the caller's count of the weight below). */
+    double inverse_factorial = 1;
+    for (int l = 0; l < order; ++l) {
+        double *l_out = local + l * bins;
+        for (int k = 1; k <= terms; ++k) {
+            const double sign = k % 2 ? 1.0 : -1.0, scale = deriv ? sign * k : sign;
+            const double k_l = pow((double)k, l) * inverse_factorial;
+            const double c_below = (deriv ? scale : -scale) * (l % 2 ? -k_l : k_l), c_above = scale * k_l;
+            const double *below = from_below + (k - 1) * bins, *above = from_above + (k - 1) * bins;
+            for (int64_t a = 0; a < bins; ++a)
+                l_out[a] += c_below * below[a] + c_above * above[a];
+        }
+        inverse_factorial /= l + 1;
+    }
+}
+
 /* farfield_sum for all `weights` at once, bins shared out over `threads` threads (each bin's
- * moments, local expansion and entries are its own); power is a work array of n entries. */
+ * moments, local expansion and entries are its own). */
 static int farfield_pass(const double *t, int64_t n, int deriv, int weights, const double *const *weight,
-                         double *const *out, double *power, int threads)
+                         double *const *out, int threads)
 {
     const int order = farfield_order(deriv);
     const double h = FARFIELD_BIN;
     const int64_t bins = (int64_t)floor(t[n - 1] / h) + 1;
-    const int64_t reach = FARFIELD_REACH;
+    const int64_t reach = FARFIELD_NEAR;
     /* Moments are stored [w][k][b] with `reach` zeros before bin 0 and reach + FARFIELD_BLOCK
      * after the last, so that every term reads a whole block of bins without bounds checks. */
     const int64_t stride = reach + bins + reach + FARFIELD_BLOCK;
@@ -261,6 +302,10 @@ static int farfield_pass(const double *t, int64_t n, int deriv, int weights, con
     double *padded = calloc((size_t)(stride * order * weights), sizeof *padded);
     double *local = malloc((size_t)(bins * order * weights) * sizeof *local);
     double *below = calloc((size_t)(bins * weights), sizeof *below);
+    double *centred = malloc((size_t)(n + FARFIELD_BLOCK * bins) * sizeof *centred); /* −δ, bins padded */
+    double *power = malloc((size_t)(n + FARFIELD_BLOCK * bins) * sizeof *power);
+    const int distant = bins > FARFIELD_NEAR + 1; /* some bins are more than NEAR apart */
+    double *work = distant ? malloc((size_t)(4 * FARFIELD_EXP_TERMS * bins) * sizeof *work) : NULL;
     int64_t own_start[FARFIELD_MAX_ORDER + 1];
     struct farfield_term *own_list = NULL;
     if (!farfield_lists[deriv] && farfield_build(deriv, &own_list, own_start))
@@ -268,8 +313,8 @@ static int farfield_pass(const double *t, int64_t n, int deriv, int weights, con
     const struct farfield_term *list = farfield_lists[deriv] ? farfield_lists[deriv] : own_list;
     const int64_t *list_start = farfield_lists[deriv] ? farfield_list_start[deriv] : own_start;
     int64_t *offset = list ? malloc((size_t)list_start[order] * sizeof *offset) : NULL;
-    if (!start || !padded || !local || !below || !list || !offset) {
-        free(start); free(padded); free(local); free(below); free(own_list); free(offset);
+    if (!start || !padded || !local || !below || !centred || !power || !list || !offset || (distant && !work)) {
+        free(start); free(padded); free(local); free(below); free(centred); free(power); free(own_list); free(offset); free(work);
         return 1;
     }
     /* Where each term reads its moments, M_{a−d},k at a = 0, for this row's stride. */
@@ -283,22 +328,32 @@ static int farfield_pass(const double *t, int64_t n, int deriv, int weights, con
         while (b < bin)
             start[++b] = i;
     }
-    /* Moments M_b,k = Σ_j w_j (−δ_j)^k, k outermost so the sums over j vectorise. */
+    /* Moments M_b,k = Σ_j w_j (−δ_j)^k, k outermost, FARFIELD_BLOCK entries at a time: each bin's
+     * −δ and powers are kept zero-padded to whole blocks (at first + BLOCK·b), so that a bin of
+     * a few dozen entries runs in whole vectors rather than mostly in a scalar remainder. */
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int64_t b = 0; b < bins; ++b) {
         const double centre = ((double)b + 0.5) * h;
         const int64_t first = start[b], count = start[b + 1] - start[b];
+        const int64_t blocks = (count + FARFIELD_BLOCK - 1) / FARFIELD_BLOCK, room = blocks * FARFIELD_BLOCK;
+        double *minus_delta = centred + first + FARFIELD_BLOCK * b, *p = power + first + FARFIELD_BLOCK * b;
+        for (int64_t j = 0; j < room; ++j)
+            minus_delta[j] = j < count ? centre - t[first + j] : 0;
         for (int w = 0; w < weights; ++w) {
-            double *p = power + first;
-            for (int64_t j = 0; j < count; ++j)
-                p[j] = weight[w] ? weight[w][first + j] : 1.0;
+            for (int64_t j = 0; j < room; ++j)
+                p[j] = j >= count ? 0 : weight[w] ? weight[w][first + j] : 1.0;
             for (int k = 0; k < order; ++k) {
-                double sum = 0;
-                for (int64_t j = 0; j < count; ++j) {
-                    sum += p[j];
-                    p[j] *= centre - t[first + j];
+                farfield_block sum;
+                memset(&sum, 0, sizeof sum);
+                for (int64_t block = 0; block < blocks; ++block) {
+                    farfield_block *power_j = (farfield_block *)(p + block * FARFIELD_BLOCK);
+                    sum += *power_j;
+                    *power_j *= FARFIELD_AT(minus_delta, block * FARFIELD_BLOCK);
                 }
-                moment[(w * order + k) * stride + b] = sum;
+                double total = 0;
+                for (int q = 0; q < FARFIELD_BLOCK; ++q)
+                    total += sum[q];
+                moment[(w * order + k) * stride + b] = total;
             }
         }
     }
@@ -327,47 +382,54 @@ static int farfield_pass(const double *t, int64_t n, int deriv, int weights, con
                 l_out[a0 + q] = block[q];
         }
     }
-    /* The weight of the bins saturated below a. */
+    if (distant)
+        for (int w = 0; w < weights; ++w)
+            farfield_distant(moment + (int64_t)w * order * stride, stride, local + (int64_t)w * order * bins, bins,
+                             order, deriv, work);
+    /* σ's 1 for each distant entry below: the weight of the bins more than NEAR below a. */
     if (!deriv)
         for (int w = 0; w < weights; ++w)
             for (int64_t a = reach + 1; a < bins; ++a)
                 below[a * weights + w] = below[(a - 1) * weights + w] + moment[(int64_t)w * order * stride + a - reach - 1];
-    /* Each entry: Σ_l L_a,l ε^l by Horner, entries innermost so the steps vectorise, plus the
-     * saturated bins below. */
+    /* Each entry: Σ_l L_a,l ε^l = Σ_l (−1)^l L_a,l (−δ)^l by Horner, FARFIELD_BLOCK entries at a
+     * time over the padded −δ of the moments, plus the distant weight below. */
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
     for (int64_t a = 0; a < bins; ++a) {
-        const double centre = ((double)a + 0.5) * h;
         const int64_t first = start[a], count = start[a + 1] - start[a];
+        const double *minus_delta = centred + first + FARFIELD_BLOCK * a;
         for (int w = 0; w < weights; ++w) {
             const double *l_in = local + (int64_t)w * order * bins + a; /* L_a,l at l_in[l * bins] */
             double *sum = out[w] + first;
-            for (int64_t i = 0; i < count; ++i)
-                sum[i] = l_in[(order - 1) * bins];
-            for (int l = order - 2; l >= 0; --l)
-                for (int64_t i = 0; i < count; ++i)
-                    sum[i] = sum[i] * (t[first + i] - centre) + l_in[l * bins];
-            for (int64_t i = 0; i < count; ++i)
-                sum[i] += below[a * weights + w];
+            for (int64_t i0 = 0; i0 < count; i0 += FARFIELD_BLOCK) {
+                const farfield_block x = FARFIELD_AT(minus_delta, i0);
+                farfield_block value = x * 0 + ((order - 1) % 2 ? -1 : 1) * l_in[(order - 1) * bins];
+                for (int l = order - 2; l >= 0; --l)
+                    value = value * x + (l % 2 ? -l_in[l * bins] : l_in[l * bins]);
+                value += below[a * weights + w];
+                for (int q = 0; q < FARFIELD_BLOCK && i0 + q < count; ++q)
+                    sum[i0 + q] = value[q];
+            }
         }
     }
-    free(start); free(padded); free(local); free(below); free(own_list); free(offset);
+    free(start); free(padded); free(local); free(below); free(centred); free(power); free(own_list); free(offset); free(work);
     return 0;
 }
 
 /* out[w][i] = Σ_j weight[w][j] φ(t_i − t_j) for w < weights (weight[w] == NULL: all ones), with
  * φ = σ (deriv 0) or σ' (deriv 1); t ≥ 0 grouped by bin ⌊t / h⌋, bins ascending (any order within
- * a bin; sorted ascending will do). Uses up to `threads` threads as farfield_threads says; power
- * holds a work array of n entries for each weight. Returns 0, or 1 when memory could not be
- * allocated. */
+ * a bin; sorted ascending will do), on `threads` threads: one weight to a thread where there is a
+ * weight for each (the backward's two share only t), else the bins in contiguous ranges (so the
+ * data a thread writes first stays in its cache). Measured on 2 cores, n = 1,024–65,536: both
+ * 1.1–1.4x faster than one thread, the weights split 1.05–1.2x ahead of the bins split for the
+ * backward. Returns 0, or 1 when memory could not be allocated. */
 static int farfield_sum(const double *t, int64_t n, int deriv, int weights, const double *const *weight,
-                        double *const *out, double *const *power, int threads)
+                        double *const *out, int threads)
 {
-    const int used = farfield_threads(n, weights, threads);
-    if (n >= FARFIELD_SPLIT_N || used == 1)
-        return farfield_pass(t, n, deriv, weights, weight, out, power[0], used);
+    if (threads == 1 || weights < threads)
+        return farfield_pass(t, n, deriv, weights, weight, out, threads);
     int status = 0;
-#pragma omp parallel for num_threads(used) schedule(static, 1) reduction(|:status)
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(|:status)
     for (int w = 0; w < weights; ++w)
-        status |= farfield_pass(t, n, deriv, 1, weight + w, out + w, power[w], 1);
+        status |= farfield_pass(t, n, deriv, 1, weight + w, out + w, 1);
     return status;
 }

@@ -66,23 +66,40 @@ static void NAME(sort_row)(const REAL *x, int64_t n, struct scratch *s)
 /* How a row is swept: densely (every pair, one shift c for the row) or sorted with windows. */
 struct NAME(plan) {
     int nonfinite, window;
-    REAL lo, shift, spread; /* the row's minimum, a shift c, and γ·(max − min) */
+    REAL lo, hi, shift, spread; /* the row's extremes, a shift c, and γ·(max − min) */
 };
+
+/* The REAL whose key is `key` (the inverse of NAME(key)). */
+static REAL NAME(unkey)(UKEY key)
+{
+    const UKEY sign = (UKEY)1 << (8 * sizeof(UKEY) - 1);
+    const UKEY bits = (key & sign) ? (key & ~sign) : ~key;
+    REAL value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
 
 static struct NAME(plan) NAME(plan_row)(const REAL *x, int64_t n, REAL gamma)
 {
-    REAL lo = x[0], hi = x[0];
-    int nonfinite = 0;
+    /* On the integer keys, which order as the values do: integer min, max and the exponent test
+     * for NaN/inf vectorise, where float compares would not (NaN rules). */
+    const REAL infinity = (REAL)INFINITY;
+    UKEY exponent, lo_key = ~(UKEY)0, hi_key = 0, nonfinite = 0;
+    memcpy(&exponent, &infinity, sizeof exponent);
     for (int64_t j = 0; j < n; ++j) {
-        nonfinite |= !isfinite(x[j]);
-        lo = x[j] < lo ? x[j] : lo;
-        hi = x[j] > hi ? x[j] : hi;
+        UKEY bits;
+        memcpy(&bits, x + j, sizeof bits);
+        nonfinite |= (bits & exponent) == exponent;
+        const UKEY key = NAME(key)(x[j]);
+        lo_key = key < lo_key ? key : lo_key;
+        hi_key = key > hi_key ? key : hi_key;
     }
+    const REAL lo = NAME(unkey)(lo_key), hi = NAME(unkey)(hi_key);
     const REAL spread = gamma * (hi - lo);
     /* Dense needs every E = exp(γ(v − c)) within exp(±MAX_EXPONENT / 2); sorting pays off once
      * some pair saturates on rows long enough to skip many. */
     const int window = spread > MAX_EXPONENT || (n >= WINDOW_MIN_N && spread > SATURATION);
-    const struct NAME(plan) plan = {nonfinite, window, lo, lo + (hi - lo) / 2, spread}; /* no overflow */
+    const struct NAME(plan) plan = {nonfinite != 0, window, lo, hi, lo + (hi - lo) / 2, spread}; /* no overflow */
     return plan;
 }
 
@@ -272,11 +289,11 @@ static double NAME(window_pairs)(const REAL *x, int64_t n, REAL gamma)
 /* Rows shorter than this always take the exact sweep: below it the expansion's fixed costs
  * per row (tables, allocations, the threads' hand-offs) outweigh what it saves. */
 #define FARFIELD_MIN_N 512
-/* What a pair of the exact sweep and sorting one entry for its windows cost, in units of the
- * expansion's multiply-adds (farfield_cost): fitted to per-row times of both on 2 cores with
- * AVX-512, n = 512–8,192, γ = 0.1–100 (a pair costs 0.4 forward, 0.5 backward). */
-#define FARFIELD_PAIR_COST 0.45
-#define FARFIELD_SORT_COST 80.0
+/* What a pair of the exact sweep (forward, backward) and sorting one entry for its windows cost,
+ * in units of the expansion's multiply-adds (farfield_cost): fitted to per-row times of both on
+ * 2 cores with AVX-512, n = 512–8,192, γ = 0.1–100. */
+#define FARFIELD_PAIR_COST(deriv) ((deriv) ? 0.73 : 0.42)
+#define FARFIELD_SORT_COST 100.0
 /* The exact sweep of one row split over T threads ran about this times T faster (T = 2). */
 #define SWEEP_SPLIT_GAIN 0.7
 
@@ -289,10 +306,11 @@ static int NAME(farfield_cheaper)(const REAL *x, int64_t n, REAL gamma, struct N
     const double expansion = farfield_cost(n, (double)plan.spread, deriv, weights, threads);
     const double speedup = threads > 1 ? SWEEP_SPLIT_GAIN * threads : 1.0;
     const double all_pairs = (double)n * (double)(n - 1) / 2;
-    if ((FARFIELD_PAIR_COST * all_pairs + FARFIELD_SORT_COST * (double)n) / speedup <= expansion)
+    const double pair = FARFIELD_PAIR_COST(deriv);
+    if ((pair * all_pairs + FARFIELD_SORT_COST * (double)n) / speedup <= expansion)
         return 0; /* it would lose even to every pair */
-    const double exact = plan.window ? FARFIELD_PAIR_COST * NAME(window_pairs)(x, n, gamma) + FARFIELD_SORT_COST * (double)n
-                                     : FARFIELD_PAIR_COST * all_pairs;
+    const double exact = plan.window ? pair * NAME(window_pairs)(x, n, gamma) + FARFIELD_SORT_COST * (double)n
+                                     : pair * all_pairs;
     return exact / speedup > expansion;
 }
 
@@ -302,11 +320,9 @@ static int NAME(farfield_cheaper)(const REAL *x, int64_t n, REAL gamma, struct N
 static int NAME(bin_row)(const REAL *x, int64_t n, REAL gamma, struct NAME(plan) plan, struct scratch *s)
 {
     double *t = s->wide[3], *grouped = s->wide[0];
-    double t_max = 0;
-    for (int64_t j = 0; j < n; ++j) {
+    for (int64_t j = 0; j < n; ++j)
         t[j] = (double)gamma * ((double)x[j] - (double)plan.lo);
-        t_max = t[j] > t_max ? t[j] : t_max;
-    }
+    const double t_max = (double)gamma * ((double)plan.hi - (double)plan.lo); /* t of the largest */
     const int64_t bins = (int64_t)(t_max / FARFIELD_BIN) + 1;
     int64_t *start = calloc((size_t)bins + 1, sizeof *start);
     if (start == NULL)
@@ -364,7 +380,7 @@ static int NAME(forward_row)(const REAL *x, REAL *out, int64_t n, REAL gamma, st
     if (NAME(use_farfield)(x, n, gamma, plan, s, 0, 1, threads)) {
         const double *no_weights[1] = {NULL};
         double *const sums[1] = {s->total};
-        if (farfield_sum(s->wide[0], n, 0, 1, no_weights, sums, s->wide + 3, threads))
+        if (farfield_sum(s->wide[0], n, 0, 1, no_weights, sums, threads))
             return STATUS_NO_MEMORY;
         for (int64_t k = 0; k < n; ++k)
             out[s->sorted_index[k]] = (REAL)(s->total[k] + 0.5);
@@ -395,7 +411,7 @@ static int NAME(backward_row)(const REAL *x, const REAL *grad, REAL *out, int64_
             sorted_grad[k] = (double)grad[s->sorted_index[k]];
         const double *weight[2] = {NULL, sorted_grad};
         double *const sums[2] = {s->total, s->wide[2]};
-        if (farfield_sum(s->wide[0], n, 1, 2, weight, sums, s->wide + 3, threads))
+        if (farfield_sum(s->wide[0], n, 1, 2, weight, sums, threads))
             return STATUS_NO_MEMORY;
         for (int64_t k = 0; k < n; ++k)
             out[s->sorted_index[k]] = (REAL)((double)gamma * (sorted_grad[k] * s->total[k] - s->wide[2][k]));
