@@ -22,8 +22,9 @@
  * S_a,k = Σ_{b<a−R} e^{−kh(a−b)} E_b,k from each side (O(bins·K), however far apart), and each
  * entry e^{∓kε_i} S_a,k, which goes into its bin's local expansion as Σ_l (∓k)^l ε_i^l / l!.
  * Dropped: the series' tail, at most (K + 1) e^{−(K+1)R·h} = 2.3e-10 per pair (σ', R·h = 4,
- * K = 5; σ's is smaller), and the Taylor tails of e^{kδ} and e^{−kε} past order P, relative
- * (Kh/2)^P / P! · e^{Kh/2} < 1e-9 on terms below K e^{−kR·h} < 1e-8, so about 1e-17.
+ * K = 5; σ's is smaller), and the Taylor tails of e^{kδ} and e^{−kε} past order P: relative
+ * (kh/2)^P / P! · e^{kh/2} (below 1e-9 for k ≤ 5, P ≥ 14) on a term of at most k e^{−kR·h},
+ * about 1e-17 in all.
  *
  * Error bound (per pair, before the sum over j): by Cauchy's estimate on the circle of radius ρ
  * (< π) around d, |A_m(d)| ≤ K_ρ / ρ^m with K_ρ = max |φ| on that circle, so the dropped terms
@@ -49,8 +50,8 @@ void softrank_set_farfield(int mode)
 #define FARFIELD_MAX_ORDER 32
 #define FARFIELD_BIN 0.5    /* h, in units of γ·v */
 #define FARFIELD_TOL 1e-9   /* per pair: summed over n pairs, far below float32 rounding of ranks */
-#define FARFIELD_NEAR 8        /* R: bins at most this far apart take the Taylor tables */
-#define FARFIELD_EXP_TERMS 5    /* K: the exponential series' terms for the rest */
+#define FARFIELD_NEAR 8      /* R: bins at most this far apart take the Taylor tables */
+#define FARFIELD_EXP_TERMS 5 /* K: terms of the exponential series for the rest */
 
 /* The order P whose truncation stays below FARFIELD_TOL / 2 per pair, for φ = σ (deriv 0) or σ'
  * (deriv 1); the terms farfield_prune drops take the other half. */
@@ -119,8 +120,8 @@ static double farfield_half_bin[2 * FARFIELD_MAX_ORDER];
 
 /* Drops the terms too small to matter, setting their coefficients in the table to zero: a term
  * (d, k, l) adds at most |table[d][k][l]| (h/2)^{k+l} to a pair at bin distance d, so for each d
- * the smallest terms are dropped while their bounds sum to at most FARFIELD_TOL / 2 (the far,
- * flat part of σ loses most of its terms). */
+ * the smallest terms are dropped while their bounds sum to at most FARFIELD_TOL / 2 (the
+ * farther bins, where σ is flatter, lose most of theirs). */
 struct farfield_bound {
     double bound;
     int64_t at;
@@ -271,18 +272,19 @@ static void farfield_distant(const double *moment, int64_t stride, double *local
     /* Entry i of bin a gets Σ_k c_k (e^{−kε} S_a,k from below + e^{kε} S_a,k from above), with
      * c_k = (−1)^{k+1} for σ' (times k) and for σ above, −(−1)^{k+1} for σ below (σ = 1 − σ(−x):
      * the 1s are the caller's count of the weight below). */
-    double inverse_factorial = 1;
+    double k_l[FARFIELD_EXP_TERMS + 1]; /* k^l / l! */
+    for (int k = 1; k <= terms; ++k)
+        k_l[k] = 1;
     for (int l = 0; l < order; ++l) {
         double *l_out = local + l * bins;
         for (int k = 1; k <= terms; ++k) {
             const double sign = k % 2 ? 1.0 : -1.0, scale = deriv ? sign * k : sign;
-            const double k_l = pow((double)k, l) * inverse_factorial;
-            const double c_below = (deriv ? scale : -scale) * (l % 2 ? -k_l : k_l), c_above = scale * k_l;
+            const double c_below = (deriv ? scale : -scale) * (l % 2 ? -k_l[k] : k_l[k]), c_above = scale * k_l[k];
             const double *below = from_below + (k - 1) * bins, *above = from_above + (k - 1) * bins;
             for (int64_t a = 0; a < bins; ++a)
                 l_out[a] += c_below * below[a] + c_above * above[a];
+            k_l[k] *= (double)k / (l + 1);
         }
-        inverse_factorial /= l + 1;
     }
 }
 
@@ -291,20 +293,21 @@ static void farfield_distant(const double *moment, int64_t stride, double *local
 static int farfield_pass(const double *t, int64_t n, int deriv, int weights, const double *const *weight,
                          double *const *out, int threads)
 {
+    (void)threads; /* read by the OpenMP pragmas only */
     const int order = farfield_order(deriv);
     const double h = FARFIELD_BIN;
     const int64_t bins = (int64_t)floor(t[n - 1] / h) + 1;
-    const int64_t reach = FARFIELD_NEAR;
-    /* Moments are stored [w][k][b] with `reach` zeros before bin 0 and reach + FARFIELD_BLOCK
+    const int64_t near = FARFIELD_NEAR;
+    /* Moments are stored [w][k][b] with `near` zeros before bin 0 and near + FARFIELD_BLOCK
      * after the last, so that every term reads a whole block of bins without bounds checks. */
-    const int64_t stride = reach + bins + reach + FARFIELD_BLOCK;
+    const int64_t stride = near + bins + near + FARFIELD_BLOCK;
     int64_t *start = malloc((size_t)(bins + 1) * sizeof *start);
     double *padded = calloc((size_t)(stride * order * weights), sizeof *padded);
     double *local = malloc((size_t)(bins * order * weights) * sizeof *local);
     double *below = calloc((size_t)(bins * weights), sizeof *below);
     double *centred = malloc((size_t)(n + FARFIELD_BLOCK * bins) * sizeof *centred); /* −δ, bins padded */
     double *power = malloc((size_t)(n + FARFIELD_BLOCK * bins) * sizeof *power);
-    const int distant = bins > FARFIELD_NEAR + 1; /* some bins are more than NEAR apart */
+    const int distant = bins > near + 1; /* some bins are more than NEAR apart */
     double *work = distant ? malloc((size_t)(4 * FARFIELD_EXP_TERMS * bins) * sizeof *work) : NULL;
     int64_t own_start[FARFIELD_MAX_ORDER + 1];
     struct farfield_term *own_list = NULL;
@@ -320,8 +323,8 @@ static int farfield_pass(const double *t, int64_t n, int deriv, int weights, con
     /* Where each term reads its moments, M_{a−d},k at a = 0, for this row's stride. */
     for (int64_t term = 0; term < list_start[order]; ++term)
         offset[term] = list[term].k * stride - list[term].d;
-    double *const moment = padded + reach; /* moment[(w·order + k)·stride + b], b in [−reach, bins + reach + BLOCK) */
-    /* Bins as ranges of the sorted row: bin b holds t in [b·h, (b + 1)·h). */
+    double *const moment = padded + near; /* moment[(w·order + k)·stride + b], b in [−near, bins + near + BLOCK) */
+    /* Bins as ranges of the grouped row: bin b holds t in [b·h, (b + 1)·h). */
     start[0] = 0;
     for (int64_t i = 0, b = 0; i <= n; ++i) {
         const int64_t bin = i < n ? (int64_t)(t[i] / h) : bins;
@@ -389,8 +392,8 @@ static int farfield_pass(const double *t, int64_t n, int deriv, int weights, con
     /* σ's 1 for each distant entry below: the weight of the bins more than NEAR below a. */
     if (!deriv)
         for (int w = 0; w < weights; ++w)
-            for (int64_t a = reach + 1; a < bins; ++a)
-                below[a * weights + w] = below[(a - 1) * weights + w] + moment[(int64_t)w * order * stride + a - reach - 1];
+            for (int64_t a = near + 1; a < bins; ++a)
+                below[a * weights + w] = below[(a - 1) * weights + w] + moment[(int64_t)w * order * stride + a - near - 1];
     /* Each entry: Σ_l L_a,l ε^l = Σ_l (−1)^l L_a,l (−δ)^l by Horner, FARFIELD_BLOCK entries at a
      * time over the padded −δ of the moments, plus the distant weight below. */
 #pragma omp parallel for num_threads(threads) if (threads > 1) schedule(static)
@@ -402,7 +405,9 @@ static int farfield_pass(const double *t, int64_t n, int deriv, int weights, con
             double *sum = out[w] + first;
             for (int64_t i0 = 0; i0 < count; i0 += FARFIELD_BLOCK) {
                 const farfield_block x = FARFIELD_AT(minus_delta, i0);
-                farfield_block value = x * 0 + ((order - 1) % 2 ? -1 : 1) * l_in[(order - 1) * bins];
+                farfield_block value;
+                memset(&value, 0, sizeof value);
+                value += (order - 1) % 2 ? -l_in[(order - 1) * bins] : l_in[(order - 1) * bins];
                 for (int l = order - 2; l >= 0; --l)
                     value = value * x + (l % 2 ? -l_in[l * bins] : l_in[l * bins]);
                 value += below[a * weights + w];
