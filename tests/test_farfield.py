@@ -95,9 +95,9 @@ def test_the_row_decides_the_method():
 
 @pytest.mark.parametrize(("rows", "n"), [(3, 2048), (1, 4096), (1, 40_000)])
 def test_work_split_over_threads_agrees_with_one_thread(rows, n):
-    # Whole rows to a thread each (rows >= threads); one row's two backward weights to a thread
-    # each (n = 4,096); one long row's bins over the threads (n = 40,000). Each bin's sums are
-    # the same operations in the same order whichever thread runs them.
+    # Whole rows to a thread each (rows >= threads); a single row's forward has its bins shared
+    # out over the threads and its backward one weight to a thread. Each bin's sums are the same
+    # operations in the same order whichever thread runs them.
     x, grad = torch.randn(rows, n), torch.randn(rows, n)
     assert native.method(x[0], 1.0, backward=True, rows=rows) == "far-field"
     threads = torch.get_num_threads()

@@ -75,7 +75,8 @@ struct scratch {
     int32_t *index, *index_tmp, *sorted_index;
     double *total;
     int64_t *count, *end, *block;
-    double *wide[4]; /* the far-field's row in double, its weights, second output, and t */
+    double *wide[4]; /* far field: the row grouped by bin, its weights, its second output,
+                      * and t in column order */
 };
 
 static void scratch_free(struct scratch *s)
