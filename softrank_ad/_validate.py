@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch._subclasses.fake_tensor import FakeTensor  # loaded by ``import torch`` already
+
+# Both modules are loaded by ``import torch`` already; imported here once, not in every is_traced.
+from torch._subclasses.fake_tensor import FakeTensor
 from torch._subclasses.functional_tensor import FunctionalTensor
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)

@@ -61,6 +61,13 @@ static void row_block(int64_t rows, int64_t *first, int64_t *last)
     *last = *first + step < rows ? *first + step : rows;
 }
 
+/* The threads each row of a call on `rows` rows gets: all of them when there are fewer rows than
+ * threads (one row at a time, split over the threads), else one (a block of rows per thread). */
+static int row_threads(int64_t rows, int threads)
+{
+    return rows < threads ? threads : 1;
+}
+
 /* Rows shorter than this are never sorted: the sort would cost more than the pairs it skips. */
 #define WINDOW_MIN_N 64
 /* Window ends are rounded up to this many entries so the inner loop runs in whole vectors. */

@@ -191,7 +191,7 @@ def _declare(library: ctypes.CDLL) -> None:
         backward = getattr(library, f"softrank_backward_{suffix}")
         backward.argtypes = [pointer, pointer, pointer, size, size, real, count]
         method = getattr(library, f"softrank_method_{suffix}")
-        method.argtypes = [pointer, size, real, count, count]
+        method.argtypes = [pointer, size, real, count, size, count]
         forward.restype = backward.restype = method.restype = ctypes.c_int
     library.softrank_openmp.restype = ctypes.c_int
     library.softrank_openmp_symbol.restype = ctypes.c_void_p
@@ -247,9 +247,8 @@ def method(row: torch.Tensor, gamma: float, backward: bool = False, rows: int = 
     library = _load()
     row = row.contiguous()
     suffix = "f32" if row.dtype == torch.float32 else "f64"
-    threads = _threads(rows, row.numel())
-    per_row = threads if rows < threads else 1  # as NAME(rows) in native_rows.h hands them out
-    chosen = getattr(library, f"softrank_method_{suffix}")(row.data_ptr(), row.numel(), gamma, int(backward), per_row)
+    function = getattr(library, f"softrank_method_{suffix}")
+    chosen = function(row.data_ptr(), row.numel(), gamma, int(backward), rows, _threads(rows, row.numel()))
     if chosen < 0:
         raise ValueError("the row holds NaN or inf (or scratch memory ran out)")
     return METHODS[chosen]

@@ -358,11 +358,12 @@ static int NAME(use_farfield)(const REAL *x, int64_t n, REAL gamma, struct NAME(
     return 0;
 }
 
-/* Exported: how a row given `threads` threads would be swept (0 dense, 1 sorted windows, 2
- * far-field expansion; -1 for a row holding NaN/inf or no memory), for tests and benchmarks of
- * the choice. */
-int NAME(softrank_method)(const REAL *x, int64_t n, double gamma, int backward, int threads)
+/* Exported: how a row would be swept in a call on `rows` rows over `threads` threads (0 dense,
+ * 1 sorted windows, 2 far-field expansion; -1 for a row holding NaN/inf or no memory), for tests
+ * and benchmarks of the choice. */
+int NAME(softrank_method)(const REAL *x, int64_t n, double gamma, int backward, int64_t rows, int threads)
 {
+    threads = row_threads(rows, threads);
     const struct NAME(plan) plan = NAME(plan_row)(x, n, (REAL)gamma);
     struct scratch *s = plan.nonfinite ? NULL : scratch_get(n, sizeof(REAL));
     if (s == NULL)
@@ -449,7 +450,7 @@ static int NAME(rows)(const REAL *x, const REAL *grad, REAL *out, int64_t rows, 
                       int threads)
 {
     int status = 0;
-    if (rows < threads) {
+    if (row_threads(rows, threads) > 1) {
         struct scratch *s = scratch_get(n, sizeof(REAL));
         if (s == NULL)
             return STATUS_NO_MEMORY;
