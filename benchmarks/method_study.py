@@ -126,7 +126,8 @@ CONFIGS: dict[str, Config] = {
     "smaraad-dcg": Config("smaraad", {"position_weights": "dcg"}, note="extension: DCG-weighted soft Spearman"),
     **{f"smaraad-atk{w:.4g}": Config("smaraad", {"attack_align_weight": w}, note="alignment weight in the attack")
        for w in (0.0, 1 / 128)},
-    "smaraad++-alpha0.9": Config("smaraad++", {"alpha": 0.9}, note="Eq. 10 with its CE anchor, alpha 0.9"),
+    # Named for the paper's alpha = 1 - ce_weight.
+    "smaraad++-alpha0.9": Config("smaraad++", {"ce_weight": 0.1}, note="Eq. 10 with its CE anchor, alpha 0.9"),
 }
 GROUPS = ("headline", "probe")
 BASELINE = "adaad"

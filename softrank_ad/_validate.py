@@ -58,6 +58,18 @@ def check_finite(x: torch.Tensor, name: str) -> None:
         )
 
 
+def check_all_finite(*inputs: tuple[torch.Tensor, str]) -> None:
+    """:func:`check_finite` for several tensors with one device sync in all; each input is swept
+    again only once the joint check has failed, to name the culprit. Skipped while traced."""
+    if not inputs or is_traced(inputs[0][0]):
+        return
+    ok = torch.stack([torch.isfinite(x.detach()).all() for x, _ in inputs]).all()
+    if bool(ok):
+        return
+    for x, name in inputs:
+        check_finite(x, name)
+
+
 def check_finite_from(result: torch.Tensor, *inputs: tuple[torch.Tensor, str]) -> None:
     """:func:`check_finite` folded into a computation whose output is NaN wherever an input is
     NaN or inf (a soft rank's is: the pair (i, i) gives σ(inf − inf)). One reduction over

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from softrank_ad import _validate
 
 Start = Literal["uniform", "normal", "none"]
-STARTS = ("uniform", "normal", "none")
+STARTS = get_args(Start)
 
 
 def check_budget(epsilon: float, step_size: float, steps: int) -> None:

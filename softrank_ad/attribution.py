@@ -8,7 +8,7 @@ between two maps trains the student and has a gradient with respect to the input
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, NamedTuple, Union
+from typing import Literal, NamedTuple, Union, get_args
 
 import torch
 import torch.nn.functional as F
@@ -18,12 +18,15 @@ from softrank_ad import _validate
 from softrank_ad._modes import modes_restored, unwrap
 
 LayerSpec = Union[None, str, nn.Module]
-TargetSpec = Union[torch.Tensor, Literal["label", "predicted"]]
+#: The class whose map the alignment compares: the true label, or the teacher's predicted class.
+CAMTarget = Literal["label", "predicted"]
+TargetSpec = Union[torch.Tensor, CAMTarget]
 OutputSize = Union[None, tuple[int, int], Literal["layer"]]
 #: Maps a layer's activation to (B, K, h, w), e.g. a transformer's (B, tokens, K) tokens to a grid.
 ReshapeTransform = Callable[[torch.Tensor], torch.Tensor]
 
-NORMALIZATIONS = ("minmax", "none")
+Normalization = Literal["minmax", "none"]
+NORMALIZATIONS = get_args(Normalization)
 #: As pytorch-grad-cam's ``scale_cam_image``: keeps an all-zero map at zero instead of NaN.
 MINMAX_EPS = 1e-7
 
@@ -158,7 +161,7 @@ def grad_cam(
     *,
     y: torch.Tensor | None = None,
     layer: LayerSpec = None,
-    normalize: Literal["minmax", "none"] = "minmax",
+    normalize: Normalization = "minmax",
     create_graph: bool = True,
     output_size: OutputSize = None,
     reshape_transform: ReshapeTransform | None = None,
@@ -275,7 +278,7 @@ def _output_size(output_size: OutputSize, x: torch.Tensor) -> tuple[int, int] | 
 
 
 def _check_alignment_settings(target: object, normalize: object, reduction: object, output_size: object) -> str:
-    _validate.check_choice(target, "target", ("label", "predicted"))
+    _validate.check_choice(target, "target", get_args(CAMTarget))
     _validate.check_choice(normalize, "normalize", NORMALIZATIONS)
     if output_size == "layer":
         raise ValueError('output_size="layer" cannot align maps of two models: give None or (h, w)')
@@ -298,8 +301,8 @@ def attribution_alignment_loss(
     *,
     student_layer: LayerSpec = None,
     teacher_layer: LayerSpec = None,
-    target: Literal["label", "predicted"] = "label",
-    normalize: Literal["minmax", "none"] = "minmax",
+    target: CAMTarget = "label",
+    normalize: Normalization = "minmax",
     reduction: str = "mean",
     teacher_differentiable: bool = False,
     output_size: OutputSize = None,
@@ -363,7 +366,9 @@ def attribution_alignment_loss(
 
 
 class AttributionAlignmentLoss(nn.Module):
-    r"""Module form of :func:`attribution_alignment_loss`: stores its settings, returns the loss.
+    r"""Module form of :func:`attribution_alignment_loss`: stores its settings and returns what
+    the function returns, ``Alignment(loss, student_logits, teacher_logits)``, so that a caller's
+    other terms reuse the two forwards.
 
     Args:
         student_layer, teacher_layer: as ``layer`` of :func:`grad_cam` (held as plain attributes,
@@ -379,19 +384,20 @@ class AttributionAlignmentLoss(nn.Module):
     Shape:
         - student, teacher: modules mapping (B, 3, H, W) to (B, C) logits.
         - x: (B, 3, H, W); y: (B,) integer labels (for ``target="label"``).
-        - Output: a scalar, or (B,) with ``reduction="none"``.
+        - Output: ``Alignment``: ``loss`` a scalar, or (B,) with ``reduction="none"``; both
+          logits (B, C).
 
     Example:
         >>> loss_fn = AttributionAlignmentLoss()
-        >>> loss = loss_fn(student, teacher, x, y); loss.backward()       # doctest: +SKIP
+        >>> loss, z_s, z_t = loss_fn(student, teacher, x, y); loss.backward()   # doctest: +SKIP
     """
 
     def __init__(
         self,
         student_layer: LayerSpec = None,
         teacher_layer: LayerSpec = None,
-        target: Literal["label", "predicted"] = "label",
-        normalize: Literal["minmax", "none"] = "minmax",
+        target: CAMTarget = "label",
+        normalize: Normalization = "minmax",
         reduction: str = "mean",
         *,
         teacher_differentiable: bool = False,
@@ -427,8 +433,8 @@ class AttributionAlignmentLoss(nn.Module):
                     student_reshape_transform=self.student_reshape_transform,
                     teacher_reshape_transform=self.teacher_reshape_transform)
 
-    def forward(self, student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return attribution_alignment_loss(student, teacher, x, y, **self.settings()).loss
+    def forward(self, student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> Alignment:
+        return attribution_alignment_loss(student, teacher, x, y, **self.settings())
 
     def extra_repr(self) -> str:
         return f"target={self.target!r}, normalize={self.normalize!r}, reduction={self.reduction!r}"

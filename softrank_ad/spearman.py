@@ -38,7 +38,7 @@ def soft_spearman(
         weights: optional non-negative weight per position, broadcastable to ``a`` (e.g. from
             :func:`dcg_weights`); divided by their maximum along ``dim``, so uniform weights give
             the unweighted ρ and any weighting only discounts positions [library extension, not
-            in the paper].
+            in the paper]. Their values are checked with ``check_finite`` (one device sync).
 
     Returns:
         ρ per row: the shape of ``a`` without ``dim``, in ``a``'s dtype.
@@ -76,7 +76,7 @@ def dcg_weights(reference: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return 1.0 / torch.log2(1.0 + positions.to(reference.dtype))
 
 
-def _check_weights(weights: object, like: torch.Tensor, dim: int) -> torch.Tensor:
+def _check_weights(weights: object, like: torch.Tensor, dim: int, check_values: bool) -> torch.Tensor:
     _validate.check_tensor(weights, "weights")
     try:
         expanded = weights.expand_as(like)
@@ -84,11 +84,16 @@ def _check_weights(weights: object, like: torch.Tensor, dim: int) -> torch.Tenso
         raise ValueError(
             f"weights must broadcast to the inputs' shape {tuple(like.shape)}, got {tuple(weights.shape)}"
         ) from None
-    detached = expanded.detach()
-    if not bool(torch.isfinite(detached).all()) or bool((detached < 0).any()):
-        raise ValueError("weights must be finite and >= 0")
-    if bool((detached.amax(dim) <= 0).any()):
-        raise ValueError(f"weights must have a positive entry in every row along dim={dim}")
+    if check_values and not _validate.is_traced(expanded):
+        detached = expanded.detach()
+        # Three conditions, one device sync.
+        non_finite, negative, empty_row = torch.stack(
+            [~torch.isfinite(detached).all(), (detached < 0).any(), (detached.amax(dim) <= 0).any()]
+        ).tolist()
+        if non_finite or negative:
+            raise ValueError("weights must be finite and >= 0")
+        if empty_row:
+            raise ValueError(f"weights must have a positive entry in every row along dim={dim}")
     return expanded
 
 
@@ -116,7 +121,7 @@ def _spearman(a, b, gamma, dim, scale, backend, check_finite, weights, names):
     ra, rb = ranks.unbind(0)
     squared = (ra - rb).square()
     if weights is not None:
-        w = _check_weights(weights, a, dim).to(compute_dtype)
+        w = _check_weights(weights, a, dim, check_finite).to(compute_dtype)
         squared = squared * (w / w.amax(dim, keepdim=True))
     rho = 1 - 6 * squared.sum(dim) / (n * (n * n - 1))
     return rho.to(a.dtype)
@@ -193,6 +198,8 @@ class SlackMatchingLoss(nn.Module):
 
     Shape:
         - student_logits, teacher_logits: (B, C), or any matching shapes ranked along ``dim``.
+        - weights (optional, per call): per-position weights broadcastable to the logits, as in
+          :func:`slack_matching_loss` (e.g. ``dcg_weights(teacher_logits)``).
         - Output: a scalar, or (B,) with ``reduction="none"`` (the shape without ``dim``).
 
     Example:
@@ -225,10 +232,13 @@ class SlackMatchingLoss(nn.Module):
         self.backend = backend
         self.check_finite = check_finite
 
-    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return slack_matching_loss(
             student_logits,
             teacher_logits,
+            weights=weights,
             gamma=self.gamma,
             reduction=self.reduction,
             dim=self.dim,

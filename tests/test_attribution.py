@@ -221,8 +221,10 @@ def test_alignment_loss_different_resolutions_and_detached_teacher():
     loss.backward()
     assert all(p.grad is None for p in teacher.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
-    per_sample = AttributionAlignmentLoss(reduction="none")(student, teacher, x, y)
+    per_sample, z_s2, z_t2 = AttributionAlignmentLoss(reduction="none")(student, teacher, x, y)
     assert per_sample.shape == (3,)
+    torch.testing.assert_close(z_s2, z_s)  # the module returns the function's logits too
+    torch.testing.assert_close(z_t2, z_t)
     torch.testing.assert_close(per_sample.mean(), loss.detach(), rtol=1e-5, atol=1e-6)
     assert not list(AttributionAlignmentLoss(student_layer=student.layer4).parameters())
 
@@ -230,10 +232,10 @@ def test_alignment_loss_different_resolutions_and_detached_teacher():
 def test_teacher_differentiable_gives_input_gradient_through_both_maps():
     student, teacher = small("resnet18").eval(), small("resnet18").eval().requires_grad_(False)
     x, y = torch.rand(2, 3, 32, 32, requires_grad=True), torch.tensor([0, 1])
-    loss = AttributionAlignmentLoss(teacher_differentiable=True)(student, teacher, x, y)
+    loss = AttributionAlignmentLoss(teacher_differentiable=True)(student, teacher, x, y).loss
     (g_both,) = torch.autograd.grad(loss, x)
     x2 = x.detach().requires_grad_()
-    loss = AttributionAlignmentLoss()(student, teacher, x2, y)
+    loss = AttributionAlignmentLoss()(student, teacher, x2, y).loss
     (g_student_only,) = torch.autograd.grad(loss, x2)
     assert g_both.abs().sum() > 0 and not torch.allclose(g_both, g_student_only)
 
@@ -250,12 +252,12 @@ def test_training_on_alignment_alone_reduces_it():
     # pre-ReLU `bn2` map the automatic choice used to pick (at 40 steps: -30% vs -65%).
     for _ in range(80):
         optimizer.zero_grad()
-        loss = loss_fn(student, teacher, x, y)
+        loss = loss_fn(student, teacher, x, y).loss
         first = first if first is not None else loss.item()
         loss.backward()
         optimizer.step()
     student.eval()
-    assert loss_fn(student, teacher, x, y).item() < 0.5 * first
+    assert loss_fn(student, teacher, x, y).loss.item() < 0.5 * first
 
 
 class InplaceAfterBN(nn.Module):
@@ -348,6 +350,6 @@ def test_a_transformer_student_trains_through_alignment():
 
     with sdpa_kernel(SDPBackend.MATH):
         loss = AttributionAlignmentLoss(student_layer="blocks.0", student_reshape_transform=tokens_to_grid)(
-            student, teacher, x, y)
+            student, teacher, x, y).loss
         loss.backward()
     assert loss > 0 and student.embed.weight.grad.abs().sum() > 0

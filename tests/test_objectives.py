@@ -96,7 +96,7 @@ def test_pgd_raises_the_inner_loss_over_the_random_start(method):
     objective = make_objective(method, student, teacher, epsilon=0.1, step_size=0.02, steps=10)
     x, y = blobs(32)
     torch.manual_seed(5)
-    start = random_start(x, objective.epsilon, objective.start)
+    start = random_start(x, objective.epsilon, objective.attack.start)
     torch.manual_seed(5)
     x_adv = objective.perturb(x, y)
     assert objective.inner_loss(x_adv, x, y) > objective.inner_loss(start, x, y)
@@ -144,16 +144,16 @@ def _count_forwards(model, batch):
     return counter
 
 
-@pytest.mark.parametrize("alpha,expected", [(1.0, 1), (0.5, 2)])
-def test_clean_terms_skipped_when_alpha_is_one(alpha, expected):
+@pytest.mark.parametrize("adv_weight,expected", [(1.0, 1), (0.5, 2)])
+def test_clean_terms_skipped_when_adv_weight_is_one(adv_weight, expected):
     student, teacher = fresh_pair()
-    objective = SmaraADObjective(student, teacher, alpha=alpha, steps=1)
+    objective = SmaraADObjective(student, teacher, adv_weight=adv_weight, steps=1)
     x, y = blobs(8)
     x_adv = objective.perturb(x, y)
     student_calls, teacher_calls = _count_forwards(student, 8), _count_forwards(teacher, 8)
     terms = objective.terms(x, y, x_adv=x_adv)
     assert len(student_calls) == expected and len(teacher_calls) == expected
-    assert ("slack_matching_clean" in terms) == (alpha < 1)
+    assert ("slack_matching_clean" in terms) == (adv_weight < 1)
 
 
 def test_smaraad_pp_weights():
@@ -195,7 +195,7 @@ def fixed():
 
 def test_ard_formula(fixed):
     s, t, x, x_adv, y = fixed
-    loss = ARDObjective(s, t, alpha=0.7, temperature=4.0)(x, y, x_adv=x_adv)
+    loss = ARDObjective(s, t, ce_weight=0.3, temperature=4.0)(x, y, x_adv=x_adv)
     expected = 0.7 * 16 * _manual_kl(s(x_adv), t(x), 4.0) + 0.3 * F.cross_entropy(s(x), y)
     torch.testing.assert_close(loss, expected)
 
@@ -209,14 +209,14 @@ def test_rslad_formula(fixed):
 
 def test_adaad_formula(fixed):
     s, t, x, x_adv, y = fixed
-    loss = AdaADObjective(s, t, alpha=0.6)(x, y, x_adv=x_adv)
+    loss = AdaADObjective(s, t, adv_weight=0.6)(x, y, x_adv=x_adv)
     expected = 0.6 * _manual_kl(s(x_adv), t(x_adv)) + 0.4 * _manual_kl(s(x), t(x))
     torch.testing.assert_close(loss, expected)
 
 
 def test_smaraad_formula_without_alignment(fixed):
     s, t, x, x_adv, y = fixed
-    objective = SmaraADObjective(s, t, alpha=0.8, align_weight=0.0, kl_weight=0.5, gamma=2.0)
+    objective = SmaraADObjective(s, t, adv_weight=0.8, align_weight=0.0, kl_weight=0.5, gamma=2.0)
     sm = lambda a, b: (1 - soft_spearman(a, b, gamma=2.0)).mean()  # noqa: E731
     expected = 0.8 * (sm(s(x_adv), t(x_adv)) + 0.5 * _manual_kl(s(x_adv), t(x_adv)))
     expected = expected + 0.2 * (sm(s(x), t(x)) + 0.5 * _manual_kl(s(x), t(x)))
@@ -225,7 +225,7 @@ def test_smaraad_formula_without_alignment(fixed):
 
 def test_smaraad_pp_formula_without_alignment(fixed):
     s, t, x, x_adv, y = fixed
-    objective = make_objective("smaraad++", s, t, alpha=0.9, align_weight=0.0, weight_power=0.1)
+    objective = make_objective("smaraad++", s, t, ce_weight=0.1, align_weight=0.0, weight_power=0.1)
     w = torch.softmax(t(x_adv), 1)[torch.arange(10), y].detach() ** 0.1
     sm = lambda a, b: 1 - soft_spearman(a, b, gamma=1.0)  # noqa: E731
     per_sample = w * sm(s(x_adv), t(x_adv)) + (1 - w) * sm(s(x_adv), s(x))
@@ -261,8 +261,8 @@ def test_bad_inputs():
             make_objective("smaraad", student, teacher, **kwargs)
     with pytest.raises(ValueError, match="unknown method 'trades'.*'adaad'"):
         make_objective("trades", student, teacher)
-    with pytest.raises(ValueError, match="alpha must lie in"):
-        SmaraADObjective(student, teacher, alpha=1.5)
+    with pytest.raises(ValueError, match="adv_weight must lie in"):
+        SmaraADObjective(student, teacher, adv_weight=1.5)
     with pytest.raises(TypeError, match="unexpected keyword argument 'weighting'"):
         SmaraADObjective(student, teacher, weighting="entropy")
 
@@ -453,8 +453,8 @@ def test_no_extra_forward_per_step_after_the_first_call(method):
     second = counted.calls - first
     assert second == first - 1  # the one-sample class check runs on the first call only
     counted.calls = 0
-    make_objective(method, counted, teacher, steps=2, check_inputs=False)(x, y, epoch=100)
-    assert counted.calls == first  # check_inputs=False still compares class counts once
+    make_objective(method, counted, teacher, steps=2, check_finite=False)(x, y, epoch=100)
+    assert counted.calls == first  # check_finite=False still compares class counts once
 
 
 def test_alignment_loss_never_updates_a_train_mode_teacher():

@@ -1,0 +1,522 @@
+"""The terms objectives are composed of: losses on named inputs, weighted and summed.
+
+A term reads some of these named inputs of one batch, each computed once on first use and then
+shared by every term of the loss (:class:`Inputs`):
+
+======================  =========================================================
+``student`` / view       S(x') for ``"adv"``, S(x) for ``"clean"``, S(x − δ) for ``"reflected"``
+``teacher`` / view       T(x'), T(x), T(x − δ) (δ = x' − x); constants in the outer loss
+labels, epoch            y and the epoch the objective was called with
+======================  =========================================================
+
+Terms combine with ``*`` (a float weight ≥ 0) and ``+``::
+
+    from softrank_ad.terms import KL, KendallMatching
+    loss = KL() + 0.5 * KendallMatching()           # KL(S(x') ‖ T(x')) + 0.5 (1 − τ)
+
+Evaluating a sum multiplies each term by its weight and adds them in the order written; a term
+of weight 0 is not evaluated at all (so its inputs are never computed). Each leaf term has a
+``name`` under which :meth:`DistillationObjective.terms` logs its value; names must be unique
+within one loss (pass ``name=`` to tell two apart).
+
+A new leaf term subclasses :class:`Term` and defines ``evaluate(inputs) -> (value, parts)`` (a
+scalar and the dict of values to log) and ``reads()`` (the input names it may touch: used to
+know whether a loss can evaluate S(x), and which views need Grad-CAM forwards); or wraps any
+``f(student_logits, teacher_logits) -> scalar`` in :class:`LogitLoss`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+
+from softrank_ad import _validate
+from softrank_ad.attribution import AttributionAlignmentLoss, attribution_alignment_loss
+from softrank_ad.dist import dist_loss
+from softrank_ad.divergence import igdm_loss, kl_divergence
+from softrank_ad.kendall import kendall_matching_loss
+from softrank_ad.rank import DEFAULT_GAMMA, SCALES, Scale
+from softrank_ad.spearman import dcg_weights, slack_matching_loss
+
+if TYPE_CHECKING:
+    from softrank_ad.objectives import DistillationObjective
+
+Parts = dict[str, torch.Tensor]
+View = Literal["adv", "clean", "reflected"]
+VIEWS = get_args(View)
+PositionWeights = Literal["none", "dcg"]
+RankAxis = Literal["classes", "samples"]
+
+
+class Inputs:
+    """The named inputs of one evaluation of a loss, each computed on first use and reused.
+
+    In the attack (``attack=True``) the teacher's logits at x' (and x − δ) keep their graph
+    w.r.t. x' and Grad-CAM differentiates the teacher's map too; in the outer loss the teacher's
+    side is data. A view that a non-zero :class:`Alignment` term covers takes both models' logits
+    from the Grad-CAM forwards, so each model runs once per view either way. ``persistent``
+    carries T(x) across the steps of one attack (x and the teacher do not change)."""
+
+    def __init__(
+        self,
+        objective: DistillationObjective,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        x_adv: torch.Tensor,
+        epoch: int | None,
+        *,
+        attack: bool,
+        aligned: dict[str, AttributionAlignmentLoss],
+        persistent: dict | None = None,
+    ) -> None:
+        self.objective, self.x, self.y, self.x_adv, self.epoch, self.attack = objective, x, y, x_adv, epoch, attack
+        self.check_finite = objective.check_finite
+        self._aligned = aligned
+        self._persistent = persistent
+        self._cache: dict[str, torch.Tensor] = dict(persistent or {})
+
+    def computed(self, name: str) -> bool:
+        """Whether input ``name`` (e.g. ``"student_clean"``) was computed in this evaluation."""
+        return name in self._cache
+
+    def point(self, view: View) -> torch.Tensor:
+        if view == "adv":
+            return self.x_adv
+        if view == "clean":
+            return self.x
+        # x − δ with δ = x' − x, written as IGDM's reference computes it; not clipped.
+        return self.x - (self.x_adv - self.x)
+
+    def student(self, view: View) -> torch.Tensor:
+        key = f"student_{view}"
+        if key not in self._cache:
+            if view in self._aligned:
+                self._align(view)
+            else:
+                self._store(key, self.objective.student(self.point(view)))
+        return self._cache[key]
+
+    def teacher(self, view: View) -> torch.Tensor:
+        key = f"teacher_{view}"
+        if key not in self._cache:
+            if view in self._aligned:
+                self._align(view)
+            elif self.attack and view != "clean":
+                self._store(key, self.objective.teacher(self.point(view)))
+            else:
+                with torch.no_grad():
+                    self._store(key, self.objective.teacher(self.point(view)))
+                if view == "clean" and self._persistent is not None:
+                    self._persistent[key] = self._cache[key]
+        return self._cache[key]
+
+    def alignment(self, view: View) -> torch.Tensor:
+        key = f"alignment_{view}"
+        if key not in self._cache:
+            self._align(view)
+        return self._cache[key]
+
+    def _align(self, view: View) -> None:
+        settings = {**self._aligned[view].settings(), "teacher_differentiable": self.attack}
+        loss, z_s, z_t = attribution_alignment_loss(self.objective.student, self.objective.teacher, self.point(view),
+                                                    self.y, **settings)
+        self._store(f"student_{view}", z_s)
+        self._store(f"teacher_{view}", z_t)
+        self._cache[f"alignment_{view}"] = loss
+
+    def _store(self, key: str, logits: torch.Tensor) -> None:
+        model = key.split("_")[0]
+        for other, seen in self._cache.items():
+            if other.split("_")[0] in ("student", "teacher") and seen.shape != logits.shape:
+                shapes = {model: tuple(logits.shape), other.split("_")[0]: tuple(seen.shape)}
+                raise ValueError(
+                    "student and teacher must output logits of the same shape (the same classes), got "
+                    + " and ".join(f"{m} {s}" for m, s in sorted(shapes.items()))
+                )
+        self._cache[key] = logits
+
+
+class Term:
+    """A loss on named inputs; see the module's docstring for the contract."""
+
+    name: str
+
+    def evaluate(self, inputs: Inputs) -> tuple[torch.Tensor, Parts]:
+        """The term's scalar value and the values to log under their names (detached later)."""
+        raise NotImplementedError
+
+    def reads(self) -> frozenset[str]:
+        """Names of the inputs this term may compute: ``"student_<view>"``, ``"teacher_<view>"``."""
+        raise NotImplementedError
+
+    def leaves(self) -> Iterator[tuple[float, Term]]:
+        """(effective weight, leaf) pairs: 0 for leaves that a weight of 0 switches off."""
+        yield 1.0, self
+
+    def __mul__(self, weight: float) -> Sum:
+        return Sum(((_check_weight(weight), self),))
+
+    __rmul__ = __mul__
+
+    def __add__(self, other: Term) -> Sum:
+        if not isinstance(other, Term):
+            return NotImplemented
+        # Left-associative, as Python reads a + b + c: the left side's items carry on flat, the
+        # right side joins as one item unless it is a single weighted term. Evaluation then
+        # keeps the grouping the sum was written with.
+        left = self.items if isinstance(self, Sum) else ((1.0, self),)
+        right = other.items if isinstance(other, Sum) and len(other.items) == 1 else ((1.0, other),)
+        return Sum(left + right)
+
+
+def _check_weight(weight: object) -> float:
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise TypeError(f"a term's weight must be a number, got {type(weight).__name__} {weight!r}")
+    return _validate.check_non_negative(weight, "weight")
+
+
+class Sum(Term):
+    """Weighted terms added in order: Σ_k w_k · term_k (terms of weight 0 are skipped)."""
+
+    def __init__(self, items: tuple[tuple[float, Term], ...]) -> None:
+        self.items = items
+        self.name = " + ".join(t.name for _, t in items)
+        names = [leaf.name for _, leaf in self.leaves()]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"two terms of one loss share the name(s) {duplicates}; pass name= to tell them apart")
+
+    def evaluate(self, inputs: Inputs) -> tuple[torch.Tensor, Parts]:
+        total, parts = None, {}
+        for weight, term in self.items:
+            if weight == 0:
+                continue
+            value, term_parts = term.evaluate(inputs)
+            clash = parts.keys() & term_parts.keys()
+            if clash:
+                raise ValueError(f"two terms of one loss log under the same name(s) {sorted(clash)}")
+            parts.update(term_parts)
+            total = weight * value if total is None else total + weight * value
+        if total is None:
+            raise ValueError(f"every term of the loss {self.name!r} has weight 0")
+        return total, parts
+
+    def reads(self) -> frozenset[str]:
+        return frozenset().union(*(t.reads() for w, t in self.items if w != 0))
+
+    def leaves(self) -> Iterator[tuple[float, Term]]:
+        for weight, term in self.items:
+            for inner, leaf in term.leaves():
+                yield weight * inner, leaf
+
+    def __repr__(self) -> str:
+        return " + ".join(repr(t) if w == 1 else f"{w:g} * ({t!r})" for w, t in self.items)
+
+
+def _check_view(view: object, name: str) -> View:
+    _validate.check_choice(view, name, VIEWS)
+    return view  # type: ignore[return-value]
+
+
+class _LogitTerm(Term):
+    """A loss on S(``student``) and T(``teacher``); subclasses define ``loss``."""
+
+    kind: str
+
+    def __init__(self, *, student: View = "adv", teacher: View = "adv", name: str | None = None) -> None:
+        self.student = _check_view(student, "student")
+        self.teacher = _check_view(teacher, "teacher")
+        self.name = name if name is not None else f"{self.kind}_{self.student}"
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"name must be a non-empty string, got {self.name!r}")
+
+    def loss(self, z_s: torch.Tensor, z_t: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluate(self, inputs: Inputs) -> tuple[torch.Tensor, Parts]:
+        value = self.loss(inputs.student(self.student), inputs.teacher(self.teacher), inputs)
+        return value, {self.name: value}
+
+    def reads(self) -> frozenset[str]:
+        return frozenset({f"student_{self.student}", f"teacher_{self.teacher}"})
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class LogitLoss(_LogitTerm):
+    """Any ``fn(student_logits, teacher_logits) -> scalar`` on S(``student``) and T(``teacher``).
+
+    Args:
+        fn: the loss, e.g. ``torch.nn.functional.mse_loss`` or a loss Module.
+        student, teacher: the views, ``"adv"`` (default), ``"clean"`` or ``"reflected"``.
+        name: the name it is logged under (default ``"<fn's name>_<student view>"``).
+
+    Example:
+        >>> term = LogitLoss(torch.nn.functional.mse_loss)      # logged as "mse_loss_adv"
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, student: View = "adv",
+                 teacher: View = "adv", name: str | None = None) -> None:
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+        self.fn = fn
+        self.kind = getattr(fn, "__name__", type(fn).__name__.lower())
+        super().__init__(student=student, teacher=teacher, name=name)
+
+    def loss(self, z_s, z_t, inputs):
+        return self.fn(z_s, z_t)
+
+
+class KL(_LogitTerm):
+    """KL(S(student) ‖ T(teacher)) by :func:`~softrank_ad.kl_divergence`; logged as ``kl_<view>``.
+
+    Args:
+        student, teacher: the views (default ``"adv"`` both: AdaAD's term).
+        temperature: τ (the value is the plain KL; scale by τ² through the weight, as ARD does).
+        reduction: ``"batchmean"``, ``"mean"``, or None (default) for the objective's
+            ``kl_reduction``.
+        standardize_logits: z-score each row first (logit standardisation, Sun et al. 2024).
+    """
+
+    kind = "kl"
+
+    def __init__(self, *, student: View = "adv", teacher: View = "adv", temperature: float = 1.0,
+                 reduction: str | None = None, standardize_logits: bool = False, name: str | None = None) -> None:
+        super().__init__(student=student, teacher=teacher, name=name)
+        self.temperature = _validate.check_positive(temperature, "temperature")
+        if reduction is not None:
+            _validate.check_choice(reduction, "reduction", ("batchmean", "mean"))
+        self.reduction = reduction
+        self.standardize_logits = bool(standardize_logits)
+
+    def loss(self, z_s, z_t, inputs):
+        reduction = self.reduction or inputs.objective.kl_reduction
+        return kl_divergence(z_s, z_t, self.temperature, reduction, standardize_logits=self.standardize_logits)
+
+
+class SlackMatching(_LogitTerm):
+    """1 − soft Spearman ρ (:func:`~softrank_ad.slack_matching_loss`), mean over rows.
+
+    Args:
+        student, teacher: the views (default ``"adv"`` both).
+        gamma, scale: the soft rank's γ and scaling.
+        position_weights: ``"none"`` or ``"dcg"`` (weights from the teacher side's ranking).
+        axis: ``"classes"`` (default, the paper: each sample's logits ranked over its classes) or
+            ``"samples"`` (each class's logit ranked over the batch; needs B ≥ 2 and, under
+            ``DistributedDataParallel``, sees the local batch only). Logged as
+            ``slack_matching_<view>`` or ``slack_matching_samples_<view>``.
+    """
+
+    kind = "slack_matching"
+
+    def __init__(self, *, student: View = "adv", teacher: View = "adv", gamma: float = DEFAULT_GAMMA,
+                 scale: Scale = "none", position_weights: PositionWeights = "none", axis: RankAxis = "classes",
+                 name: str | None = None) -> None:
+        _validate.check_choice(axis, "axis", get_args(RankAxis))
+        self.axis = axis
+        if axis == "samples" and name is None:
+            name = f"slack_matching_samples_{student}"
+        super().__init__(student=student, teacher=teacher, name=name)
+        self.gamma = _validate.check_gamma(gamma)
+        _validate.check_choice(scale, "scale", SCALES)
+        _validate.check_choice(position_weights, "position_weights", get_args(PositionWeights))
+        self.scale, self.position_weights = scale, position_weights
+
+    def per_row(self, z_s: torch.Tensor, z_t: torch.Tensor, check_finite: bool, reduction: str = "mean") -> torch.Tensor:
+        dim = 1 if self.axis == "classes" else 0
+        if dim == 0 and z_s.shape[0] < 2:
+            raise ValueError(f"ranking over samples needs a batch of at least 2, got logits of shape {tuple(z_s.shape)}")
+        # Positions are weighted by the target's ranking (the teacher's, or S(x) in a self term).
+        weights = dcg_weights(z_t.detach(), dim=dim) if self.position_weights == "dcg" else None
+        return slack_matching_loss(z_s, z_t, gamma=self.gamma, reduction=reduction, dim=dim, scale=self.scale,
+                                   weights=weights, check_finite=check_finite)
+
+    def loss(self, z_s, z_t, inputs):
+        return self.per_row(z_s, z_t, inputs.check_finite)
+
+
+
+class KendallMatching(_LogitTerm):
+    """1 − soft Kendall τ (:func:`~softrank_ad.kendall_matching_loss`) over classes, mean over
+    rows; logged as ``kendall_<view>``. Args: ``student``, ``teacher``, ``gamma``."""
+
+    kind = "kendall"
+
+    def __init__(self, *, student: View = "adv", teacher: View = "adv", gamma: float = DEFAULT_GAMMA,
+                 name: str | None = None) -> None:
+        super().__init__(student=student, teacher=teacher, name=name)
+        self.gamma = _validate.check_gamma(gamma)
+
+    def loss(self, z_s, z_t, inputs):
+        return kendall_matching_loss(z_s, z_t, gamma=self.gamma, check_finite=inputs.check_finite)
+
+
+class DIST(_LogitTerm):
+    """DIST (:func:`~softrank_ad.dist_loss`): inter- and intra-class Pearson matching of
+    probabilities; logged as ``dist_<view>``. Its intra-class part is a batch statistic (the local
+    batch under ``DistributedDataParallel``).
+
+    Args: ``student``, ``teacher``, ``temperature``, ``inter_weight``, ``intra_weight``.
+    """
+
+    kind = "dist"
+
+    def __init__(self, *, student: View = "adv", teacher: View = "adv", temperature: float = 1.0,
+                 inter_weight: float = 1.0, intra_weight: float = 1.0, name: str | None = None) -> None:
+        super().__init__(student=student, teacher=teacher, name=name)
+        self.temperature = _validate.check_positive(temperature, "temperature")
+        self.inter_weight = _validate.check_non_negative(inter_weight, "inter_weight")
+        self.intra_weight = _validate.check_non_negative(intra_weight, "intra_weight")
+
+    def loss(self, z_s, z_t, inputs):
+        return dist_loss(z_s, z_t, temperature=self.temperature, inter_weight=self.inter_weight,
+                         intra_weight=self.intra_weight, check_finite=inputs.check_finite)
+
+
+class CrossEntropy(Term):
+    """CE(S(``student``), y), logged as ``ce_<view>`` (default view ``"clean"``)."""
+
+    def __init__(self, *, student: View = "clean", name: str | None = None) -> None:
+        self.student = _check_view(student, "student")
+        self.name = name or f"ce_{self.student}"
+
+    def evaluate(self, inputs):
+        value = F.cross_entropy(inputs.student(self.student), inputs.y)
+        return value, {self.name: value}
+
+    def reads(self):
+        return frozenset({f"student_{self.student}"})
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class Alignment(Term):
+    """MSE of the two models' Grad-CAM maps at ``view`` (:func:`~softrank_ad.attribution_alignment_loss`),
+    logged as ``align_<view>``. The view's logits then come from the Grad-CAM forwards, for every
+    term of the loss. In the attack the teacher's map is differentiated too.
+
+    Args:
+        view: ``"adv"`` (default) or ``"clean"``.
+        **settings: as :class:`~softrank_ad.AttributionAlignmentLoss` (layers, target,
+            normalize, output_size, reshape transforms); ``teacher_differentiable`` is set by
+            where the term is evaluated.
+    """
+
+    def __init__(self, view: View = "adv", *, name: str | None = None, **settings) -> None:
+        self.view = _check_view(view, "view")
+        settings.pop("teacher_differentiable", None)
+        self.module = AttributionAlignmentLoss(**settings)
+        self.name = name or f"align_{self.view}"
+
+    def evaluate(self, inputs):
+        value = inputs.alignment(self.view)
+        return value, {self.name: value}
+
+    def reads(self):
+        return frozenset({f"student_{self.view}", f"teacher_{self.view}"})
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class IGDM(Term):
+    """IGDM's indirect input-gradient matching (:func:`~softrank_ad.igdm_loss`) between
+    S(x ± δ) and T(x ± δ), δ = x' − x; logged as ``igdm``. Two forwards more than a term at x'
+    alone: S(x − δ) and T(x − δ).
+
+    Args:
+        ramp_epochs: the weight grows as min(1, (epoch + 1) / ramp_epochs), as the reference
+            code's epoch / 200 over a 200-epoch run (epochs counted from 0 here, from 1 there).
+            None (default): no ramp. A call without ``epoch`` takes the full weight.
+    """
+
+    def __init__(self, *, ramp_epochs: int | None = None, name: str = "igdm") -> None:
+        if ramp_epochs is not None:
+            _validate.check_int(ramp_epochs, "ramp_epochs", minimum=1)
+        self.ramp_epochs = ramp_epochs
+        self.name = name
+
+    def evaluate(self, inputs):
+        value = igdm_loss(inputs.student("adv"), inputs.student("reflected"), inputs.teacher("adv"),
+                          inputs.teacher("reflected"), reduction=inputs.objective.kl_reduction)
+        parts = {self.name: value}
+        if self.ramp_epochs is not None and inputs.epoch is not None:
+            value = min(1.0, (inputs.epoch + 1) / self.ramp_epochs) * value
+        return value, parts
+
+    def reads(self):
+        return frozenset({"student_adv", "student_reflected", "teacher_adv", "teacher_reflected"})
+
+    def __repr__(self) -> str:
+        return f"{self.name}(ramp_epochs={self.ramp_epochs})"
+
+
+class ConfidenceWeightedSlackMatching(Term):
+    r"""SmaraAD++'s slack matching: per sample, towards the teacher in proportion to its
+    confidence in the true class and towards the student's own clean logits for the rest,
+
+    .. math::
+        \operatorname{mean}_b \big[w_b \mathcal{L}_{sm,b}(S(x'), T(x')) + (1 - w_b) \mathcal{L}_{sm,b}(S(x'), S(x))\big],
+        \quad w_b = p_T(y_b \mid x'_b)^{\beta_w}
+
+    (no gradient through w). S(x) is evaluated only when some w_b < 1 (one host sync to decide).
+    Logged: ``slack_matching_adv`` (unweighted mean), ``slack_matching_self`` and ``weights``.
+
+    Args:
+        weight_power: β_w.
+        weights_from_epoch: w = 1 before this epoch; a call without ``epoch`` uses the weights.
+        gamma, scale, position_weights: as :class:`SlackMatching` (classes axis only).
+    """
+
+    name = "slack_matching_weighted"
+
+    def __init__(self, *, weight_power: float, weights_from_epoch: int, gamma: float = DEFAULT_GAMMA,
+                 scale: Scale = "none", position_weights: PositionWeights = "none") -> None:
+        self.weight_power = _validate.check_non_negative(weight_power, "weight_power")
+        self.weights_from_epoch = _validate.check_int(weights_from_epoch, "weights_from_epoch")
+        self.slack = SlackMatching(gamma=gamma, scale=scale, position_weights=position_weights)
+
+    def weights(self, z_t_adv: torch.Tensor, y: torch.Tensor, epoch: int | None) -> torch.Tensor:
+        if epoch is not None and epoch < self.weights_from_epoch:
+            return torch.ones_like(y, dtype=z_t_adv.dtype)
+        with torch.no_grad():
+            p_true = F.softmax(z_t_adv.float(), dim=1).gather(1, y[:, None]).squeeze(1)
+            return p_true.pow(self.weight_power).to(z_t_adv.dtype)
+
+    def evaluate(self, inputs):
+        z_s_adv, z_t_adv = inputs.student("adv"), inputs.teacher("adv")
+        w = self.weights(z_t_adv, inputs.y, inputs.epoch)
+        towards_teacher = self.slack.per_row(z_s_adv, z_t_adv, inputs.check_finite, "none")
+        parts = {"slack_matching_adv": towards_teacher.mean(), "weights": w}
+        per_sample = w * towards_teacher
+        if bool((w < 1).any()):
+            # S(x) is the target of the self term, as the teacher is of the other [library].
+            towards_self = self.slack.per_row(z_s_adv, inputs.student("clean").detach(), inputs.check_finite, "none")
+            per_sample = per_sample + (1 - w) * towards_self
+            parts["slack_matching_self"] = towards_self.mean()
+        return per_sample.mean(), parts
+
+    def reads(self):
+        return frozenset({"student_adv", "teacher_adv", "student_clean"})
+
+    def __repr__(self) -> str:
+        return f"confidence_weighted_slack_matching(weight_power={self.weight_power})"
+
+
+def alignments(term: Term) -> dict[str, AttributionAlignmentLoss]:
+    """The alignment settings per view of the non-zero :class:`Alignment` terms of ``term``; one
+    per view, since a view's logits come from its one pair of Grad-CAM forwards."""
+    found: dict[str, AttributionAlignmentLoss] = {}
+    for weight, leaf in term.leaves():
+        if weight == 0 or not isinstance(leaf, Alignment):
+            continue
+        if leaf.view in found and found[leaf.view].settings() != leaf.module.settings():
+            raise ValueError(f"two alignment terms on view {leaf.view!r} with different settings; one loss "
+                             "can align each view one way only")
+        found[leaf.view] = leaf.module
+    return found
