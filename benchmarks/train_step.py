@@ -1,4 +1,5 @@
-"""Training-step time and peak memory: PGD-AT, AdaAD, SmaraAD, SmaraAD++ (and ARD, RSLAD).
+"""Training-step time and peak memory: PGD-AT, AdaAD, SmaraAD, SmaraAD++, ARD, RSLAD, and AdaAD
+composed with DIST, soft Kendall, slack matching over samples or IGDM.
 
 One step = the method's attack (10 PGD steps by default) + its outer loss + backward + SGD step,
 on random [0, 1] images. On a GPU: CIFAR ResNet-18 student, WRN-34-10 teacher, batch 128, fp32
@@ -26,8 +27,16 @@ import models  # noqa: E402
 from _timing import median_ms  # noqa: E402
 
 from softrank_ad import make_objective, pgd  # noqa: E402
+from softrank_ad.terms import DIST, IGDM, KendallMatching, SlackMatching  # noqa: E402
 
-METHODS = ["pgd-at", "adaad", "smaraad", "smaraad++", "ard", "rslad"]
+#: AdaAD's attack and KL with one term added: (published method, added term).
+COMPOSED = {
+    "adaad+dist": ("adaad", DIST()),
+    "adaad+kendall": ("adaad", KendallMatching()),
+    "adaad+sm-samples": ("adaad", SlackMatching(axis="samples")),
+    "adaad+igdm": ("adaad", IGDM()),
+}
+METHODS = ["pgd-at", "adaad", "smaraad", "smaraad++", "ard", "rslad", *COMPOSED]
 
 
 def make_step(method, student, teacher, optimizer, x, y, steps, amp):
@@ -42,7 +51,8 @@ def make_step(method, student, teacher, optimizer, x, y, steps, amp):
             loss.backward()
             optimizer.step()
         return step
-    objective = make_objective(method, student, teacher, steps=steps)
+    base, added = COMPOSED.get(method, (method, None))
+    objective = make_objective(base, student, teacher, steps=steps, add=added)
 
     def step():
         x_adv = objective.perturb(x, y)
