@@ -184,7 +184,8 @@ class Sum(Term):
     def __init__(self, items: tuple[tuple[float, Term], ...]) -> None:
         self.items = items
         self.name = " + ".join(t.name for _, t in items)
-        names = [leaf.name for _, leaf in self.leaves()]
+        # Only terms that take part: a weight of 0 switches a term off, name and all.
+        names = [leaf.name for weight, leaf in self.leaves() if weight != 0]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"two terms of one loss share the name(s) {duplicates}; pass name= to tell them apart")
@@ -213,7 +214,9 @@ class Sum(Term):
                 yield weight * inner, leaf
 
     def __repr__(self) -> str:
-        return " + ".join(repr(t) if w == 1 else f"{w:g} * ({t!r})" for w, t in self.items)
+        shown = [repr(t) if w == 1 else f"{w:g} * ({t!r})" if isinstance(t, Sum) else f"{w:g} * {t!r}"
+                 for w, t in self.items if w != 0]
+        return " + ".join(shown) or "0"
 
 
 def _check_view(view: object, name: str) -> View:
