@@ -75,6 +75,7 @@ def igdm_loss(
     teacher_reflected: torch.Tensor,
     *,
     reduction: KLReduction = "batchmean",
+    check_finite: bool = True,
 ) -> torch.Tensor:
     r"""IGDM's indirect input-gradient matching: the KL between the two models' logit differences
     across the adversarial perturbation δ = x' − x,
@@ -92,6 +93,7 @@ def igdm_loss(
         teacher_adv, teacher_reflected: the teacher's, likewise.
         reduction: ``"batchmean"`` (default, as the reference) or ``"mean"``, as in
             :func:`kl_divergence`.
+        check_finite: raise on NaN/inf logits (one device sync); False skips it.
 
     Example:
         >>> s_plus, s_minus = torch.randn(4, 10, requires_grad=True), torch.randn(4, 10)
@@ -108,6 +110,9 @@ def igdm_loss(
         _validate.check_same_shape(student_adv, tensor, "student_adv", name)
     if student_adv.dim() != 2:
         raise ValueError(f"logits must be (B, C), got shape {tuple(student_adv.shape)}")
+    _validate.check_choice(reduction, "reduction", get_args(KLReduction))
+    if check_finite:
+        _validate.check_all_finite(*zip(tensors, names))
     teacher_difference = (teacher_adv - teacher_reflected).detach()
     return kl_divergence(student_adv - student_reflected, teacher_difference, 1.0, reduction)
 

@@ -60,7 +60,7 @@ from torch import nn
 from softrank_ad import _validate
 from softrank_ad._modes import eval_mode, modes_restored
 from softrank_ad.attacks import STARTS, Start, ascend, check_budget, random_start
-from softrank_ad.attribution import CAMTarget, LayerSpec, ReshapeTransform
+from softrank_ad.attribution import AttributionAlignmentLoss, CAMTarget, LayerSpec, ReshapeTransform
 from softrank_ad.divergence import KLReduction
 from softrank_ad.rank import DEFAULT_GAMMA, SCALES, Scale
 from softrank_ad.terms import (
@@ -323,22 +323,9 @@ def _kl_attack(start: Start, teacher: str = "adv") -> Attack:
     return Attack(KL(teacher=teacher), start=start)
 
 
-class _AlignmentSettings:
-    """The Grad-CAM settings SmaraAD and SmaraAD++ share, checked once."""
-
-    def __init__(self, *, student_layer, teacher_layer, target, student_reshape_transform, teacher_reshape_transform):
-        _validate.check_choice(target, "target", get_args(CAMTarget))
-        self.settings = dict(student_layer=student_layer, teacher_layer=teacher_layer, target=target,
-                             student_reshape_transform=student_reshape_transform,
-                             teacher_reshape_transform=teacher_reshape_transform)
-
-    def term(self, view: str = "adv") -> Alignment:
-        return Alignment(view, **self.settings)
-
-
-def _smaraad_attack(attack_align_weight: float, cam: _AlignmentSettings) -> Attack:
+def _smaraad_attack(attack_align_weight: float, cam: AttributionAlignmentLoss) -> Attack:
     """Alg. 3: max KL(S(x') ‖ T(x')) + c_atk L_align(x') from a uniform start."""
-    return Attack(KL() + attack_align_weight * cam.term(), start="uniform")
+    return Attack(KL() + attack_align_weight * Alignment("adv", cam), start="uniform")
 
 
 def _check_rank_settings(gamma, scale, position_weights) -> float:
@@ -426,16 +413,16 @@ class SmaraADObjective(DistillationObjective):
         align_weight = _validate.check_non_negative(align_weight, "align_weight")
         kl_weight = _validate.check_non_negative(kl_weight, "kl_weight")
         attack_align_weight = _validate.check_non_negative(attack_align_weight, "attack_align_weight")
-        cam = _AlignmentSettings(student_layer=student_layer, teacher_layer=teacher_layer, target=target,
-                                 student_reshape_transform=student_reshape_transform,
-                                 teacher_reshape_transform=teacher_reshape_transform)
+        cam = AttributionAlignmentLoss(student_layer, teacher_layer, target,
+                                       student_reshape_transform=student_reshape_transform,
+                                       teacher_reshape_transform=teacher_reshape_transform)
         axes = ("classes", "samples") if rank_axis == "both" else (rank_axis,)
 
         def bracket(view: str) -> Term:
             ranks = [SlackMatching(student=view, teacher=view, gamma=self_gamma, scale=scale,
                                    position_weights=position_weights, axis=axis) for axis in axes]
             total = ranks[0] + ranks[1] if len(ranks) == 2 else ranks[0]
-            return total + align_weight * cam.term(view) + kl_weight * KL(student=view, teacher=view)
+            return total + align_weight * Alignment(view, cam) + kl_weight * KL(student=view, teacher=view)
 
         super().__init__(student, teacher, attack=_smaraad_attack(attack_align_weight, cam),
                          loss=adv_weight * bracket("adv") + (1 - adv_weight) * bracket("clean"), **options)
@@ -498,10 +485,10 @@ class SmaraADPlusPlusObjective(DistillationObjective):
         attack_align_weight = _validate.check_non_negative(attack_align_weight, "attack_align_weight")
         weighted = ConfidenceWeightedSlackMatching(weight_power=weight_power, weights_from_epoch=weights_from_epoch,
                                                    gamma=gamma, scale=scale, position_weights=position_weights)
-        cam = _AlignmentSettings(student_layer=student_layer, teacher_layer=teacher_layer, target=target,
-                                 student_reshape_transform=student_reshape_transform,
-                                 teacher_reshape_transform=teacher_reshape_transform)
-        loss = (1 - ce_weight) * weighted + align_weight * cam.term() + ce_weight * CrossEntropy(student="clean")
+        cam = AttributionAlignmentLoss(student_layer, teacher_layer, target,
+                                       student_reshape_transform=student_reshape_transform,
+                                       teacher_reshape_transform=teacher_reshape_transform)
+        loss = (1 - ce_weight) * weighted + align_weight * Alignment("adv", cam) + ce_weight * CrossEntropy(student="clean")
         super().__init__(student, teacher, attack=_smaraad_attack(attack_align_weight, cam), loss=loss, **options)
         self.gamma, self.ce_weight, self.align_weight = gamma, ce_weight, align_weight
         self.weight_power, self.weights_from_epoch = weighted.weight_power, weighted.weights_from_epoch

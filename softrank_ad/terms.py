@@ -405,15 +405,17 @@ class Alignment(Term):
 
     Args:
         view: ``"adv"`` (default) or ``"clean"``.
-        **settings: as :class:`~softrank_ad.AttributionAlignmentLoss` (layers, target,
-            normalize, output_size, reshape transforms); ``teacher_differentiable`` is set by
-            where the term is evaluated.
+        loss_fn: an :class:`~softrank_ad.AttributionAlignmentLoss` holding the settings (layers,
+            target, normalize, output_size, reshape transforms); default: its defaults. Its
+            ``teacher_differentiable`` is set by where the term is evaluated.
     """
 
-    def __init__(self, view: View = "adv", *, name: str | None = None, **settings) -> None:
+    def __init__(self, view: View = "adv", loss_fn: AttributionAlignmentLoss | None = None, *,
+                 name: str | None = None) -> None:
         self.view = _check_view(view, "view")
-        settings.pop("teacher_differentiable", None)
-        self.module = AttributionAlignmentLoss(**settings)
+        if loss_fn is not None and not isinstance(loss_fn, AttributionAlignmentLoss):
+            raise TypeError(f"loss_fn must be an AttributionAlignmentLoss, got {type(loss_fn).__name__}")
+        self.loss_fn = loss_fn if loss_fn is not None else AttributionAlignmentLoss()
         self.name = name or f"align_{self.view}"
 
     def evaluate(self, inputs):
@@ -446,7 +448,8 @@ class IGDM(Term):
 
     def evaluate(self, inputs):
         value = igdm_loss(inputs.student("adv"), inputs.student("reflected"), inputs.teacher("adv"),
-                          inputs.teacher("reflected"), reduction=inputs.objective.kl_reduction)
+                          inputs.teacher("reflected"), reduction=inputs.objective.kl_reduction,
+                          check_finite=inputs.check_finite)
         parts = {self.name: value}
         if self.ramp_epochs is not None and inputs.epoch is not None:
             value = min(1.0, (inputs.epoch + 1) / self.ramp_epochs) * value
@@ -518,8 +521,8 @@ def alignments(term: Term) -> dict[str, AttributionAlignmentLoss]:
     for weight, leaf in term.leaves():
         if weight == 0 or not isinstance(leaf, Alignment):
             continue
-        if leaf.view in found and found[leaf.view].settings() != leaf.module.settings():
+        if leaf.view in found and found[leaf.view].settings() != leaf.loss_fn.settings():
             raise ValueError(f"two alignment terms on view {leaf.view!r} with different settings; one loss "
                              "can align each view one way only")
-        found[leaf.view] = leaf.module
+        found[leaf.view] = leaf.loss_fn
     return found

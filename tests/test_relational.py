@@ -207,6 +207,16 @@ def test_igdm_loss_is_the_kl_of_logit_differences():
     assert torch.autograd.gradcheck(lambda u: igdm_loss(u, s_m, t_p, t_m), (s_p,))
     with pytest.raises(ValueError, match="student_adv and teacher_reflected must have the same shape"):
         igdm_loss(s_p, s_m, t_p, t_m[:, :3])
+    with pytest.raises(ValueError, match="teacher_adv contains 24 non-finite"):
+        igdm_loss(s_p, s_m, t_p * float("inf"), t_m)
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        igdm_loss(s_p, s_m, t_p, t_m, reduction="sum")
+
+
+def test_standardised_kl_gradcheck():
+    z_s = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    z_t = torch.randn(3, 5, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda s: kl_divergence(s, z_t, 2.0, standardize_logits=True), (z_s,))
 
 
 # -- suggest_gamma ---------------------------------------------------------------------------------
