@@ -73,6 +73,9 @@ class Preset:
 PRESETS = {
     # Sized for 2 CPU cores: teacher ≈ 10 min, one student run ≈ 4 min including evaluation.
     "cpu": Preset(),
+    # Teacher B of the teacher-strength study: the cpu recipe trained 3x longer (15 epochs, ≈ 55
+    # min on 2 slow cores); students as in "cpu".
+    "cpu-strong": Preset(teacher_epochs=15),
     # Sized (not yet measured) for one H100: teacher and three students within ≈ 6 minutes.
     "gpu-mini": Preset(teacher_width=None, teacher_epochs=8, student_width=None, train_n=25_000, epochs=3,
                        milestones=(2,), batch_size=256, lr=0.2, steps=5),
@@ -470,6 +473,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--autoattack", type=int, default=0, metavar="N",
                    help="instead of training: AutoAttack on the first N evaluation images of every finished run selected")
     p.add_argument("--summary", action="store_true", help="only write summary.md and summary.png from finished runs")
+    p.add_argument("--teacher-only", action="store_true", help="train (or load) the preset's teacher, print its scores, stop")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -512,6 +516,8 @@ def main(argv=None) -> str:
         return write_summary(args.out)
     teacher, info = get_teacher(preset, d, args.out, progress)
     print(f"teacher {info['key']}: " + ", ".join(f"{k} {v:.3f}" for k, v in info["results"].items()), flush=True)
+    if args.teacher_only:
+        return json.dumps(info)
     todo = [(n, s) for n, s in pairs if not (args.out / "runs" / f"{n}-s{s}.json").exists()]
     print(f"{len(pairs) - len(todo)} of {len(pairs)} runs already finished; {len(todo)} to go", flush=True)
     for name, seed in tqdm(todo, desc="runs", disable=not progress):

@@ -91,3 +91,19 @@ def test_unknown_configuration_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         method_study.parse_args(["--data-dir", "x", "--configs", "smarad"])
     assert "unknown configuration(s) ['smarad']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_teacher_only_trains_the_teacher_and_no_student(tmp_path, capsys):
+    root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=12)
+    out = tmp_path / "study"
+    info = json.loads(method_study.main(["--preset", "test", "--data-dir", str(root), "--out", str(out),
+                                         "--teacher-only", "--no-progress"]))
+    assert info["key"] == method_study.teacher_key(method_study.PRESETS["test"])
+    assert (out / "teachers" / info["key"] / "teacher.pt").exists() and not (out / "runs").exists()
+
+
+def test_committed_teacher_keys_stay_put():
+    # The committed teacher A is found by this hash; a recipe change must change it, nothing else may.
+    assert method_study.teacher_key(method_study.PRESETS["cpu"]) == "6129713a6937"
+    assert method_study.teacher_key(method_study.PRESETS["cpu-strong"]) != "6129713a6937"
