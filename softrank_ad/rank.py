@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 from typing import Literal, get_args
 
@@ -112,30 +113,45 @@ def _op_backward(ctx, grad: torch.Tensor):
 _soft_rank_op.register_autograd(_op_backward, setup_context=_setup_context)
 
 
-def _rank_rows(v2d: torch.Tensor, gamma: float, backend: str) -> torch.Tensor:
+def _rank_rows(v2d: torch.Tensor, gamma: float, backend: str, auto: bool) -> torch.Tensor:
     """Soft ranks of the rows: the operator while traced, the (cheaper to call) autograd.Function
     in eager mode; the same kernels either way."""
     if _validate.is_traced(v2d):
         return _soft_rank_op(v2d, gamma, backend)
-    return _SoftRankFunction.apply(v2d, gamma, backend)
+    return _SoftRankFunction.apply(v2d, gamma, backend, auto)
+
+
+def _run(direction: str, backend: str, auto: bool, x: torch.Tensor, *args):
+    """One kernel call. A Triton kernel that fails to compile or launch (first seen at the first
+    call, or for the backward at the first backward) switches itself off; a backend chosen by
+    "auto" then warns once and the call runs on the next backend, so a training step never
+    crashes on it. A backend the caller named raises."""
+    try:
+        return getattr(_kernel(backend), direction)(x, *args)
+    except Exception as err:
+        if not (auto and backend == "triton" and not _kernel("triton").available()):
+            raise
+        fallback = _pick_backend(x, args[-1], "auto")
+        warnings.warn(f"{err}; soft_rank uses the {fallback!r} backend instead from now on", RuntimeWarning,
+                      stacklevel=4)
+        return getattr(_kernel(fallback), direction)(x, *args)
 
 
 class _SoftRankFunction(torch.autograd.Function):
     """Soft rank of each row of a 2-D tensor; backward recomputes the pairwise terms."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, gamma: float, backend: str) -> torch.Tensor:
-        ctx.gamma = gamma
-        ctx.backend = backend
+    def forward(ctx, x: torch.Tensor, gamma: float, backend: str, auto: bool) -> torch.Tensor:
+        ctx.gamma, ctx.backend, ctx.auto = gamma, backend, auto
         ctx.save_for_backward(x)
-        return _kernel(backend).forward(x, gamma)
+        return _run("forward", backend, auto, x, gamma)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         (x,) = ctx.saved_tensors
-        grad_x = _kernel(ctx.backend).backward(x, grad.contiguous(), ctx.gamma)
-        return grad_x, None, None
+        grad_x = _run("backward", ctx.backend, ctx.auto, x, grad.contiguous(), ctx.gamma)
+        return grad_x, None, None, None
 
 
 def soft_rank(
@@ -209,7 +225,7 @@ def soft_rank(
     shape = v.shape
     v2d = (v if v.dim() == 2 else v.reshape(-1, shape[-1])).contiguous()
     chosen = _pick_backend(v2d.detach(), gamma, backend)
-    ranks = _rank_rows(v2d, gamma, chosen)
+    ranks = _rank_rows(v2d, gamma, chosen, backend == "auto")
     if check_finite:
         _validate.check_finite_from(ranks, (x, "x"))
     ranks = ranks if ranks.dim() == len(shape) else ranks.reshape(shape)

@@ -73,3 +73,51 @@ def test_triton_backend_refuses_what_it_cannot_run():
     if not torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1":
         with pytest.raises(ValueError, match="on cpu"):
             soft_rank(torch.randn(3, 4), backend="triton")
+
+
+FAILURES = textwrap.dedent(
+    """
+    import sys, warnings, torch
+    from softrank_ad import soft_rank
+    from softrank_ad._kernels import triton_kernel
+
+    class Broken:  # stands in for a kernel that does not compile on this GPU
+        def __getitem__(self, grid):
+            def launch(*args, **meta):
+                raise RuntimeError("injected: PTX not supported by this device")
+            return launch
+
+    side = sys.argv[1]
+    setattr(triton_kernel, "_forward_kernel" if side == "forward" else "_backward_kernel", Broken())
+    x = torch.randn(4, 30, requires_grad=True)
+    g = torch.randn(4, 30)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        r = soft_rank(x, gamma=2.0)                      # auto: triton first, under the interpreter
+        (grad,) = torch.autograd.grad(r, x, g)
+        r2 = soft_rank(x, gamma=2.0)                     # triton is off now: no second warning
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "injected: PTX" in messages[0] and "instead" in messages[0], messages
+    x64 = x.detach().double().requires_grad_()
+    exact = soft_rank(x64, gamma=2.0, backend="reference")
+    (exact_grad,) = torch.autograd.grad(exact, x64, g.double())
+    torch.testing.assert_close(r.double(), exact, rtol=1e-6, atol=1e-4)
+    torch.testing.assert_close(grad.double(), exact_grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(r2, r)
+    try:
+        soft_rank(x, backend="triton")                   # named explicitly: a clear error
+    except ValueError as err:
+        assert "could not be built here" in str(err) and "injected" in str(err), err
+    else:
+        raise AssertionError("backend='triton' should raise once the kernel failed")
+    print("fallback ok", side)
+    """
+)
+
+
+@pytest.mark.parametrize("side", ["forward", "backward"])
+def test_a_failing_triton_kernel_warns_once_and_falls_back(side):
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    done = subprocess.run([sys.executable, "-c", FAILURES, side], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert f"fallback ok {side}" in done.stdout

@@ -23,6 +23,7 @@ tensors (slowly), which is how CI tests them.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 
 import torch
 import triton
@@ -122,31 +123,51 @@ def supports(x: torch.Tensor) -> bool:
     return x.dtype == torch.float32 and (x.is_cuda or INTERPRET)
 
 
+class KernelFailure(RuntimeError):
+    """The kernel failed to compile or launch here (an unsupported GPU, a broken toolchain)."""
+
+
+_failure: str | None = None  # set by the first failed compile or launch; the kernel is then unavailable
+
+
 def available() -> bool:
-    return True  # importing this module needed triton; the kernels compile on first launch
+    # Importing this module needed triton; the kernels compile on first launch, and a failure
+    # there switches them off for the rest of the process.
+    return _failure is None
 
 
 def build_error() -> str | None:
-    return None
+    return _failure
 
 
 def worthwhile(x: torch.Tensor, gamma: float) -> bool:
     return True
 
 
-def forward(x: torch.Tensor, gamma: float) -> torch.Tensor:
+def _launch(kernel, inputs: tuple[torch.Tensor, ...], gamma: float) -> torch.Tensor:
+    """``kernel`` over the rows of ``inputs[0]``: out = kernel(*inputs, out, n, γ)."""
+    global _failure
+    # The kernels index rows as base = row · n: they need contiguous rows.
+    inputs = tuple(t.contiguous() for t in inputs)
+    x = inputs[0]
     rows, n = x.shape
     out = torch.empty_like(x)
-    if x.numel():
-        block_i, block_j = _blocks(n)
-        _forward_kernel[(rows, triton.cdiv(n, block_i))](x, out, n, gamma, BLOCK_I=block_i, BLOCK_J=block_j)
+    if not x.numel():
+        return out
+    block_i, block_j = _blocks(n)
+    try:
+        # Launches go to the current CUDA device unless told otherwise: make it x's.
+        with torch.cuda.device(x.device) if x.is_cuda else nullcontext():
+            kernel[(rows, triton.cdiv(n, block_i))](*inputs, out, n, gamma, BLOCK_I=block_i, BLOCK_J=block_j)
+    except Exception as err:  # noqa: BLE001 - any compile or launch error means: not here
+        _failure = f"the Triton kernel failed to compile or launch on {x.device}: {type(err).__name__}: {err}"
+        raise KernelFailure(_failure) from err
     return out
+
+
+def forward(x: torch.Tensor, gamma: float) -> torch.Tensor:
+    return _launch(_forward_kernel, (x,), gamma)
 
 
 def backward(x: torch.Tensor, grad: torch.Tensor, gamma: float) -> torch.Tensor:
-    rows, n = x.shape
-    out = torch.empty_like(x)
-    if x.numel():
-        block_i, block_j = _blocks(n)
-        _backward_kernel[(rows, triton.cdiv(n, block_i))](x, grad, out, n, gamma, BLOCK_I=block_i, BLOCK_J=block_j)
-    return out
+    return _launch(_backward_kernel, (x, grad), gamma)
