@@ -2,6 +2,10 @@
 
 Each program owns one row and a block of BLOCK_I entries of it, and sweeps the row in tiles of
 BLOCK_J, so global memory traffic is O(n) per row and the (rows, n, n) matrix never exists.
+The sweeps run to ROW_END, n rounded up to whole tiles, a compile-time constant (one compile per
+tile count; masks handle the tail): a loop bounded by the runtime ``n`` fails in Triton 3.6's
+interpreter under current NumPy, which holds runtime scalars as 1-element arrays and will not
+turn them into the Python int a loop bound needs.
 
 Forward:  r_i = 1/2 + Σ_j σ(γ (v_i − v_j))
 Backward: ∂L/∂v_k = γ Σ_j σ'(γ (v_k − v_j)) (g_k − g_j)
@@ -37,11 +41,11 @@ _RATIO_SPREAD = tl.constexpr(150.0)
 
 
 @triton.jit
-def _row_centre(x_ptr, base, n, gamma, BLOCK_J: tl.constexpr):
+def _row_centre(x_ptr, base, n, gamma, BLOCK_J: tl.constexpr, ROW_END: tl.constexpr):
     """The middle c of the row's range, and whether γ·range allows the ratio form."""
     lo = tl.full([BLOCK_J], float("inf"), tl.float32)
     hi = tl.full([BLOCK_J], float("-inf"), tl.float32)
-    for start in range(0, n, BLOCK_J):
+    for start in range(0, ROW_END, BLOCK_J):
         offs_j = start + tl.arange(0, BLOCK_J)
         mask_j = offs_j < n
         v_j = tl.load(x_ptr + base + offs_j, mask=mask_j, other=0.0).to(tl.float32)
@@ -73,16 +77,16 @@ def _pair_sigmoids(v_i, e_i, v_j, centre, gamma, ratio):
 
 
 @triton.jit
-def _forward_kernel(x_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr):
+def _forward_kernel(x_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, ROW_END: tl.constexpr):
     row = tl.program_id(0)
     offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
     mask_i = offs_i < n
     base = row.to(tl.int64) * n
     v_i = tl.load(x_ptr + base + offs_i, mask=mask_i, other=0.0).to(tl.float32)
-    centre, ratio = _row_centre(x_ptr, base, n, gamma, BLOCK_J)
+    centre, ratio = _row_centre(x_ptr, base, n, gamma, BLOCK_J, ROW_END)
     e_i = tl.exp(gamma * (v_i - centre))  # used only where ratio holds, and finite there
     acc = tl.zeros([BLOCK_I], dtype=tl.float32)
-    for start in range(0, n, BLOCK_J):
+    for start in range(0, ROW_END, BLOCK_J):
         v_j, mask_j = _tile(x_ptr, base, start, n, BLOCK_J)
         s = _pair_sigmoids(v_i, e_i, v_j, centre, gamma, ratio)
         acc += tl.sum(tl.where(mask_j[None, :], s, 0.0), axis=1)
@@ -90,17 +94,18 @@ def _forward_kernel(x_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl
 
 
 @triton.jit
-def _backward_kernel(x_ptr, g_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr):
+def _backward_kernel(x_ptr, g_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
+                     ROW_END: tl.constexpr):
     row = tl.program_id(0)
     offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
     mask_i = offs_i < n
     base = row.to(tl.int64) * n
     v_i = tl.load(x_ptr + base + offs_i, mask=mask_i, other=0.0).to(tl.float32)
     g_i = tl.load(g_ptr + base + offs_i, mask=mask_i, other=0.0).to(tl.float32)
-    centre, ratio = _row_centre(x_ptr, base, n, gamma, BLOCK_J)
+    centre, ratio = _row_centre(x_ptr, base, n, gamma, BLOCK_J, ROW_END)
     e_i = tl.exp(gamma * (v_i - centre))
     acc = tl.zeros([BLOCK_I], dtype=tl.float32)
-    for start in range(0, n, BLOCK_J):
+    for start in range(0, ROW_END, BLOCK_J):
         v_j, mask_j = _tile(x_ptr, base, start, n, BLOCK_J)
         g_j, _ = _tile(g_ptr, base, start, n, BLOCK_J)
         s = _pair_sigmoids(v_i, e_i, v_j, centre, gamma, ratio)
@@ -158,7 +163,8 @@ def _launch(kernel, inputs: tuple[torch.Tensor, ...], gamma: float) -> torch.Ten
     try:
         # Launches go to the current CUDA device unless told otherwise: make it x's.
         with torch.cuda.device(x.device) if x.is_cuda else nullcontext():
-            kernel[(rows, triton.cdiv(n, block_i))](*inputs, out, n, gamma, BLOCK_I=block_i, BLOCK_J=block_j)
+            kernel[(rows, triton.cdiv(n, block_i))](*inputs, out, n, gamma, BLOCK_I=block_i, BLOCK_J=block_j,
+                                                    ROW_END=triton.cdiv(n, block_j) * block_j)
     except Exception as err:  # noqa: BLE001 - any compile or launch error means: not here
         _failure = f"the Triton kernel failed to compile or launch on {x.device}: {type(err).__name__}: {err}"
         raise KernelFailure(_failure) from err
