@@ -11,10 +11,21 @@ import json
 import sys
 from pathlib import Path
 
+import _partial as partial
+
 
 def newest(folder: Path, pattern: str) -> dict | None:
-    files = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
-    return json.loads(files[-1].read_text()) if files else None
+    """The newest finished report matching ``pattern`` (a .json), else the newest partial one (the
+    rows a stage wrote before its time limit cut it)."""
+    files = sorted(folder.glob(pattern + ".json"), key=lambda p: p.stat().st_mtime)
+    if files:
+        return json.loads(files[-1].read_text())
+    cut = sorted(folder.glob(pattern + ".partial.jsonl"), key=lambda p: p.stat().st_mtime)
+    return partial.read(cut[-1]) if cut else None
+
+
+def cut_note(report: dict) -> list[str]:
+    return ["(partial: the stage was cut by its time limit; these are the rows it finished)"] if report.get("partial") else []
 
 
 def stage_lines(folder: Path) -> list[str]:
@@ -62,12 +73,12 @@ def train_step_lines(report: dict) -> list[str]:
 def main(argv: list[str]) -> str:
     folder, device = Path(argv[0]), argv[1]
     parts = [stage_lines(folder)]
-    throughput = newest(folder, f"soft_rank_*_{device}_[gt]*.json")  # the gpu or tiny grid
+    throughput = newest(folder, f"soft_rank_*_{device}_[gt]*")  # the gpu or tiny grid
     if throughput:
-        parts.append(throughput_lines(throughput))
-    steps = newest(folder, f"train_step_*_{device}.json")
+        parts.append(throughput_lines(throughput) + cut_note(throughput))
+    steps = newest(folder, f"train_step_*_{device}")
     if steps:
-        parts.append(train_step_lines(steps))
+        parts.append(train_step_lines(steps) + cut_note(steps))
     return "\n\n".join("\n".join(part) for part in parts)
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+import _partial as partial
 import softrank_ad
 from _timing import median_ms
 from softrank_ad import soft_rank
@@ -241,6 +242,12 @@ def run(args) -> dict:
     if args.only:
         impls = {k: v for k, v in impls.items() if any(o in k for o in args.only)}
     rows = []
+    header = {"date": datetime.date.today().isoformat(), "device": args.device,
+              "card": torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+              "torch": torch.__version__, "softrank_ad": softrank_ad.__version__, "command": args.command,
+              "missing_peers": missing}
+    if getattr(args, "partial", None):
+        partial.start(args.partial, header)
     for dtype in dtypes:
         for n, batch, *fixed in GRIDS[args.grid]:
             gamma = fixed[0] if fixed else args.gamma_long if (n, batch) == (1000, 128) else args.gamma
@@ -252,21 +259,14 @@ def run(args) -> dict:
                     result.update(long_row_accuracy(n, batch, gamma))
                 row = {"impl": name, "n": n, "B": batch, "dtype": str(dtype).removeprefix("torch."), "gamma": gamma, **result}
                 rows.append(row)
+                if getattr(args, "partial", None):
+                    partial.add_row(args.partial, row)
                 if "error" in result:
                     print(f"{name:24s} n={n:5d} B={batch:6d} {row['dtype']:9s} {result['error']}")
                 else:
                     print(f"{name:24s} n={n:5d} B={batch:6d} {row['dtype']:9s} fwd {result['fwd_ms']:9.3f} ms  "
                           f"fwd+bwd {result['fwd_bwd_ms']:9.3f} ms  peak {result['peak_mb']:9.1f} MB", flush=True)
-    return {
-        "date": datetime.date.today().isoformat(),
-        "device": args.device,
-        "card": torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
-        "torch": torch.__version__,
-        "softrank_ad": softrank_ad.__version__,
-        "command": args.command,
-        "missing_peers": missing,
-        "rows": rows,
-    }
+    return {**header, "rows": rows}
 
 
 def markdown(report: dict) -> str:
@@ -354,10 +354,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.record:
         args.out = Path(__file__).parent / "results"
     args.command = "python benchmarks/soft_rank_throughput.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
-    report = run(args)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"soft_rank_{report['date']}_{args.device}{'' if args.grid == 'full' else '_' + args.grid}"
+    stem = args.out / f"soft_rank_{datetime.date.today().isoformat()}_{args.device}{'' if args.grid == 'full' else '_' + args.grid}"
+    args.partial = stem.with_suffix(".partial.jsonl")  # each row as it finishes: a run cut short keeps them
+    report = run(args)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    args.partial.unlink(missing_ok=True)
     table = markdown(report)
     stem.with_suffix(".md").write_text(table + "\n")
     plot(report, stem.with_suffix(".png"))

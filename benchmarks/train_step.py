@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+import _partial as partial  # noqa: E402
 import models  # noqa: E402
 from _timing import median_ms  # noqa: E402
 
@@ -64,7 +65,7 @@ def make_step(method, student, teacher, optimizer, x, y, steps, amp):
     return step
 
 
-def measure(steps: dict, device: str, repeats: int) -> dict[str, tuple[float, float | None]]:
+def measure(steps: dict, device: str, repeats: int, done=None) -> dict[str, tuple[float, float | None]]:
     """Median ms per step and peak MB (CUDA only) of each method. Every method is warmed up
     before any is timed, and the timed steps are interleaved (one of each per round), so neither
     warm-up nor drift in the machine's state favours the method that happens to come first."""
@@ -78,6 +79,8 @@ def measure(steps: dict, device: str, repeats: int) -> dict[str, tuple[float, fl
     for _ in range(repeats):
         for name, step in steps.items():
             times[name].append(median_ms(step, device, 1, warmup=False))
+        if done is not None:  # the medians so far, after each round
+            done({name: (statistics.median(times[name]), peaks[name]) for name in steps})
     return {name: (statistics.median(times[name]), peaks[name]) for name in steps}
 
 
@@ -105,24 +108,34 @@ def main(argv: list[str] | None = None) -> dict:
     teacher = models.build("wrn34_10", 10, 2 if tiny else None).to(device, memory_format=memory_format).eval()
     x = torch.rand(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
+    date = datetime.date.today().isoformat()
+    command = "python benchmarks/train_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    header = {"date": date, "card": torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+              "torch": torch.__version__, "command": command,
+              "config": {"student": "resnet18" + (" (width 16)" if tiny else ""),
+                         "teacher": "wrn34_10" + (" (widen 2)" if tiny else ""), "batch": batch, "pgd_steps": args.steps}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"train_step_{date}_{device}"
+    partial_path = stem.with_suffix(".partial.jsonl")  # rows as they are measured: a cut run keeps them
+    partial.start(partial_path, header)
     rows = []
     for precision in precisions:
         amp = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if precision == "bf16" else nullcontext
         steps = {method: make_step(method, student, teacher, torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9),
                                    x, y, args.steps, amp) for method in args.methods}
-        for method, (ms, peak) in measure(steps, device, args.repeats).items():
+
+        def so_far(medians, precision=precision):
+            partial.start(partial_path, header)
+            for r in rows:
+                partial.add_row(partial_path, r)
+            for method, (ms, peak) in medians.items():
+                partial.add_row(partial_path, {"method": method, "precision": precision, "step_ms": ms, "peak_mb": peak})
+
+        for method, (ms, peak) in measure(steps, device, args.repeats, so_far).items():
             rows.append({"method": method, "precision": precision, "step_ms": ms, "peak_mb": peak})
             memory = f"  peak {peak:.0f} MB" if peak is not None else ""
             print(f"{method:10s} {precision}  {ms:9.1f} ms/step{memory}", flush=True)
-    report = {
-        "date": datetime.date.today().isoformat(),
-        "card": torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
-        "torch": torch.__version__,
-        "command": "python benchmarks/train_step.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "config": {"student": "resnet18" + (" (width 16)" if tiny else ""), "teacher": "wrn34_10" + (" (widen 2)" if tiny else ""),
-                   "batch": batch, "pgd_steps": args.steps},
-        "rows": rows,
-    }
+    report = {**header, "rows": rows}
     lines = [f"{report['date']} · {report['card']} · torch {report['torch']} · `{report['command']}` · "
              f"student {report['config']['student']}, teacher {report['config']['teacher']}, batch {batch}, PGD-{args.steps}",
              "", "| method | precision | ms / step | × AdaAD | peak MB |", "|---|---|---|---|---|"]
@@ -133,10 +146,9 @@ def main(argv: list[str] | None = None) -> dict:
         lines.append(f"| {r['method']} | {r['precision']} | {r['step_ms']:.1f} | {ratio} | {peak} |")
     table = "\n".join(lines)
     print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"train_step_{report['date']}_{device}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
     stem.with_suffix(".md").write_text(table + "\n")
+    partial_path.unlink(missing_ok=True)
     return report
 
 

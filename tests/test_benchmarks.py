@@ -52,15 +52,27 @@ def test_run_gpu_stops_with_one_clear_message_without_a_gpu():
 
 @pytest.mark.slow
 def test_run_gpu_dry_run_goes_through_every_stage_and_sums_up(tmp_path):
+    """As the GPU machine runs it: python3 from an environment where softrank_ad is not installed
+    (torch borrowed through a plain path entry), no grad-cam, results packed into $OUT."""
     import os
     import subprocess
+    import sysconfig
+    import tarfile
+    import venv
 
+    env_dir = tmp_path / "bare"
+    venv.create(env_dir, with_pip=False)
+    site = next((env_dir / "lib").glob("python3*/site-packages"))
+    (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")  # its .pth files are not run
+    out = tmp_path / "out"
+    out.mkdir()
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "run_gpu.sh"
-    env = {**os.environ, "OUT": str(tmp_path), "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+    env = {"OUT": str(out), "PATH": f"{env_dir / 'bin'}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")}
     done = subprocess.run(["bash", str(script), "--dry-run"], capture_output=True, text=True, timeout=600, env=env,
-                          check=False)
+                          check=False, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = (tmp_path / "gpu_summary_cpu.md").read_text()
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_run.tgz", "gpu_summary_cpu.md"]  # the device returns <= 8
+    summary = (out / "gpu_summary_cpu.md").read_text()
     assert summary.strip() in done.stdout  # the table is printed, not only written
     for stage in ("tests", "throughput", "train_step"):
         assert f"| {stage} | ok |" in summary
@@ -68,6 +80,27 @@ def test_run_gpu_dry_run_goes_through_every_stage_and_sums_up(tmp_path):
     for method in ("adaad", "smaraad"):
         for precision in ("fp32", "bf16"):
             assert f"| {method} | {precision} |" in summary
+    with tarfile.open(out / "gpu_run.tgz") as archive:
+        names = archive.getnames()
+    assert {"./gpu_stages.tsv", "./gpu_tests.log", "./gpu_train_step.log"} <= set(names)
+    assert any(n.endswith("_cpu.json") and "train_step" in n for n in names)
+    assert not any(n.endswith(".partial.jsonl") for n in names)  # finished stages leave full reports
+
+
+def test_a_stage_cut_short_keeps_its_rows_in_the_summary(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import _partial
+    import gpu_summary
+
+    (tmp_path / "gpu_stages.tsv").write_text("train_step\t124\t120\t120\n")
+    cut = tmp_path / "train_step_2026-12-02_cuda.partial.jsonl"
+    _partial.start(cut, {"card": "H200", "config": {"student": "resnet18", "teacher": "wrn34_10", "batch": 128,
+                                                    "pgd_steps": 10}})
+    _partial.add_row(cut, {"method": "adaad", "precision": "fp32", "step_ms": 100.0, "peak_mb": 1.0})
+    _partial.add_row(cut, {"method": "smaraad", "precision": "fp32", "step_ms": 110.0, "peak_mb": 1.0})
+    summary = gpu_summary.main([str(tmp_path), "cuda"])
+    assert "| train_step | timed out |" in summary
+    assert "| smaraad | fp32 | 110.0 | 1.10 |" in summary and "partial: the stage was cut" in summary
 
 
 def test_missing_peers_are_named_with_their_install_command(monkeypatch, capsys):
