@@ -7,7 +7,9 @@ between two maps trains the student and has a gradient with respect to the input
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal, NamedTuple, Union, get_args
 
 import torch
@@ -36,11 +38,17 @@ def _is_spatial(output: object) -> bool:
 
 
 class _Capture:
-    """Forward hooks that record module outputs; removed on exit, also after an error."""
+    """Forward hooks that record module outputs; removed on exit, also after an error.
 
-    def __init__(self, modules: dict[str, nn.Module], spatial_only: bool = True) -> None:
+    With ``copy`` the model continues on a copy of each recorded output, so an in-place op later
+    in the forward (``F.relu(..., inplace=True)``, ``out += identity``) cannot change what the map
+    is computed from; the gradient reaches the recorded tensor through the copy. Used for a named
+    layer (one copy); the automatic search records every module and copies none."""
+
+    def __init__(self, modules: dict[str, nn.Module], spatial_only: bool = True, copy: bool = False) -> None:
         self.modules = modules
         self.spatial_only = spatial_only
+        self.copy = copy
         self.seen: list[tuple[str, object]] = []
         self.versions: dict[int, int] = {}  # id(output) -> its version counter when captured
         self._handles: list = []
@@ -60,6 +68,8 @@ class _Capture:
             self.seen.append((name, output))
             if isinstance(output, torch.Tensor):
                 self.versions[id(output)] = output._version
+                if capturable and self.copy:
+                    return output.clone()
             return None
 
         return hook
@@ -129,14 +139,36 @@ def _pick_activation(
     return name, out
 
 
-def _check_unmodified(capture: _Capture, name: str, activation: torch.Tensor) -> None:
-    if capture.versions.get(id(activation), activation._version) != activation._version:
-        raise ValueError(
-            f"layer {name!r}: its output was modified in place later in the forward pass (e.g. by "
-            "ReLU(inplace=True) or F.relu(..., inplace=True)), so its Grad-CAM map would silently be "
-            "that of the modified tensor. Name the module that applies the in-place operation as the "
-            "layer, or make that operation out-of-place."
-        )
+def _modified(capture: _Capture, activation: torch.Tensor) -> bool:
+    return capture.versions.get(id(activation), activation._version) != activation._version
+
+
+@contextmanager
+def _buffers_kept(model: nn.Module) -> Iterator[Callable[[], None]]:
+    """Yields a function that puts every buffer (BatchNorm statistics) back as it was on entry."""
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+
+    def restore() -> None:
+        with torch.no_grad():
+            for buffer, value in saved:
+                buffer.copy_(value)
+
+    yield restore
+
+
+#: Models whose automatically found layer is modified in place after it (torchvision's DenseNet
+#: applies F.relu(..., inplace=True) to its features): later calls hook that layer by name, with a
+#: copy, straight away.
+_MODIFIED_AFTER: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+
+
+def _forward(model, x, modules, reshape_transform, copy):
+    with modes_restored(model), _Capture(modules, spatial_only=reshape_transform is None, copy=copy) as capture:
+        logits = model(x)
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"model must return (B, C) logits, got {got}")
+    return logits, capture
 
 
 def _resolve_target(target: TargetSpec, logits: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
@@ -182,7 +214,11 @@ def grad_cam(
         target: (B,) class indices, ``"label"`` (uses ``y``) or ``"predicted"`` (argmax of the
             logits).
         layer: the feature module: ``None`` picks the last (B, K, h, w) output with h·w > 1 seen
-            in the forward pass; a module or a dotted name (``"layer4"``) selects one.
+            in the forward pass; a module or a dotted name (``"layer4"``) selects one. The map is
+            computed from the layer's output as the layer returned it, also where the network
+            later modifies that tensor in place (the network goes on with a copy; where the
+            automatic search finds such a layer, that model's forward runs once more with the
+            layer named, from the same BatchNorm statistics, and later calls name it directly).
         normalize: ``"minmax"`` (per sample, as pytorch-grad-cam) or ``"none"``.
         create_graph: keep the map differentiable (w.r.t. parameters and ``x``). With False the
             map is detached.
@@ -222,18 +258,23 @@ def grad_cam(
         raise ValueError("reshape_transform needs a named layer= (the automatic choice looks for 4-D outputs) "
                          f"and must be callable, got layer={layer!r}, reshape_transform={reshape_transform!r}")
 
+    if layer is None and unwrap(model) in _MODIFIED_AFTER:
+        layer = _MODIFIED_AFTER[unwrap(model)]
     modules = resolve_layer(model, layer)
     # Grad-CAM needs a graph even when the caller is under no_grad (evaluation): build one here
     # and hand back detached results in that case.
     caller_tracks_grad = torch.is_grad_enabled()
-    with torch.enable_grad():
-        with modes_restored(model), _Capture(modules, spatial_only=reshape_transform is None) as capture:
-            logits = model(x)
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise ValueError(f"model must return (B, C) logits, got {got}")
+    with torch.enable_grad(), _buffers_kept(model) as restore_buffers:
+        logits, capture = _forward(model, x, modules, reshape_transform, copy=layer is not None)
         name, activation = _pick_activation(capture, layer, reshape_transform)
-        _check_unmodified(capture, name, activation)
+        if _modified(capture, activation):
+            # Only the automatic search gets here (a named layer is copied): the layer it found was
+            # changed in place later in the forward. Run again with that layer named, from the
+            # same BatchNorm statistics, so the model's buffers see one forward.
+            _MODIFIED_AFTER[unwrap(model)] = name
+            restore_buffers()
+            logits, capture = _forward(model, x, resolve_layer(model, name), reshape_transform, copy=True)
+            name, activation = _pick_activation(capture, name, reshape_transform)
         t = _resolve_target(target, logits, y)
 
         score = logits.gather(1, t[:, None]).sum()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import models
@@ -240,12 +241,50 @@ def test_in_place_op_after_the_layer_frozen_works_trainable_is_explained():
     _, frozen = grad_cam(inplace, x, "predicted", layer="bn", normalize="none")
     _, expected = grad_cam(plain, x, "predicted", layer="bn", normalize="none")
     torch.testing.assert_close(frozen, expected)
+    # Trainable (a student): the named layer's map is that of its output as returned, too.
     inplace.requires_grad_(True)
-    with pytest.raises(ValueError, match="layer 'bn': its output was modified in place"):
-        grad_cam(inplace, x, "predicted", layer="bn")
+    plain.requires_grad_(True)
+    _, trainable = grad_cam(inplace, x, "predicted", layer="bn", normalize="none")
+    torch.testing.assert_close(trainable, grad_cam(plain, x, "predicted", layer="bn", normalize="none")[1])
     _, auto = grad_cam(inplace, x, "predicted")  # the automatic layer is the ReLU's own output
-    _, named = grad_cam(plain.requires_grad_(True), x, "predicted", layer="act")
+    _, named = grad_cam(plain, x, "predicted", layer="act")
     torch.testing.assert_close(auto, named)
+
+
+class FunctionalInplaceAfterFeatures(nn.Module):
+    """torchvision's DenseNet in small: F.relu(..., inplace=True) on the features' output, in the
+    model's forward, where no module could be named instead."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8))
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        out = F.relu(self.features(x), inplace=True)
+        return self.fc(out.mean((2, 3)))
+
+
+def test_automatic_layer_modified_by_a_functional_in_place_op_is_found_and_copied():
+    import softrank_ad.attribution as attribution
+
+    torch.manual_seed(0)
+    model = FunctionalInplaceAfterFeatures().train()
+    twin = FunctionalInplaceAfterFeatures().train()
+    twin.load_state_dict(model.state_dict())
+    x = torch.rand(4, 3, 8, 8)
+    logits, auto = grad_cam(model, x, "predicted")
+    logits_named, named = grad_cam(twin, x, "predicted", layer="features")
+    torch.testing.assert_close(auto, named)
+    torch.testing.assert_close(logits, logits_named)
+    # One forward's worth of BatchNorm statistics, though the model ran twice on the first call.
+    for a, b in zip(model.buffers(), twin.buffers()):
+        torch.testing.assert_close(a, b)
+    assert attribution._MODIFIED_AFTER[model] == "features"  # later calls name it directly
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    grad_cam(model, x, "predicted")
+    assert len(calls) == 1
 
 
 class TinyViT(nn.Module):
