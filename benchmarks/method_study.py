@@ -5,7 +5,7 @@ one student per (configuration, seed): the same teacher, and for a given seed th
 initialisation and the same data order and augmentation for every method, so runs pair up. Each
 run writes ``--out/runs/<config>-s<seed>.json`` (its configuration, per-epoch log, accuracies) and
 the student's weights; a rerun skips finished runs, and an interrupted one resumes at its last
-epoch. ``--summary`` writes ``summary.md`` (mean ± std over seeds, and each configuration's paired
+epoch. It runs in one process (not under ``torchrun``). ``--summary`` writes ``summary.md`` (mean ± std over seeds, and each configuration's paired
 difference against AdaAD with a 95% t-interval) and ``summary.png``.
 
     # the CPU study (real CIFAR-10 JPEGs, ImageFolder layout): headline rows first, then probes
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -497,6 +498,9 @@ def selected(args) -> list[tuple[str, int]]:
 
 
 def main(argv=None) -> str:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SystemExit("error: method_study.py runs in one process and does not support torchrun; on several "
+                         "GPUs, start one study per GPU (CUDA_VISIBLE_DEVICES=i) with its own --seeds and one --out")
     args = parse_args(argv)
     if args.summary:
         text = write_summary(args.out)

@@ -257,7 +257,6 @@ def main(argv: list[str] | None = None) -> dict:
 def run(args: argparse.Namespace) -> dict:
     rank, world, device = setup_distributed()
     seed_everything(args.seed + rank)
-    args.out.mkdir(parents=True, exist_ok=True)
     finished = prepare_out(args, is_main(rank))
     if finished is not None:
         return finished
@@ -284,6 +283,7 @@ def run(args: argparse.Namespace) -> dict:
     except data.DatasetError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    args.out.mkdir(parents=True, exist_ok=True)  # only once there is data to train on
     train_set = data.first(train_set, args.train_subset, args.seed, shuffle=True)
     # A fixed shuffle (seed 0): ImageFolder lists the test set class by class, so its literal
     # first N images would all be airplanes. AutoAttack takes the first N of the same shuffle.
@@ -367,7 +367,7 @@ def run(args: argparse.Namespace) -> dict:
 
     # -- evaluation (rank 0) ------------------------------------------------------------------
     result = {}
-    if is_main(rank):
+    if is_main(rank):  # only rank 0 writes files
         save_checkpoint(student.state_dict(), args.out / "student.pt")
         plot_curves(args.out / "history.csv", args.out / "curves.png")
         rows = {}
@@ -384,7 +384,7 @@ def run(args: argparse.Namespace) -> dict:
             scores["eval_seconds"] = time.time() - started_eval
             rows[name] = scores
         card = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-        result = {"args": {k: str(v) for k, v in vars(args).items()}, "device": str(device), "card": card,
+        result = {"args": {k: str(v) for k, v in vars(args).items()}, "device": str(device), "card": card, "world_size": world,
                   "torch": torch.__version__, "student_train_seconds": train_seconds,
                   "wall_seconds": time.time() - started_run, "results": rows}
         (args.out / "results.json").write_text(json.dumps(result, indent=2))
@@ -394,8 +394,8 @@ def run(args: argparse.Namespace) -> dict:
         for name, s in rows.items():
             aa = f"{s['autoattack']:.2%}" if s["autoattack"] is not None else "not run"
             lines.append(f"| {name} | {s['clean']:.2%} | {s[pgd_key]:.2%} | {s['cw']:.2%} | {aa} |")
-        lines += ["", f"Preset {args.preset}, method {args.method}, {card}, torch {torch.__version__}, "
-                  f"bf16 autocast {use_amp}; wall-clock {result['wall_seconds']:.0f} s in this process "
+        lines += ["", f"Preset {args.preset}, method {args.method}, {card}, world size {world}, torch "
+                  f"{torch.__version__}, bf16 autocast {use_amp}; wall-clock {result['wall_seconds']:.0f} s in this process "
                   f"(student training {train_seconds:.0f} s)."]
         if args.preset == "smoke":
             lines.append("Smoke preset: tiny models and data; these numbers only show that the pipeline runs and "

@@ -81,25 +81,52 @@ def test_missing_data_message_and_exit_code(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         distill_cifar.main(["--data-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"), *TINY])
     assert exit_info.value.code == 2
+    assert not (tmp_path / "o").exists()  # a failed start leaves no empty output folder behind
     err = capsys.readouterr().err
     assert "No cifar10 data found" in err and "cifar-10-batches-py" in err and "ImageFolder" in err
     assert "Traceback" not in err
 
 
-@pytest.mark.slow
-def test_two_process_ddp_on_cpu(tmp_path):
-    root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=8)
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLES), "OMP_NUM_THREADS": "1"}
+def _torchrun(args: list[str]) -> list[str]:
     with socket.socket() as sock:  # a free port, so parallel runs on one machine do not collide
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-           str(EXAMPLES / "distill_cifar.py"), "--data-dir", str(root), "--out", str(tmp_path / "ddp"),
-           "--epochs", "1", "--teacher-epochs", "1", *TINY]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+            str(EXAMPLES / "distill_cifar.py"), *args]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_writes_from_rank_0_and_resumes_after_a_kill(tmp_path):
+    import signal
+    import time
+
+    root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=8)
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "ddp"
+    run = ["--data-dir", str(root), "--out", str(out), "--epochs", "5", "--teacher-epochs", "1", *TINY]
+    # Killed (SIGKILL to torchrun and both workers) once the first student epoch is checkpointed,
+    # four epochs before the end.
+    started = subprocess.Popen(_torchrun(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 300
+    while not (out / "student_ckpt.pt").exists() and started.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    # torchrun starts its workers in sessions of their own: kill every process of this run.
+    os.killpg(started.pid, signal.SIGKILL)
+    subprocess.run(["pkill", "-KILL", "-f", str(out)], check=False)
+    started.wait()
+    assert (out / "student_ckpt.pt").exists() and not (out / "results.json").exists()
+
+    done = subprocess.run(_torchrun([*run, "--resume"]), env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "world 2" in done.stdout
-    assert json.loads((tmp_path / "ddp" / "results.json").read_text())["results"]["smaraad"]["clean"] >= 0
+    assert "world 2" in done.stdout and "--resume: continuing from" in done.stdout
+    stages = [(r["stage"], int(r["epoch"])) for r in history(out)]
+    assert stages == [("teacher", 1)] + [("student", e) for e in range(1, 6)]  # each epoch once
+    result = json.loads((out / "results.json").read_text())
+    assert result["world_size"] == 2 and result["results"]["smaraad"]["clean"] >= 0
+    assert "world size 2" in (out / "results.md").read_text()
+    # Rank 1 wrote nothing of its own: the folder holds one run's artefacts and nothing else.
+    assert {p.name for p in out.iterdir()} == set(distill_cifar.ARTEFACTS)
 
 
 @pytest.mark.parametrize("wrong", ["parent", "train"])

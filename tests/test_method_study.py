@@ -107,3 +107,9 @@ def test_committed_teacher_keys_stay_put():
     # The committed teacher A is found by this hash; a recipe change must change it, nothing else may.
     assert method_study.teacher_key(method_study.PRESETS["cpu"]) == "6129713a6937"
     assert method_study.teacher_key(method_study.PRESETS["cpu-strong"]) != "6129713a6937"
+
+
+def test_torchrun_is_refused_with_directions(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit, match="does not support torchrun; on several GPUs, start one study per GPU"):
+        method_study.main(["--summary"])
