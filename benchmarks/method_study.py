@@ -5,12 +5,19 @@ one student per (configuration, seed): the same teacher, and for a given seed th
 initialisation and the same data order and augmentation for every method, so runs pair up. Each
 run writes ``--out/runs/<config>-s<seed>.json`` (its configuration, per-epoch log, accuracies) and
 the student's weights; a rerun skips finished runs, and an interrupted one resumes at its last
-epoch. It runs in one process (not under ``torchrun``). ``--summary`` writes ``summary.md`` (mean ± std over seeds, and each configuration's paired
-difference against AdaAD with a 95% t-interval) and ``summary.png``.
+epoch. It runs in one process (not under ``torchrun``). ``--summary`` writes ``summary.md`` (mean
+± std over seeds, and each configuration's paired difference against AdaAD with a 95%
+t-interval) and ``summary.png``.
+
+Presets: ``cpu`` (teacher A, width-8 students), ``cpu-strong`` (teacher B: the same recipe, 15
+epochs), ``cpu-narrow`` (teacher A, width-4 students); each in its own ``--out``.
 
     # the CPU study (real CIFAR-10 JPEGs, ImageFolder layout): headline rows first, then probes
     python benchmarks/method_study.py --preset cpu --data-dir /tmp/cifar10-jpeg --groups headline --seeds 0 1 2
     python benchmarks/method_study.py --preset cpu --data-dir /tmp/cifar10-jpeg --groups probe --seeds 0
+    # the teacher-strength cell: train teacher B alone first, then relational configurations
+    python benchmarks/method_study.py --preset cpu-strong --data-dir /tmp/cifar10-jpeg --teacher-only
+    python benchmarks/method_study.py --preset cpu-strong --data-dir /tmp/cifar10-jpeg --groups relational --seeds 0
     # AutoAttack (standard, official pyautoattack) on the first N evaluation images of finished runs
     python benchmarks/method_study.py --preset cpu --data-dir /tmp/cifar10-jpeg --autoattack 200 --groups headline
     python benchmarks/method_study.py --preset cpu --out runs/study-cpu --summary
@@ -45,6 +52,7 @@ import training  # noqa: E402
 from stats import format_difference, paired_interval  # noqa: E402
 
 from softrank_ad import make_objective  # noqa: E402
+from softrank_ad.terms import DIST, IGDM, KL, KendallMatching, SlackMatching  # noqa: E402
 
 EPSILON = 8 / 255
 
@@ -77,6 +85,8 @@ PRESETS = {
     # Teacher B of the teacher-strength study: the cpu recipe trained 3x longer (15 epochs, ≈ 55
     # min on 2 slow cores); students as in "cpu".
     "cpu-strong": Preset(teacher_epochs=15),
+    # The capacity-gap cell: teacher A (the same key as "cpu"), students of width 4.
+    "cpu-narrow": Preset(student_width=4),
     # Sized (not yet measured) for one H100: teacher and three students within ≈ 6 minutes.
     "gpu-mini": Preset(teacher_width=None, teacher_epochs=8, student_width=None, train_n=25_000, epochs=3,
                        milestones=(2,), batch_size=256, lr=0.2, steps=5),
@@ -96,6 +106,26 @@ class Config:
     teacher_sharpness: float = 1.0  # the teacher's logits multiplied by k (its confidence)
     loss_scale: float = 1.0  # the objective's loss multiplied by this (an lr scale for its gradient)
     note: str = ""
+    # Terms (names in TERMS) added to the method's outer loss, or put in its place (loss): the
+    # compositions of softrank_ad.terms, kept by name so that a run's JSON can record them.
+    add: tuple[str, ...] = ()
+    loss: tuple[str, ...] = ()
+
+
+#: The terms a configuration may add or substitute, built for a preset (IGDM's ramp spans the run).
+TERMS = {
+    "kl": lambda preset: KL(),
+    "dist": lambda preset: DIST(),
+    "kendall": lambda preset: KendallMatching(),
+    "sm-samples": lambda preset: SlackMatching(axis="samples"),
+    "igdm": lambda preset: IGDM(ramp_epochs=preset.epochs),
+}
+
+
+def composed(names: tuple[str, ...], preset: Preset):
+    """The sum of the named terms, or None for no names."""
+    terms = [TERMS[name](preset) for name in names]
+    return sum(terms[1:], terms[0]) if terms else None
 
 
 def _smaraad(**hparams) -> dict:
@@ -132,8 +162,19 @@ CONFIGS: dict[str, Config] = {
        for w in (0.0, 1 / 128)},
     # Named for the paper's alpha = 1 - ce_weight.
     "smaraad++-alpha0.9": Config("smaraad++", {"ce_weight": 0.1}, note="Eq. 10 with its CE anchor, alpha 0.9"),
+    # -- relational losses beside slack matching (the teacher-strength study) ------------------
+    "adaad-dist": Config("adaad", loss=("dist",), group="relational", note="AdaAD's attack, DIST in place of KL"),
+    "adaad+dist": Config("adaad", add=("dist",), group="relational", note="AdaAD plus DIST"),
+    "adaad+kendall": Config("adaad", add=("kendall",), group="relational", note="AdaAD plus soft Kendall (as RKKD)"),
+    "adaad+igdm": Config("adaad", add=("igdm",), group="relational", note="AdaAD plus IGDM, ramped over the run"),
+    "smaraad-samples": Config("smaraad", {"rank_axis": "samples"}, group="relational",
+                              note="slack matching ranks each class over the batch"),
+    "smaraad-both": Config("smaraad", {"rank_axis": "both"}, group="relational",
+                           note="slack matching over classes and over samples"),
+    "smaraad-std-kl1.0": Config("smaraad", {"scale": "std", "kl_weight": 1.0}, group="relational",
+                                note="standardised logits (scale std) in slack matching, KL added"),
 }
-GROUPS = ("headline", "probe")
+GROUPS = ("headline", "probe", "relational")
 BASELINE = "adaad"
 
 
@@ -287,7 +328,8 @@ def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module,
     training.seed_everything(seed)
     student = models.build(preset.student, d.classes, preset.student_width).to(d.device)
     teacher_used = teacher if config.teacher_sharpness == 1 else models.Sharpened(teacher, config.teacher_sharpness)
-    objective = make_objective(config.method, student, teacher_used, **objective_hparams(config, preset))
+    objective = make_objective(config.method, student, teacher_used, add=composed(config.add, preset),
+                               loss=composed(config.loss, preset), **objective_hparams(config, preset))
     loader = TensorLoader(d.train_x[:preset.train_n], d.train_y[:preset.train_n], preset.batch_size, seed)
 
     def loss_fn(x, y, epoch):
@@ -308,7 +350,8 @@ def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module,
     scores = evaluate(student, d, preset, progress, f"evaluating {name} s{seed}")
     result = {
         "config": name, "seed": seed, "preset": preset_name, "method": config.method,
-        "hparams": objective_hparams(config, preset), "teacher_sharpness": config.teacher_sharpness,
+        "hparams": objective_hparams(config, preset), "add": list(config.add), "loss": list(config.loss),
+        "teacher_sharpness": config.teacher_sharpness,
         "loss_scale": config.loss_scale, "note": config.note, "teacher": teacher_info["key"],
         "teacher_sha256": teacher_info["sha256"], "results": {**scores, "autoattack": None, "autoattack_n": 0},
         "history": history, "train_seconds": train_seconds,
@@ -444,11 +487,13 @@ def write_summary(out: Path) -> str:
         s = t["results"]
         lines.append(f"Teacher {t['key']} ({t['arch']}, width {t['width']}, {t['train']}): clean {100 * s['clean']:.1f}, "
                      f"PGD-{s['pgd_steps']} {100 * s['pgd']:.1f}, CW∞ {100 * s['cw']:.1f} on the evaluation images.")
+    titles = {"headline": "Headline: each method as the library builds it", "probe": "Probes",
+              "relational": "Relational losses beside slack matching"}
     for group in GROUPS:
-        chosen = [r for r in rows if r["group"] == group or (group == "probe" and r["config"] == BASELINE)]
-        if len(chosen) > (group == "probe"):
-            lines += ["", f"## {'Headline: each method as the library builds it' if group == 'headline' else 'Probes'}",
-                      "", markdown(chosen)]
+        with_baseline = group != "headline"  # other groups repeat the baseline row for reading
+        chosen = [r for r in rows if r["group"] == group or (with_baseline and r["config"] == BASELINE)]
+        if len(chosen) > with_baseline:
+            lines += ["", f"## {titles[group]}", "", markdown(chosen)]
     lines += ["",
               "Mean ± std over seeds, accuracy in % on the first evaluation images of a fixed shuffle of the test set "
               f"(AutoAttack on the first n of them); PGD-{runs[0]['results']['pgd_steps']} and "

@@ -113,3 +113,18 @@ def test_torchrun_is_refused_with_directions(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(SystemExit, match="does not support torchrun; on several GPUs, start one study per GPU"):
         method_study.main(["--summary"])
+
+
+@pytest.mark.slow
+def test_relational_configurations_run_and_record_their_terms(tmp_path):
+    root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=12)
+    out = tmp_path / "study"
+    method_study.main(["--preset", "test", "--data-dir", str(root), "--out", str(out), "--groups", "relational",
+                       "--seeds", "0", "--no-progress"])
+    runs = {r["config"]: r for r in method_study.load_runs(out)}
+    assert set(runs) == {n for n, c in method_study.CONFIGS.items() if c.group == "relational"}
+    assert runs["adaad-dist"]["loss"] == ["dist"] and runs["adaad+igdm"]["add"] == ["igdm"]
+    history = runs["adaad+dist"]["history"][0]
+    assert float(history["dist_adv"]) > 0 and float(history["kl_adv"]) > 0  # both terms were trained on
+    assert "kl_adv" not in runs["adaad-dist"]["history"][0]
+    assert "| smaraad-both | 1 |" in (out / "summary.md").read_text()
