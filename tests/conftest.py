@@ -33,3 +33,24 @@ def _examples_on_path() -> None:
 
 
 _examples_on_path()
+
+
+class Linear(torch.nn.Module):
+    """A linear classifier on 6 features with logits ×3: objectives' formulas in closed form."""
+
+    def __init__(self, seed, classes=5):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.fc = torch.nn.Linear(6, classes)
+
+    def forward(self, x):
+        return self.fc(x) * 3
+
+
+@pytest.fixture
+def fixed():
+    """Student, teacher, x, x_adv and labels for checking the objectives' formulas."""
+    torch.manual_seed(3)
+    x = torch.rand(10, 6)
+    x_adv = (x + 0.03 * torch.randn_like(x)).clamp(0, 1)
+    return Linear(1), Linear(2), x, x_adv, torch.randint(0, 5, (10,))

@@ -8,7 +8,7 @@ from typing import get_args
 import pytest
 import torch
 import torch.nn.functional as F
-from test_objectives import Linear, TinyCNN, _count_forwards, blobs, fresh_pair
+from test_objectives import TinyCNN, _count_forwards, blobs, fresh_pair
 
 from softrank_ad import (
     Attack,
@@ -26,14 +26,6 @@ from softrank_ad import (
 from softrank_ad.attacks import STARTS, Start
 from softrank_ad.attribution import NORMALIZATIONS, Normalization
 from softrank_ad.terms import DIST, IGDM, KL, CrossEntropy, KendallMatching, LogitLoss, SlackMatching
-
-
-@pytest.fixture
-def fixed():
-    torch.manual_seed(3)
-    x = torch.rand(10, 6)
-    x_adv = (x + 0.03 * torch.randn_like(x)).clamp(0, 1)
-    return Linear(1), Linear(2), x, x_adv, torch.randint(0, 5, (10,))
 
 
 def _sm(a, b, **kw):

@@ -175,24 +175,6 @@ def _manual_kl(z_s, z_t, tau=1.0):
     return (p_t * (p_t.log() - torch.log_softmax(z_s / tau, 1))).sum(1).mean()
 
 
-class Linear(nn.Module):
-    def __init__(self, seed, classes=5):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.fc = nn.Linear(6, classes)
-
-    def forward(self, x):
-        return self.fc(x) * 3
-
-
-@pytest.fixture
-def fixed():
-    torch.manual_seed(3)
-    x = torch.rand(10, 6)
-    x_adv = (x + 0.03 * torch.randn_like(x)).clamp(0, 1)
-    return Linear(1), Linear(2), x, x_adv, torch.randint(0, 5, (10,))
-
-
 def test_ard_formula(fixed):
     s, t, x, x_adv, y = fixed
     loss = ARDObjective(s, t, ce_weight=0.3, temperature=4.0)(x, y, x_adv=x_adv)
