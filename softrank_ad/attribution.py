@@ -8,8 +8,7 @@ between two maps trains the student and has a gradient with respect to the input
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Literal, NamedTuple, Union, get_args
 
 import torch
@@ -143,9 +142,8 @@ def _modified(capture: _Capture, activation: torch.Tensor) -> bool:
     return capture.versions.get(id(activation), activation._version) != activation._version
 
 
-@contextmanager
-def _buffers_kept(model: nn.Module) -> Iterator[Callable[[], None]]:
-    """Yields a function that puts every buffer (BatchNorm statistics) back as it was on entry."""
+def _buffers_snapshot(model: nn.Module) -> Callable[[], None]:
+    """A function that puts every buffer (BatchNorm statistics) back as it is now."""
     saved = [(b, b.detach().clone()) for b in model.buffers()]
 
     def restore() -> None:
@@ -153,7 +151,7 @@ def _buffers_kept(model: nn.Module) -> Iterator[Callable[[], None]]:
             for buffer, value in saved:
                 buffer.copy_(value)
 
-    yield restore
+    return restore
 
 
 #: Models whose automatically found layer is modified in place after it (torchvision's DenseNet
@@ -264,7 +262,9 @@ def grad_cam(
     # Grad-CAM needs a graph even when the caller is under no_grad (evaluation): build one here
     # and hand back detached results in that case.
     caller_tracks_grad = torch.is_grad_enabled()
-    with torch.enable_grad(), _buffers_kept(model) as restore_buffers:
+    with torch.enable_grad():
+        # The automatic search may have to run the forward again: keep the statistics to undo.
+        restore_buffers = _buffers_snapshot(model) if layer is None else None
         logits, capture = _forward(model, x, modules, reshape_transform, copy=layer is not None)
         name, activation = _pick_activation(capture, layer, reshape_transform)
         if _modified(capture, activation):
