@@ -128,3 +128,30 @@ def test_relational_configurations_run_and_record_their_terms(tmp_path):
     assert float(history["dist_adv"]) > 0 and float(history["kl_adv"]) > 0  # both terms were trained on
     assert "kl_adv" not in runs["adaad-dist"]["history"][0]
     assert "| smaraad-both | 1 |" in (out / "summary.md").read_text()
+
+
+def test_interaction_summary_on_fixture_runs_with_a_known_answer(tmp_path):
+    import study_interaction
+
+    def write(cell, config, seed, pgd, aa=None):
+        folder = tmp_path / cell / "runs"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{config}-s{seed}.json").write_text(json.dumps(
+            {"config": config, "seed": seed, "results": {"pgd": pgd, "autoattack": aa}}))
+
+    for seed, (a_base, a_sm, b_base, b_sm) in enumerate(
+            [(0.20, 0.18, 0.30, 0.31), (0.22, 0.19, 0.31, 0.33), (0.21, 0.19, 0.30, 0.32)]):
+        write("A", "adaad", seed, a_base)
+        write("A", "smaraad", seed, a_sm)
+        write("B", "adaad", seed, b_base)
+        write("B", "smaraad", seed, b_sm)
+    write("B", "adaad+dist", 0, 0.35)  # one pair, and nothing in the reference cell
+    text = study_interaction.main(["--cell", f"A={tmp_path / 'A'}", "--cell", f"B={tmp_path / 'B'}",
+                                   "--out", str(tmp_path / "out")])
+    # Δ_A = (−2, −3, −2) points, Δ_B = (+1, +2, +2); the change (+3, +5, +4): mean 4, sd 1,
+    # t(0.975, 2) · 1 / √3 = 2.48.
+    assert "| smaraad | -2.3 [-3.8, -0.9] * (n=3) | +1.7 [+0.2, +3.1] * (n=3) | +4.0 [+1.5, +6.5] * |" in text
+    assert "| adaad+dist | – | +5.0 (1 pair) (n=1) | – |" in text
+    assert (tmp_path / "out" / "interaction.png").stat().st_size > 5_000
+    with pytest.raises(SystemExit):
+        study_interaction.main(["--cell", f"A={tmp_path / 'A'}"])

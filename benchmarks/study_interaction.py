@@ -1,0 +1,117 @@
+"""When does rank matching help? Each configuration's paired difference against AdaAD in each cell
+of the method study (teacher A or B, student width 8 or 4), and how that difference changes from
+the reference cell to another: the interaction the paper's claim is about.
+
+    python benchmarks/study_interaction.py \\
+        --cell "A/8=benchmarks/results/method_study_cpu" --cell "B/8=benchmarks/results/method_study_cpu_strong" \\
+        --cell "A/4=benchmarks/results/method_study_cpu_narrow" --out benchmarks/results/study_interaction
+
+The first ``--cell`` is the reference. Within a cell, a configuration is paired with AdaAD by seed
+(same teacher, student initialisation and data order). Across cells, the change of a difference
+is paired by seed too: Δ_Y(s) − Δ_X(s), with a 95% t-interval over the seeds both cells ran.
+Writes ``interaction.md`` and ``interaction.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+from stats import format_difference  # noqa: E402
+
+BASELINE = "adaad"
+METRICS = {"pgd": "PGD-20", "autoattack": "AutoAttack"}
+
+
+def load_cell(folder: Path) -> dict[str, dict[int, dict]]:
+    """config → seed → results, from a study's ``runs/*.json``."""
+    cell: dict[str, dict[int, dict]] = {}
+    for path in sorted((folder / "runs").glob("*.json")):
+        run = json.loads(path.read_text())
+        cell.setdefault(run["config"], {})[run["seed"]] = run["results"]
+    if not cell:
+        raise SystemExit(f"error: no finished runs under {folder / 'runs'}")
+    return cell
+
+
+def differences(cell: dict[str, dict[int, dict]], config: str, metric: str) -> dict[int, float]:
+    """seed → (config − AdaAD) on ``metric``, over the seeds both ran with the metric measured."""
+    base, runs = cell.get(BASELINE, {}), cell.get(config, {})
+    return {s: runs[s][metric] - base[s][metric] for s in sorted(runs.keys() & base.keys())
+            if runs[s].get(metric) is not None and base[s].get(metric) is not None}
+
+
+def change(reference: dict[int, float], other: dict[int, float]) -> list[float]:
+    """Δ_other(s) − Δ_reference(s), paired by seed."""
+    return [other[s] - reference[s] for s in sorted(reference.keys() & other.keys())]
+
+
+def table(cells: dict[str, dict], metric: str) -> str:
+    names = list(cells)
+    reference = names[0]
+    configs = sorted({c for cell in cells.values() for c in cell} - {BASELINE})
+    header = [f"Δ {METRICS[metric]} vs AdaAD, {n}" for n in names] + [f"change {reference} → {n}" for n in names[1:]]
+    lines = ["| configuration | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for config in configs:
+        per_cell = {n: differences(cells[n], config, metric) for n in names}
+        shown = [format_difference(list(per_cell[n].values())) + f" (n={len(per_cell[n])})" if per_cell[n] else "–"
+                 for n in names]
+        moved = [format_difference(change(per_cell[reference], per_cell[n])) for n in names[1:]]
+        lines.append(f"| {config} | " + " | ".join(shown + moved) + " |")
+    return "\n".join(lines)
+
+
+def plot(cells: dict[str, dict], path: Path, metric: str = "pgd") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(cells)
+    configs = sorted({c for cell in cells.values() for c in cell} - {BASELINE})
+    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    for config in configs:
+        means = []
+        for n in names:
+            d = list(differences(cells[n], config, metric).values())
+            means.append(100 * sum(d) / len(d) if d else float("nan"))
+        style = "-o" if config.startswith("smaraad") else "--s"
+        ax.plot(range(len(names)), means, style, label=config)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(range(len(names)), names)
+    ax.set(xlabel="cell (teacher / student width)", ylabel=f"{METRICS[metric]} minus AdaAD's, points (mean over seeds)",
+           title="Does the gap to AdaAD move with teacher strength or capacity gap?")
+    ax.legend(fontsize=7, ncol=2)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> str:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cell", action="append", required=True, metavar="NAME=FOLDER",
+                   help="a study's output folder and the cell's name; the first is the reference")
+    p.add_argument("--out", type=Path, default=Path("runs/study-interaction"))
+    args = p.parse_args(argv)
+    cells = {}
+    for spec in args.cell:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            p.error(f"--cell takes NAME=FOLDER, got {spec!r}")
+        cells[name] = load_cell(Path(folder))
+    if len(cells) < 2:
+        p.error("give at least two --cell: a reference and a cell to compare with it")
+    text = "\n\n".join([f"## {METRICS[m]}\n\n{table(cells, m)}" for m in METRICS]) + (
+        "\n\nΔ: configuration minus AdaAD in the same cell, paired by seed, mean [95% t-interval] in points (n = "
+        "pairs); change: the cell's Δ minus the reference cell's Δ, paired by seed; * where the interval excludes 0.\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "interaction.md").write_text(text)
+    plot(cells, args.out / "interaction.png")
+    print(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()
