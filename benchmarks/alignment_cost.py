@@ -8,17 +8,13 @@ to a plain forward + backward of the student, in the same run.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _timing import median_ms
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-import models  # noqa: E402
-from _timing import median_ms  # noqa: E402
-
-from softrank_ad import AttributionAlignmentLoss  # noqa: E402
+from softrank_ad import AttributionAlignmentLoss
+from softrank_ad_examples import models
 
 
 def main(argv: list[str] | None = None) -> dict:

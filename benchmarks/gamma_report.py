@@ -7,18 +7,12 @@ width 16, fast-AT) on CIFAR-10 test images, clean and PGD-10-attacked.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-import data  # noqa: E402
-import models  # noqa: E402
-import robustness  # noqa: E402
-import training  # noqa: E402
-
-from softrank_ad import suggest_gamma  # noqa: E402
+from softrank_ad import suggest_gamma
+from softrank_ad_examples import data, models, robustness, training
 
 TEACHER = Path(__file__).parent / "results" / "method_study_cpu" / "teachers" / "6129713a6937" / "teacher.pt"
 

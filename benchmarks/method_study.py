@@ -35,24 +35,18 @@ import hashlib
 import json
 import os
 import statistics
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-import data  # noqa: E402
-import models  # noqa: E402
-import robustness  # noqa: E402
-import training  # noqa: E402
-from stats import format_difference, paired_interval  # noqa: E402
-
-from softrank_ad import make_objective  # noqa: E402
-from softrank_ad.terms import DIST, IGDM, KL, KendallMatching, SlackMatching  # noqa: E402
+from softrank_ad import make_objective
+from softrank_ad_examples import data, models, robustness, training
+from softrank_ad_examples.configs import BASELINE, CONFIGS, GROUPS, Config, composed
+from softrank_ad_examples.stats import format_difference, paired_interval
 
 EPSILON = 8 / 255
 
@@ -96,114 +90,7 @@ PRESETS = {
 }
 
 
-@dataclass(frozen=True)
-class Config:
-    """One row of the grid: a method, its hyperparameters and the study's own knobs."""
-
-    method: str
-    hparams: dict = field(default_factory=dict)
-    group: str = "probe"
-    teacher_sharpness: float = 1.0  # the teacher's logits multiplied by k (its confidence)
-    loss_scale: float = 1.0  # the objective's loss multiplied by this (an lr scale for its gradient)
-    note: str = ""
-    # Terms (names in TERMS) added to the method's outer loss, or put in its place (loss): the
-    # compositions of softrank_ad.terms, kept by name so that a run's JSON can record them.
-    add: tuple[str, ...] = ()
-    loss: tuple[str, ...] = ()
-
-
-#: The terms a configuration may add or substitute, built for a preset (IGDM's ramp spans the run).
-TERMS = {
-    "kl": lambda preset: KL(),
-    "dist": lambda preset: DIST(),
-    "kendall": lambda preset: KendallMatching(),
-    "sm-samples": lambda preset: SlackMatching(axis="samples"),
-    "igdm": lambda preset: IGDM(ramp_epochs=preset.epochs),
-}
-
-
-def composed(names: tuple[str, ...], preset: Preset):
-    """The sum of the named terms, or None for no names."""
-    terms = [TERMS[name](preset) for name in names]
-    return sum(terms[1:], terms[0]) if terms else None
-
-
-def _smaraad(**hparams) -> dict:
-    return {"method": "smaraad", "hparams": hparams}
-
-
-CONFIGS: dict[str, Config] = {
-    # -- headline: each method as the library builds it by default -----------------------------
-    "adaad": Config("adaad", group="headline", note="KL on T(x'), the baseline every row is paired against"),
-    "smaraad": Config("smaraad", group="headline", note="the paper reading: gamma 1, c 1, alpha 1, no KL"),
-    "smaraad++": Config("smaraad++", group="headline", note="Eq. 10 reading; weights from 30% of the schedule"),
-    "rslad": Config("rslad", group="headline"),
-    "ard": Config("ard", group="headline"),
-    # -- probes, most informative first (a study cut short keeps these) ------------------------
-    **{f"smaraad-x{k}": Config("smaraad", loss_scale=float(k), note="slack-matching loss (and gradient) times k")
-       for k in (5, 10)},
-    **{f"{m}-k{k}": Config(m, teacher_sharpness=float(k), note="teacher logits sharpened by k")
-       for k in (3, 10) for m in ("adaad", "smaraad")},
-    **{f"smaraad-kl{w}": Config("smaraad", {"kl_weight": w}, note="extension: KL added to slack matching")
-       for w in (0.5, 1.0)},
-    "smaraad-c0.0": Config("smaraad", {"align_weight": 0.0}, note="no alignment in the outer loss"),
-    "adaad-official": Config("adaad", {"kl_reduction": "mean", "clean_bn_forward": True},
-                             note="official code: KL mean over B*C, clean train-mode forward"),
-    "ard-official": Config("ard", {"kl_reduction": "mean", "attack_mode": "train", "clean_bn_forward": True},
-                           note="official code: KL mean over B*C, attack in train mode, clean forward"),
-    "adaad-klmean": Config("adaad", {"kl_reduction": "mean"}, note="official CIFAR-10 KL (mean over B*C)"),
-    "rslad-klmean": Config("rslad", {"kl_reduction": "mean"}, note="official CIFAR-10 KL (mean over B*C)"),
-    **{f"smaraad-gamma{g}": Config("smaraad", {"gamma": g}, note="soft-rank sharpness") for g in (0.3, 3.0, 10.0)},
-    "smaraad-std": Config("smaraad", {"scale": "std"}, note="rows divided by their spread first"),
-    **{f"smaraad-c{c}": Config("smaraad", {"align_weight": c}, note="alignment weight in the outer loss")
-       for c in (0.3, 3.0)},
-    "smaraad-dcg": Config("smaraad", {"position_weights": "dcg"}, note="extension: DCG-weighted soft Spearman"),
-    **{f"smaraad-atk{w:.4g}": Config("smaraad", {"attack_align_weight": w}, note="alignment weight in the attack")
-       for w in (0.0, 1 / 128)},
-    # Named for the paper's alpha = 1 - ce_weight.
-    "smaraad++-alpha0.9": Config("smaraad++", {"ce_weight": 0.1}, note="Eq. 10 with its CE anchor, alpha 0.9"),
-    # -- relational losses beside slack matching (the teacher-strength study) ------------------
-    "adaad-dist": Config("adaad", loss=("dist",), group="relational", note="AdaAD's attack, DIST in place of KL"),
-    "adaad+dist": Config("adaad", add=("dist",), group="relational", note="AdaAD plus DIST"),
-    "adaad+kendall": Config("adaad", add=("kendall",), group="relational", note="AdaAD plus soft Kendall (as RKKD)"),
-    "adaad+igdm": Config("adaad", add=("igdm",), group="relational", note="AdaAD plus IGDM, ramped over the run"),
-    "smaraad-samples": Config("smaraad", {"rank_axis": "samples"}, group="relational",
-                              note="slack matching ranks each class over the batch"),
-    "smaraad-both": Config("smaraad", {"rank_axis": "both"}, group="relational",
-                           note="slack matching over classes and over samples"),
-    "smaraad-std-kl1.0": Config("smaraad", {"scale": "std", "kl_weight": 1.0}, group="relational",
-                                note="standardised logits (scale std) in slack matching, KL added"),
-}
-GROUPS = ("headline", "probe", "relational")
-BASELINE = "adaad"
-
-
 # -- data ------------------------------------------------------------------------------------------
-class TensorLoader:
-    """Shuffled mini-batches of uint8 images with RandomCrop(32, pad 4) and flips, drawn from a
-    generator seeded by (seed, epoch): the same order and augmentation for every method."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> None:
-        self.images, self.labels, self.batch_size, self.seed, self.epoch = images, labels, batch_size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.labels) // self.batch_size
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(1_000_003 * self.seed + self.epoch)
-        order = torch.randperm(len(self.labels), generator=g)
-        for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            x = nn.functional.pad(self.images[idx].float() / 255, (4, 4, 4, 4))
-            dx, dy = torch.randint(0, 9, (2, len(idx)), generator=g).tolist()
-            x = torch.stack([img[:, b:b + 32, a:a + 32] for img, a, b in zip(x, dx, dy)])
-            flip = torch.rand(len(idx), generator=g) < 0.5
-            yield torch.where(flip[:, None, None, None], x.flip(3), x), self.labels[idx]
-
-
 def as_tensors(dataset, n: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` of a seeded shuffle of ``dataset`` (all when None) as uint8 images and labels."""
     subset = data.first(dataset, n, seed=seed, shuffle=True)
@@ -257,21 +144,15 @@ def get_teacher(preset: Preset, d: Data, out: Path, progress: bool) -> tuple[nn.
         return teacher.eval(), json.loads(info_path.read_text())
     training.seed_everything(0)
     n = preset.teacher_train_n or len(d.train_y)
-    loader = TensorLoader(d.train_x[:n], d.train_y[:n], preset.batch_size, seed=0)
-    schedule = training.Schedule(preset.teacher_epochs, preset.lr,
-                                 milestones=[preset.teacher_epochs // 2, (3 * preset.teacher_epochs) // 4])
-    loss = training.adversarial_training_loss(teacher, epsilon=EPSILON, step_size=2 / 255, steps=1, fast=True)
-
-    def keep_best(epoch, row, extra):
-        row["val_pgd"] = robustness.robust_accuracy(teacher, d.val_x, d.val_y, "pgd", steps=10)
-        if row["val_pgd"] >= extra.get("best_pgd", -1.0):
-            extra.update(best_pgd=row["val_pgd"], best_state={k: v.clone() for k, v in teacher.state_dict().items()})
-        return False
-
+    loader = data.TensorLoader(d.train_x[:n], d.train_y[:n], preset.batch_size, seed=0)
+    schedule = training.Schedule(preset.teacher_epochs, preset.lr, milestones=training.teacher_milestones(preset.teacher_epochs))
+    # FGSM-RS: one step of 1.25 ε from a uniform start (step_size is unused there).
+    loss = training.adversarial_training_loss(teacher, epsilon=EPSILON, step_size=EPSILON, steps=1, fast=True)
+    keep_best = training.KeepBest(teacher, lambda m: robustness.robust_accuracy(m, d.val_x, d.val_y, "pgd", steps=10))
     started = time.time()
     extra = training.fit("teacher", teacher, loss, loader, schedule, folder, device=d.device, resume=True,
                          sampler=loader, on_epoch_end=keep_best, progress=progress)
-    teacher.load_state_dict(extra["best_state"])
+    training.KeepBest.best(teacher, extra)
     seconds = time.time() - started
     training.save_checkpoint(teacher.state_dict(), folder / "teacher.pt")
     scores = evaluate(teacher, d, preset, progress, "evaluating the teacher")
@@ -313,7 +194,8 @@ def fidelity(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.T
 
 
 def objective_hparams(config: Config, preset: Preset) -> dict:
-    hparams = {"epsilon": EPSILON, "step_size": 2.5 * EPSILON / preset.steps, "steps": preset.steps, **config.hparams}
+    hparams = {"epsilon": EPSILON, "step_size": training.attack_step(EPSILON, preset.steps), "steps": preset.steps,
+               **config.hparams}
     if config.method == "smaraad++":
         # The paper starts the weights at epoch 60 of 200: the same fraction of this schedule.
         hparams.setdefault("weights_from_epoch", int(0.3 * preset.epochs))
@@ -328,9 +210,9 @@ def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module,
     training.seed_everything(seed)
     student = models.build(preset.student, d.classes, preset.student_width).to(d.device)
     teacher_used = teacher if config.teacher_sharpness == 1 else models.Sharpened(teacher, config.teacher_sharpness)
-    objective = make_objective(config.method, student, teacher_used, add=composed(config.add, preset),
-                               loss=composed(config.loss, preset), **objective_hparams(config, preset))
-    loader = TensorLoader(d.train_x[:preset.train_n], d.train_y[:preset.train_n], preset.batch_size, seed)
+    objective = make_objective(config.method, student, teacher_used, add=composed(config.add, preset.epochs),
+                               loss=composed(config.loss, preset.epochs), **objective_hparams(config, preset))
+    loader = data.TensorLoader(d.train_x[:preset.train_n], d.train_y[:preset.train_n], preset.batch_size, seed)
 
     def loss_fn(x, y, epoch):
         terms = objective.terms(x, y, epoch=epoch)

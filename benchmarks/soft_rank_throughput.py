@@ -38,11 +38,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 import _partial as partial
-import softrank_ad
+import torch
 from _timing import median_ms
+
+import softrank_ad
 from softrank_ad import soft_rank
 from softrank_ad.rank import _triton
 

@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-from stats import format_difference  # noqa: E402
+from softrank_ad_examples.stats import format_difference
 
 BASELINE = "adaad"
 METRICS = {"pgd": "PGD-20", "autoattack": "AutoAttack"}

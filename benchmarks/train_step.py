@@ -19,16 +19,14 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+import _partial as partial
 import torch
 import torch.nn.functional as F
+from _timing import median_ms
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
-import _partial as partial  # noqa: E402
-import models  # noqa: E402
-from _timing import median_ms  # noqa: E402
-
-from softrank_ad import make_objective, pgd  # noqa: E402
-from softrank_ad.terms import DIST, IGDM, KendallMatching, SlackMatching  # noqa: E402
+from softrank_ad import make_objective, pgd
+from softrank_ad.terms import DIST, IGDM, KendallMatching, SlackMatching
+from softrank_ad_examples import models
 
 #: AdaAD's attack and KL with one term added: (published method, added term).
 COMPOSED = {

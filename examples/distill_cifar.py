@@ -23,7 +23,9 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,20 +33,21 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-import data
-import models
-import robustness
 from softrank_ad import make_objective
 from softrank_ad.objectives import OBJECTIVES, DistillationObjective
-from training import (
+from softrank_ad_examples import data, models, robustness
+from softrank_ad_examples.training import (
+    KeepBest,
     Schedule,
     adversarial_training_loss,
+    attack_step,
     fit,
     load_checkpoint,
     load_weights,
     read_csv,
     save_checkpoint,
     seed_everything,
+    teacher_milestones,
 )
 
 PRESETS = {
@@ -119,7 +122,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--milestones", type=int, nargs="*", help="epochs where the lr is divided by 10")
     p.add_argument("--epsilon", type=float, default=8 / 255)
-    p.add_argument("--step-size", type=float, default=2 / 255)
+    p.add_argument("--step-size", type=float, help="step of the training attacks (default 2.5 epsilon / steps)")
     p.add_argument("--steps", type=int, help="PGD steps of the training attack")
     method = p.add_argument_group("method hyperparameters (default: the library's; a flag the method does not take is an error)")
     for flag, kind, text in METHOD_FLAGS:
@@ -144,6 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+    if args.step_size is None:
+        args.step_size = attack_step(args.epsilon, args.steps)
     if args.out is None:
         args.out = Path("runs") / f"{args.preset}-{args.method.replace('+', 'p')}"
     cls = OBJECTIVES[args.method]
@@ -169,16 +174,11 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def is_main(rank: int) -> bool:
-    return rank == 0
-
-
 def plot_curves(path: Path, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.ticker import MaxNLocator
 
     rows = read_csv(path)
@@ -254,64 +254,102 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(130) from None
 
 
-def run(args: argparse.Namespace) -> dict:
+@dataclass
+class Run:
+    """What every step of a run shares: the process's place in the job and the run's settings."""
+
+    args: argparse.Namespace
+    rank: int
+    world: int
+    device: torch.device
+    amp: Callable
+    memory_format: torch.memory_format
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def fit_options(self, sampler) -> dict:
+        return dict(out=self.args.out, device=self.device, resume=self.args.resume, sampler=sampler,
+                    progress=not self.args.no_progress, main_process=self.main,
+                    barrier=dist.barrier if self.world > 1 else None)
+
+    def schedule(self, epochs: int, milestones: list[int]) -> Schedule:
+        return Schedule(epochs, self.args.lr, self.args.momentum, self.args.weight_decay, milestones)
+
+    def build(self, arch: str, width: float | None, classes: int) -> nn.Module:
+        return models.build(arch, classes, width).to(self.device, memory_format=self.memory_format)
+
+
+@dataclass
+class Data:
+    train_set: object
+    test_set: object
+    sampler: DistributedSampler | None
+    loader: DataLoader
+    eval_loader: DataLoader
+    val_x: torch.Tensor  # 128 test images never trained on, for the per-epoch robust-accuracy curve
+    val_y: torch.Tensor
+    classes: int
+
+    def val_pgd(self, model: nn.Module, epsilon: float) -> float:
+        return robustness.robust_accuracy(model, self.val_x, self.val_y, "pgd", epsilon=epsilon, steps=10)
+
+
+def start(args: argparse.Namespace) -> Run:
+    """The process group (under torchrun), seeds, precision and worker count."""
     rank, world, device = setup_distributed()
     seed_everything(args.seed + rank)
-    finished = prepare_out(args, is_main(rank))
-    if finished is not None:
-        return finished
-    if device.type == "cpu" and args.preset in ("quick", "paper") and is_main(rank):
+    if device.type == "cpu" and args.preset in ("quick", "paper") and rank == 0:
         print(f"warning: --preset {args.preset} is sized for a GPU; on this CPU it takes many hours. For a CPU "
               "run use --preset smoke (checks the pipeline) or benchmarks/method_study.py --preset cpu "
               "(a real-data comparison sized for 2 cores).", file=sys.stderr)
     cores = os.cpu_count() or 1
     if args.workers > cores:
-        if is_main(rank):
+        if rank == 0:
             print(f"note: {args.workers} data-loading workers capped at the {cores} cores present")
         args.workers = cores
-    started_run = time.time()
     use_amp = device.type == "cuda" and not args.no_amp
     amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else nullcontext
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return Run(args, rank, world, device, amp, memory_format)
 
-    if args.make_fake_data and is_main(rank):
+
+def load_data(r: Run) -> Data:
+    """The training set (a seeded subset), the evaluation images (a fixed shuffle of the test
+    set) and their loaders; exits with the data lookup's message when nothing is found."""
+    args = r.args
+    if args.make_fake_data and r.main:
         data.write_fake_cifar(Path(args.data_dir), "imagefolder", per_class=40)
-    if world > 1:
+    if r.world > 1:
         dist.barrier()
     try:
         train_set, test_set, classes, layout = data.load(args.dataset, args.data_dir, download=args.download)
     except data.DatasetError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    args.out.mkdir(parents=True, exist_ok=True)  # only once there is data to train on
     train_set = data.first(train_set, args.train_subset, args.seed, shuffle=True)
     # A fixed shuffle (seed 0): ImageFolder lists the test set class by class, so its literal
     # first N images would all be airplanes. AutoAttack takes the first N of the same shuffle.
     eval_set = data.first(test_set, args.test_subset, seed=0, shuffle=True)
-    sampler = DistributedSampler(train_set, seed=args.seed) if world > 1 else None
+    sampler = DistributedSampler(train_set, seed=args.seed) if r.world > 1 else None
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.workers, pin_memory=device.type == "cuda", drop_last=len(train_set) > args.batch_size)
+                        num_workers=args.workers, pin_memory=r.device.type == "cuda",
+                        drop_last=len(train_set) > args.batch_size)
     eval_loader = DataLoader(eval_set, batch_size=256, num_workers=args.workers)
-    # 128 test images, never trained on, for a per-epoch robust-accuracy curve.
-    val_x, val_y = first_batch(data.first(test_set, 128, seed=1, shuffle=True), device)
-    if is_main(rank):
+    val_x, val_y = first_batch(data.first(test_set, 128, seed=1, shuffle=True), r.device)
+    if r.main:
         print(f"{args.dataset} ({layout}): {len(train_set)} train / {len(eval_set)} eval images, {classes} classes, "
-              f"device {device}, world {world}, bf16 autocast {use_amp}")
+              f"device {r.device}, world {r.world}, bf16 autocast {r.amp is not nullcontext}")
+    return Data(train_set, test_set, sampler, loader, eval_loader, val_x, val_y, classes)
 
-    def build(arch, width):
-        return models.build(arch, classes, width).to(device, memory_format=memory_format)
 
-    def quick_robust_acc(model):
-        return robustness.robust_accuracy(model, val_x, val_y, "pgd", epsilon=args.epsilon, step_size=args.step_size, steps=10)
-
-    def schedule(epochs, milestones):
-        return Schedule(epochs, args.lr, args.momentum, args.weight_decay, milestones)
-
-    run_fit = dict(out=args.out, device=device, resume=args.resume, sampler=sampler, progress=not args.no_progress,
-                   main_process=is_main(rank), barrier=dist.barrier if world > 1 else None)
-
-    # -- teacher ------------------------------------------------------------------------------
-    teacher = build(args.teacher_arch, args.teacher_width)
+def get_teacher(r: Run, d: Data) -> nn.Module:
+    """The teacher: --teacher-ckpt, the saved one of a resumed run, or trained here (PGD-AT or
+    FGSM-RS, its best epoch by PGD-10 on held-out images kept; FGSM stops on catastrophic
+    overfitting), in eval mode."""
+    args = r.args
+    teacher = r.build(args.teacher_arch, args.teacher_width, d.classes)
     teacher_path = args.out / "teacher.pt"
     if args.teacher_ckpt is not None:
         load_weights(teacher, args.teacher_ckpt)
@@ -320,90 +358,100 @@ def run(args: argparse.Namespace) -> dict:
     else:
         if args.train_teacher is None:
             raise SystemExit("error: give --teacher-ckpt, or --train-teacher pgd|fast to train one")
-        net = nn.parallel.DistributedDataParallel(teacher) if world > 1 else teacher
-
-        def early_stop(epoch, row, extra):
-            row["val_pgd"] = quick_robust_acc(teacher)
-            best = extra.get("best_pgd", -1.0)
-            if row["val_pgd"] >= best:
-                extra.update(best_pgd=row["val_pgd"], best_state={k: v.detach().cpu().clone() for k, v in teacher.state_dict().items()})
-            elif args.train_teacher == "fast" and row["val_pgd"] < best - 0.2:
-                return True  # catastrophic overfitting: keep the best epoch and stop
-            return False
-
-        # The teacher decays at 1/2 and 3/4 of its own schedule.
-        teacher_schedule = schedule(args.teacher_epochs, [int(args.teacher_epochs * 0.5), int(args.teacher_epochs * 0.75)])
-        at_loss = adversarial_training_loss(net, epsilon=args.epsilon, step_size=args.step_size, steps=args.steps,
-                                            fast=args.train_teacher == "fast", amp=amp)
-        extra = fit("teacher", net, at_loss, loader, teacher_schedule,
-                    on_epoch_end=early_stop, **run_fit)
-        if "best_state" in extra:
-            teacher.load_state_dict(extra["best_state"])
-        if is_main(rank):
+        net = nn.parallel.DistributedDataParallel(teacher) if r.world > 1 else teacher
+        keep_best = KeepBest(teacher, lambda m: d.val_pgd(m, args.epsilon),
+                             stop_drop=0.2 if args.train_teacher == "fast" else None)
+        loss = adversarial_training_loss(net, epsilon=args.epsilon, step_size=args.step_size, steps=args.steps,
+                                         fast=args.train_teacher == "fast", amp=r.amp)
+        schedule = r.schedule(args.teacher_epochs, teacher_milestones(args.teacher_epochs))
+        extra = fit("teacher", net, loss, d.loader, schedule, on_epoch_end=keep_best, **r.fit_options(d.sampler))
+        KeepBest.best(teacher, extra)
+        if r.main:
             save_checkpoint(teacher.state_dict(), teacher_path)
-    teacher.eval()
+    return teacher.eval()
 
-    # -- student ------------------------------------------------------------------------------
+
+def train_student(r: Run, d: Data, teacher: nn.Module) -> tuple[nn.Module, float]:
+    """The student distilled with --method; returns it and its training time."""
+    args = r.args
     # Seeded afresh: the student's initialisation and data order do not depend on whether the
     # teacher was trained, loaded or resumed in this process.
-    seed_everything(args.seed + rank + 1)
-    student = build(args.student, args.student_width)
-    net = nn.parallel.DistributedDataParallel(student) if world > 1 else student
+    seed_everything(args.seed + r.rank + 1)
+    student = r.build(args.student, args.student_width, d.classes)
+    net = nn.parallel.DistributedDataParallel(student) if r.world > 1 else student
     objective = make_objective(args.method, net, teacher, **method_hparams(args))
 
-    def student_loss(x, y, epoch):
+    def loss(x, y, epoch):
         # Attack and outer loss both under bf16 autocast on CUDA (the attack is ~90% of a step);
-        # soft ranks and Grad-CAM maps are computed in float32 inside either way.
-        with amp():
+        # soft ranks, softmaxes and Grad-CAM maps are computed in float32 inside either way.
+        with r.amp():
             return objective.terms(x, y, epoch=epoch)
 
     def log_val(epoch, row, extra):
-        row["val_pgd"] = quick_robust_acc(student)
+        row["val_pgd"] = d.val_pgd(student, args.epsilon)
         return False
 
     started = time.time()
-    fit("student", net, student_loss, loader, schedule(args.epochs, args.milestones), on_epoch_end=log_val, **run_fit)
-    train_seconds = time.time() - started
+    fit("student", net, loss, d.loader, r.schedule(args.epochs, args.milestones), on_epoch_end=log_val,
+        **r.fit_options(d.sampler))
+    return student, time.time() - started
 
-    # -- evaluation (rank 0) ------------------------------------------------------------------
-    result = {}
-    if is_main(rank):  # only rank 0 writes files
-        save_checkpoint(student.state_dict(), args.out / "student.pt")
-        plot_curves(args.out / "history.csv", args.out / "curves.png")
-        rows = {}
-        for name, model in (("teacher", teacher), (args.method, student)):
-            started_eval = time.time()
-            scores = robustness.evaluate(model, eval_loader, device, epsilon=args.epsilon, step_size=args.step_size,
-                                         pgd_steps=args.eval_pgd_steps, cw_steps=args.eval_cw_steps,
-                                         progress=not args.no_progress, desc=f"evaluating {name}")
-            scores["autoattack"] = None
-            if args.autoattack_n > 0:
-                x_aa, y_aa = first_batch(data.first(test_set, args.autoattack_n, seed=0, shuffle=True), device)
-                scores["autoattack"] = robustness.autoattack_accuracy(model, x_aa, y_aa, epsilon=args.epsilon, seed=args.seed,
-                                                                      progress=not args.no_progress)
-            scores["eval_seconds"] = time.time() - started_eval
-            rows[name] = scores
-        card = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-        result = {"args": {k: str(v) for k, v in vars(args).items()}, "device": str(device), "card": card, "world_size": world,
-                  "torch": torch.__version__, "student_train_seconds": train_seconds,
-                  "wall_seconds": time.time() - started_run, "results": rows}
-        (args.out / "results.json").write_text(json.dumps(result, indent=2))
-        pgd_key = f"pgd{args.eval_pgd_steps}"
-        lines = [f"| model | clean | PGD-{args.eval_pgd_steps} | CW∞-{args.eval_cw_steps} | AutoAttack (first {args.autoattack_n}) |",
-                 "|---|---|---|---|---|"]
-        for name, s in rows.items():
-            aa = f"{s['autoattack']:.2%}" if s["autoattack"] is not None else "not run"
-            lines.append(f"| {name} | {s['clean']:.2%} | {s[pgd_key]:.2%} | {s['cw']:.2%} | {aa} |")
-        lines += ["", f"Preset {args.preset}, method {args.method}, {card}, world size {world}, torch "
-                  f"{torch.__version__}, bf16 autocast {use_amp}; wall-clock {result['wall_seconds']:.0f} s in this process "
-                  f"(student training {train_seconds:.0f} s)."]
-        if args.preset == "smoke":
-            lines.append("Smoke preset: tiny models and data; these numbers only show that the pipeline runs and "
-                         "say nothing about the methods.")
-        table = "\n".join(lines)
-        (args.out / "results.md").write_text(table + "\n")
-        print(table)
-    if world > 1:
+
+def evaluate_and_report(r: Run, d: Data, teacher: nn.Module, student: nn.Module, train_seconds: float,
+                        wall_started: float) -> dict:
+    """Rank 0: clean, PGD, CW∞ and AutoAttack accuracy of both models; results.json/.md, curves."""
+    args = r.args
+    save_checkpoint(student.state_dict(), args.out / "student.pt")
+    plot_curves(args.out / "history.csv", args.out / "curves.png")
+    rows = {}
+    for name, model in (("teacher", teacher), (args.method, student)):
+        started = time.time()
+        scores = robustness.evaluate(model, d.eval_loader, r.device, epsilon=args.epsilon, pgd_steps=args.eval_pgd_steps,
+                                     cw_steps=args.eval_cw_steps, progress=not args.no_progress, desc=f"evaluating {name}")
+        scores["autoattack"] = None
+        if args.autoattack_n > 0:
+            x_aa, y_aa = first_batch(data.first(d.test_set, args.autoattack_n, seed=0, shuffle=True), r.device)
+            scores["autoattack"] = robustness.autoattack_accuracy(model, x_aa, y_aa, epsilon=args.epsilon, seed=args.seed,
+                                                                  progress=not args.no_progress)
+        scores["eval_seconds"] = time.time() - started
+        rows[name] = scores
+    card = torch.cuda.get_device_name(r.device) if r.device.type == "cuda" else "cpu"
+    result = {"args": {k: str(v) for k, v in vars(args).items()}, "device": str(r.device), "card": card,
+              "world_size": r.world, "torch": torch.__version__, "student_train_seconds": train_seconds,
+              "wall_seconds": time.time() - wall_started, "results": rows}
+    (args.out / "results.json").write_text(json.dumps(result, indent=2))
+    pgd_key = f"pgd{args.eval_pgd_steps}"
+    lines = [f"| model | clean | PGD-{args.eval_pgd_steps} | CW∞-{args.eval_cw_steps} | AutoAttack (first {args.autoattack_n}) |",
+             "|---|---|---|---|---|"]
+    for name, s in rows.items():
+        aa = f"{s['autoattack']:.2%}" if s["autoattack"] is not None else "not run"
+        lines.append(f"| {name} | {s['clean']:.2%} | {s[pgd_key]:.2%} | {s['cw']:.2%} | {aa} |")
+    lines += ["", f"Preset {args.preset}, method {args.method}, {card}, world size {r.world}, torch "
+              f"{torch.__version__}, bf16 autocast {r.amp is not nullcontext}; wall-clock {result['wall_seconds']:.0f} s "
+              f"in this process (student training {train_seconds:.0f} s)."]
+    if args.preset == "smoke":
+        lines.append("Smoke preset: tiny models and data; these numbers only show that the pipeline runs and "
+                     "say nothing about the methods.")
+    table = "\n".join(lines)
+    (args.out / "results.md").write_text(table + "\n")
+    print(table)
+    return result
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Teacher, then student, then evaluation; under torchrun every process trains and rank 0
+    alone writes files and evaluates."""
+    wall_started = time.time()
+    r = start(args)
+    finished = prepare_out(args, r.main)
+    if finished is not None:
+        return finished
+    d = load_data(r)
+    args.out.mkdir(parents=True, exist_ok=True)  # only once there is data to train on
+    teacher = get_teacher(r, d)
+    student, train_seconds = train_student(r, d, teacher)
+    result = evaluate_and_report(r, d, teacher, student, train_seconds, wall_started) if r.main else {}
+    if r.world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return result

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-import models
 from softrank_ad import make_objective
+from softrank_ad_examples import models
 
 
 def batches(steps: int, batch: int = 16):

@@ -37,24 +37,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from models import Sharpened
-from robustness import adversarial, robust_accuracy
-from stats import format_difference
 from softrank_ad import make_objective
+from softrank_ad_examples.configs import CONFIGS
+from softrank_ad_examples.models import Sharpened
+from softrank_ad_examples.robustness import adversarial, robust_accuracy
+from softrank_ad_examples.stats import format_difference
 
 TEACHER = "Teacher (PGD-AT, 256 wide)"
-#: Student configurations: (method, hyperparameters, teacher sharpness k: the teacher's logits
-#: times k). ``smaraad`` is the paper reading. The same names as benchmarks/method_study.py's grid.
-CONFIGS = {
-    "adaad": ("adaad", {}, 1.0),
-    "smaraad": ("smaraad", {}, 1.0),
-    "rslad": ("rslad", {}, 1.0),
-    **{f"{m}-k{k}": (m, {}, float(k)) for k in (3, 10) for m in ("adaad", "smaraad")},
-    **{f"smaraad-kl{w}": ("smaraad", {"kl_weight": w}, 1.0) for w in (0.5, 1.0)},
-    **{f"smaraad-gamma{g}": ("smaraad", {"gamma": g}, 1.0) for g in (0.3, 3.0, 10.0)},
-    "smaraad-std": ("smaraad", {"scale": "std"}, 1.0),
-    "smaraad-dcg": ("smaraad", {"position_weights": "dcg"}, 1.0),
-}
+#: Student configurations, by their names in the grid the method study uses (softrank_ad_examples.
+#: configs): the ones that apply to a model without a spatial layer. ``smaraad`` is the paper reading.
+TOY_CONFIGS = ["adaad", "smaraad", "rslad", *(f"{m}-k{k}" for k in (3, 10) for m in ("adaad", "smaraad")),
+               "smaraad-kl0.5", "smaraad-kl1.0", "smaraad-gamma0.3", "smaraad-gamma3.0", "smaraad-gamma10.0",
+               "smaraad-std", "smaraad-dcg"]
 DEFAULT_CONFIGS = ["smaraad", "adaad"]
 LABELS = {"smaraad": "SmaraAD student (64 wide, slack matching)", "adaad": "AdaAD student (64 wide, KL)"}
 
@@ -97,13 +91,14 @@ def train_teacher(x, y, classes, epsilon, iterations, progress=False) -> nn.Modu
 def train_student(config, teacher, x, y, classes, epsilon, iterations, seed, progress=False) -> nn.Module:
     """A 64-wide student distilled with ``config``; the initialisation depends on ``seed`` only,
     so every configuration of a seed starts from the same weights."""
-    method, hparams, sharpness = CONFIGS[config]
+    spec = CONFIGS[config]
     torch.manual_seed(seed)
     student = mlp(64, classes)
-    if method == "smaraad":
+    hparams = spec.hparams
+    if spec.method == "smaraad":
         hparams = {"align_weight": 0.0, "attack_align_weight": 0.0, **hparams}
-    target = teacher if sharpness == 1 else Sharpened(teacher, sharpness)
-    objective = make_objective(method, student, target, **attack_kwargs(epsilon, 5), **hparams)
+    target = teacher if spec.teacher_sharpness == 1 else Sharpened(teacher, spec.teacher_sharpness)
+    objective = make_objective(spec.method, student, target, **attack_kwargs(epsilon, 5), **hparams)
     optimizer = torch.optim.Adam(objective.parameters(), lr=3e-3)
     for _ in tqdm(range(iterations), desc=f"student ({config})", disable=not progress, leave=False):
         optimizer.zero_grad()
@@ -220,7 +215,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (problems), 0..N-1")
     parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS,
-                        help=f"student configurations, or 'all': {', '.join(CONFIGS)}")
+                        help=f"student configurations, or 'all': {', '.join(TOY_CONFIGS)}")
     parser.add_argument("--points", type=int, default=40)
     parser.add_argument("--classes", type=int, default=4)
     parser.add_argument("--epsilon", type=float, default=0.03, help="L∞ box radius in the unit square")
@@ -230,10 +225,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-progress", dest="progress", action="store_false")
     args = parser.parse_args(argv)
     if args.configs == ["all"]:
-        args.configs = list(CONFIGS)
-    unknown = [c for c in args.configs if c not in CONFIGS]
+        args.configs = list(TOY_CONFIGS)
+    unknown = [c for c in args.configs if c not in TOY_CONFIGS]
     if unknown:
-        parser.error(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)} or 'all'")
+        parser.error(f"unknown configuration(s) {unknown}; choose from {TOY_CONFIGS} or 'all'")
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     return args

@@ -23,7 +23,8 @@ def _seed():
 
 
 def _examples_on_path() -> None:
-    # The example scripts import their neighbours (models.py, data.py) by plain name.
+    # Tests import the example scripts (toy_distill.py, distill_cifar.py, ...) as modules; what
+    # the scripts share is the installed package softrank_ad_examples.
     import sys
     from pathlib import Path
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICES
 from torch import nn
 
-import models
-from conftest import DEVICES
 from softrank_ad import AttributionAlignmentLoss, attribution_alignment_loss, grad_cam
+from softrank_ad_examples import models
 
 
 def small(name: str) -> nn.Module:

@@ -10,12 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import distill_cifar
 import pytest
 import torch
 
-import data
-import distill_cifar
-import training
+from softrank_ad_examples import data, training
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TINY = [
@@ -66,7 +65,7 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_teacher_checkpoint_formats(tmp_path):
-    import models
+    from softrank_ad_examples import models
 
     teacher = models.build("resnet18", 10, 4)
     wrapped = {"state_dict": {f"module.{k}": v for k, v in teacher.state_dict().items()}}
@@ -101,7 +100,7 @@ def test_two_process_ddp_on_cpu_writes_from_rank_0_and_resumes_after_a_kill(tmp_
     import time
 
     root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=8)
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLES), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "ddp"
     run = ["--data-dir", str(root), "--out", str(out), "--epochs", "5", "--teacher-epochs", "1", *TINY]
     # Killed (SIGKILL to torchrun and both workers) once the first student epoch is checkpointed,
@@ -144,8 +143,11 @@ def test_method_flags_are_case_insensitive_and_checked_against_the_method(capsys
         distill_cifar.parse_args(["--method", "adaad", "--gamma", "2"])
     assert "--gamma does not apply to --method adaad" in capsys.readouterr().err
     args = distill_cifar.parse_args(["--method", "ard", "--kl-reduction", "mean", "--attack-mode", "train"])
-    assert distill_cifar.method_hparams(args) == {"epsilon": 8 / 255, "step_size": 2 / 255, "steps": 2,
+    # The training attack's step is the study's convention, 2.5 ε / steps (smoke: 2 steps).
+    assert distill_cifar.method_hparams(args) == {"epsilon": 8 / 255, "step_size": 2.5 * (8 / 255) / 2, "steps": 2,
                                                   "kl_reduction": "mean", "attack_mode": "train"}
+    assert distill_cifar.parse_args(["--steps", "10"]).step_size == pytest.approx(2 / 255)
+    assert distill_cifar.parse_args(["--step-size", "0.01"]).step_size == 0.01
 
 
 @pytest.mark.slow

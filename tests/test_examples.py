@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 
+import gamma_curve
+import minimal_loop
 import numpy as np
 import pytest
 import torch
-
-import gamma_curve
-import minimal_loop
 import toy_distill
 
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import data  # noqa: E402
 import method_study  # noqa: E402
+
+from softrank_ad_examples import data
 
 
 @pytest.mark.slow
@@ -50,12 +51,37 @@ def test_tiny_grid_runs_resumes_and_summarises(tmp_path, capsys):
 
 def test_same_seed_same_batches_other_seed_other_batches():
     images, labels = torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8), torch.arange(40)
-    first = [y for _, y in method_study.TensorLoader(images, labels, 8, seed=3)]
-    again = [y for _, y in method_study.TensorLoader(images, labels, 8, seed=3)]
-    other = [y for _, y in method_study.TensorLoader(images, labels, 8, seed=4)]
+    first = [y for _, y in data.TensorLoader(images, labels, 8, seed=3)]
+    again = [y for _, y in data.TensorLoader(images, labels, 8, seed=3)]
+    other = [y for _, y in data.TensorLoader(images, labels, 8, seed=4)]
     assert all(torch.equal(a, b) for a, b in zip(first, again)) and not all(torch.equal(a, b) for a, b in zip(first, other))
-    x, _ = next(iter(method_study.TensorLoader(images, labels, 8, seed=3)))
+    x, _ = next(iter(data.TensorLoader(images, labels, 8, seed=3)))
     assert x.shape == (8, 3, 32, 32) and 0 <= x.min() and x.max() <= 1
+
+
+def test_study_batches_are_those_the_committed_runs_trained_on():
+    # A checksum of the batches TensorLoader drew when it lived in method_study.py, where the
+    # committed runs were trained: moving the augmentation into one shared function kept them.
+    g = torch.Generator().manual_seed(5)
+    images = torch.randint(0, 256, (40, 3, 32, 32), generator=g, dtype=torch.uint8)
+    loader = data.TensorLoader(images, torch.arange(40) % 10, 16, seed=3)
+    loader.set_epoch(2)
+    total = 0.0
+    for i, (x, y) in enumerate(loader):
+        weights = torch.arange(x.numel(), dtype=torch.float64).reshape(x.shape).remainder(97)
+        total += float((x.double() * weights).sum()) + float((y * (i + 1)).sum())
+    assert total == 2073059.0727108233
+
+
+def test_the_dataset_transform_is_the_same_augmentation():
+    image = torch.rand(3, 32, 32)
+    torch.manual_seed(11)
+    one = data.CropAndFlip()(image)
+    torch.manual_seed(11)
+    assert torch.equal(one, data.crop_and_flip(image[None])[0])
+    padded = torch.nn.functional.pad(image, (4, 4, 4, 4))
+    crops = {padded[:, b:b + 32, a:a + 32] for a in range(9) for b in range(9)}
+    assert any(torch.equal(one, c) or torch.equal(one, c.flip(2)) for c in crops)
 
 
 def test_paired_statistics_against_a_hand_computed_case():

@@ -20,6 +20,7 @@ from hypothesis.extra.numpy import arrays
 from softrank_ad import soft_rank
 from softrank_ad._kernels import native
 
+
 def exact(x: torch.Tensor, gamma: float, grad: torch.Tensor):
     """Float64 dense ranks and their vector-Jacobian product with ``grad``."""
     x64 = x.detach().double().requires_grad_()

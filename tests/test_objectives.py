@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from softrank_ad import (
-    ARDObjective,
     AdaADObjective,
+    ARDObjective,
     RSLADObjective,
     SmaraADObjective,
     SmaraADPlusPlusObjective,
@@ -19,8 +19,7 @@ from softrank_ad import (
     soft_spearman,
 )
 from softrank_ad.attacks import random_start
-
-import robustness  # examples/, on the path through conftest
+from softrank_ad_examples import robustness
 
 METHODS = ["smaraad", "smaraad++", "ard", "rslad", "adaad"]
 

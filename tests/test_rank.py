@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICES
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import rankdata
 
-from conftest import DEVICES
 from softrank_ad import SoftRank, soft_rank, soft_spearman
 
 BACKENDS = ["reference", "window", "compiled", "native"]

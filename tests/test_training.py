@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import training
+from softrank_ad_examples import training
 
 
 class Payload:
@@ -75,3 +75,27 @@ def test_resume_writes_the_row_lost_between_checkpoint_and_csv(tmp_path):
     training.fit("student", model, loss_fn, data, schedule, tmp_path, device=torch.device("cpu"), resume=True,
                  progress=False)
     assert [r["epoch"] for r in training.read_csv(tmp_path / "history.csv")] == ["1", "2"]
+
+
+def test_the_shared_recipes():
+    assert training.teacher_milestones(5) == [2, 3] and training.teacher_milestones(15) == [7, 11]
+    assert training.teacher_milestones(10) == [int(10 * 0.5), int(10 * 0.75)]  # distill_cifar's old spelling
+    assert training.attack_step(8 / 255, 10) == pytest.approx(2 / 255)
+
+
+def test_keep_best_keeps_the_best_epoch_and_stops_on_a_collapse():
+    model = torch.nn.Linear(2, 2)
+    scores = iter([0.3, 0.5, 0.5, 0.4, 0.25])
+    hook = training.KeepBest(model, lambda m: next(scores), stop_drop=0.2)
+    extra, stops = {}, []
+    for epoch in range(5):
+        with torch.no_grad():
+            model.weight.fill_(epoch)
+        row = {}
+        stops.append(hook(epoch, row, extra))
+        assert row["val_pgd"] is not None
+    assert stops == [False, False, False, False, True]  # 0.25 < 0.5 - 0.2
+    assert extra["best_pgd"] == 0.5 and float(extra["best_state"]["weight"][0, 0]) == 2  # ties go to the later epoch
+    fresh = torch.nn.Linear(2, 2)
+    training.KeepBest.best(fresh, extra)
+    assert torch.equal(fresh.weight, torch.full((2, 2), 2.0))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
 
@@ -63,10 +64,50 @@ class PickledCifar(Dataset):
         return (self.transform(img) if self.transform else img), self.targets[i]
 
 
+def crop_and_flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The training augmentation of every script here (the paper's protocol, docs/method.md §7):
+    per image of a (B, C, 32, 32) batch in [0, 1], a random 32×32 crop of the image padded by 4
+    zeros, then a horizontal flip with probability 1/2, drawn from ``generator`` (the global RNG
+    when None)."""
+    x = F.pad(images, (4, 4, 4, 4))
+    dx, dy = torch.randint(0, 9, (2, len(images)), generator=generator).tolist()
+    x = torch.stack([img[:, b:b + 32, a:a + 32] for img, a, b in zip(x, dx, dy)])
+    flip = torch.rand(len(images), generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+class CropAndFlip:
+    """:func:`crop_and_flip` as a per-image transform for datasets (after ``ToTensor``)."""
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        return crop_and_flip(image[None])[0]
+
+
 def transforms_for(train: bool, augment: bool = True):
-    """RandomCrop(32, pad 4) + flip for training (the paper's protocol, docs/method.md §7); inputs stay in [0, 1]."""
-    ops = [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip()] if train and augment else []
-    return transforms.Compose(ops + [transforms.ToTensor()])
+    """ToTensor, then :class:`CropAndFlip` for training; inputs stay in [0, 1]."""
+    return transforms.Compose([transforms.ToTensor()] + ([CropAndFlip()] if train and augment else []))
+
+
+class TensorLoader:
+    """Shuffled mini-batches of uint8 images (B, C, 32, 32) with :func:`crop_and_flip`, drawn from
+    a generator seeded by (seed, epoch): the same order and augmentation for every method of a
+    study, and the same on every machine."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int) -> None:
+        self.images, self.labels, self.batch_size, self.seed, self.epoch = images, labels, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.labels) // self.batch_size
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(1_000_003 * self.seed + self.epoch)
+        order = torch.randperm(len(self.labels), generator=g)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield crop_and_flip(self.images[idx].float() / 255, g), self.labels[idx]
 
 
 def _pickled(dataset: str, root: Path, train_tf, test_tf):
