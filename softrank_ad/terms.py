@@ -342,7 +342,6 @@ class SlackMatching(_LogitTerm):
         return self.per_row(z_s, z_t, inputs.check_finite)
 
 
-
 class KendallMatching(_LogitTerm):
     """1 − soft Kendall τ (:func:`~softrank_ad.kendall_matching_loss`) over classes, mean over
     rows; logged as ``kendall_<view>``. Args: ``student``, ``teacher``, ``gamma``."""
