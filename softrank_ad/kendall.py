@@ -20,9 +20,10 @@ def _pair_signs(v: torch.Tensor, gamma: float) -> torch.Tensor:
     return torch.tanh((0.5 * gamma) * (v[:, :, None] - v[:, None, :]))
 
 
-def _chunks(rows: int, n: int) -> range:
+def _chunks(rows: int, n: int) -> list[slice]:
+    """Row slices whose (rows, n, n) pair matrices hold about _PAIRS_PER_CHUNK entries."""
     step = max(1, _PAIRS_PER_CHUNK // (n * n))
-    return range(0, rows, step)
+    return [slice(start, start + step) for start in range(0, rows, step)]
 
 
 class _SoftKendallFunction(torch.autograd.Function):
@@ -33,9 +34,7 @@ class _SoftKendallFunction(torch.autograd.Function):
     def forward(ctx, a: torch.Tensor, b: torch.Tensor, gamma: float) -> torch.Tensor:
         rows, n = a.shape
         tau = a.new_empty(rows)
-        step = _chunks(rows, n).step
-        for start in _chunks(rows, n):
-            sl = slice(start, start + step)
+        for sl in _chunks(rows, n):
             tau[sl] = (_pair_signs(a[sl], gamma) * _pair_signs(b[sl], gamma)).sum((1, 2))
         ctx.save_for_backward(a, b)
         ctx.gamma = gamma
@@ -53,9 +52,7 @@ class _SoftKendallFunction(torch.autograd.Function):
         need_a, need_b = ctx.needs_input_grad[:2]
         grad_a = torch.empty_like(a) if need_a else None
         grad_b = torch.empty_like(b) if need_b else None
-        step = _chunks(rows, n).step
-        for start in _chunks(rows, n):
-            sl = slice(start, start + step)
+        for sl in _chunks(rows, n):
             ta, tb = _pair_signs(a[sl], gamma), _pair_signs(b[sl], gamma)
             if need_a:
                 grad_a[sl] = scale[sl] * ((1 - ta.square()) * tb).sum(2)
