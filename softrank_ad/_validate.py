@@ -195,6 +195,14 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str)
         )
 
 
+def check_logit_shapes(z_s: torch.Tensor, z_t: torch.Tensor) -> None:
+    if z_s.shape != z_t.shape:
+        raise ValueError(
+            f"student and teacher must output logits of the same shape (the same classes), got "
+            f"student {tuple(z_s.shape)} and teacher {tuple(z_t.shape)}"
+        )
+
+
 def check_reduction(reduction: object) -> str:
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")

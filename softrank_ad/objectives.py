@@ -288,11 +288,7 @@ class DistillationObjective(nn.Module):
             # out of range are reported here instead of deep inside an attack.
             with torch.no_grad(), eval_mode(self.student, self.teacher):
                 z_s, z_t = self.student(x[:1]), self.teacher(x[:1])
-            if z_s.shape != z_t.shape:
-                raise ValueError(
-                    f"student and teacher must output logits of the same shape (the same classes), got "
-                    f"student {tuple(z_s.shape)} and teacher {tuple(z_t.shape)}"
-                )
+            _validate.check_logit_shapes(z_s, z_t)
             self._classes = z_s.shape[1]
         return _validate.check_labels(y, x.shape[0], self._classes if self.check_finite else None, "y")
 

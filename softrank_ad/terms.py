@@ -130,12 +130,8 @@ class Inputs:
     def _store(self, key: str, logits: torch.Tensor) -> None:
         model = key.split("_")[0]
         for other, seen in self._cache.items():
-            if other.split("_")[0] in ("student", "teacher") and seen.shape != logits.shape:
-                shapes = {model: tuple(logits.shape), other.split("_")[0]: tuple(seen.shape)}
-                raise ValueError(
-                    "student and teacher must output logits of the same shape (the same classes), got "
-                    + " and ".join(f"{m} {s}" for m, s in sorted(shapes.items()))
-                )
+            if other.split("_")[0] in {"student", "teacher"} - {model}:
+                _validate.check_logit_shapes(*((logits, seen) if model == "student" else (seen, logits)))
         self._cache[key] = logits
 
 
