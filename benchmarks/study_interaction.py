@@ -9,7 +9,9 @@ the reference cell to another: the interaction the paper's claim is about.
 The first ``--cell`` is the reference. Within a cell, a configuration is paired with AdaAD by seed
 (same teacher, student initialisation and data order). Across cells, the change of a difference
 is paired by seed too: Δ_Y(s) − Δ_X(s), with a 95% t-interval over the seeds both cells ran.
-Writes ``interaction.md`` and ``interaction.png``.
+Reports the configurations that ran outside the reference cell (or those given by ``--configs``).
+Writes ``interaction.md`` and ``interaction.png``; with cells named TEACHER/WIDTH the figure has
+one panel per factor, each moving one factor away from the reference.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from softrank_ad_examples.stats import format_difference
+from softrank_ad_examples.stats import format_difference, paired_interval
 
 BASELINE = "adaad"
 METRICS = {"pgd": "PGD-20", "autoattack": "AutoAttack"}
@@ -47,10 +49,17 @@ def change(reference: dict[int, float], other: dict[int, float]) -> list[float]:
     return [other[s] - reference[s] for s in sorted(reference.keys() & other.keys())]
 
 
-def table(cells: dict[str, dict], metric: str) -> str:
+def shown_configs(cells: dict[str, dict], chosen: list[str] | None) -> list[str]:
+    """The configurations to report: those chosen, else every one that ran outside the reference
+    cell (the reference's probes that ran nowhere else have no change to show)."""
+    if chosen:
+        return chosen
+    return sorted({c for cell in list(cells.values())[1:] for c in cell} - {BASELINE})
+
+
+def table(cells: dict[str, dict], metric: str, configs: list[str]) -> str:
     names = list(cells)
     reference = names[0]
-    configs = sorted({c for cell in cells.values() for c in cell} - {BASELINE})
     header = [f"Δ {METRICS[metric]} vs AdaAD, {n}" for n in names] + [f"change {reference} → {n}" for n in names[1:]]
     lines = ["| configuration | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for config in configs:
@@ -62,27 +71,53 @@ def table(cells: dict[str, dict], metric: str) -> str:
     return "\n".join(lines)
 
 
-def plot(cells: dict[str, dict], path: Path, metric: str = "pgd") -> None:
+def panels(names: list[str]) -> list[tuple[str, list[str], list[str]]]:
+    """(title, cells, tick labels) per panel. Cells named TEACHER/WIDTH (e.g. "A/8", "B/8", "A/4")
+    give two panels that each move one factor away from the reference (the first cell); other
+    names give one panel of all cells."""
+    parts = [n.split("/") for n in names]
+    if not all(len(p) == 2 for p in parts):
+        return [("cells", names, names)]
+    (teacher, width), out = parts[0], []
+    by_teacher = [n for n, p in zip(names, parts) if p[1] == width]
+    by_width = [n for n, p in zip(names, parts) if p[0] == teacher]
+    if len(by_teacher) > 1:
+        out.append((f"teacher strength (students of width {width})", by_teacher,
+                    [n.split("/")[0] for n in by_teacher]))
+    if len(by_width) > 1:
+        out.append((f"student width (teacher {teacher})", by_width, [n.split("/")[1] for n in by_width]))
+    return out or [("cells", names, names)]
+
+
+def plot(cells: dict[str, dict], configs: list[str], path: Path, metric: str = "pgd") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(cells)
-    configs = sorted({c for cell in cells.values() for c in cell} - {BASELINE})
-    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
-    for config in configs:
-        means = []
-        for n in names:
-            d = list(differences(cells[n], config, metric).values())
-            means.append(100 * sum(d) / len(d) if d else float("nan"))
-        style = "-o" if config.startswith("smaraad") else "--s"
-        ax.plot(range(len(names)), means, style, label=config)
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(range(len(names)), names)
-    ax.set(xlabel="cell (teacher / student width)", ylabel=f"{METRICS[metric]} minus AdaAD's, points (mean over seeds)",
-           title="Does the gap to AdaAD move with teacher strength or capacity gap?")
-    ax.legend(fontsize=7, ncol=2)
+    layout = panels(list(cells))
+    fig, axes = plt.subplots(1, len(layout), figsize=(5.5 * len(layout), 4.5), sharey=True, squeeze=False,
+                             constrained_layout=True)
+    for ax, (title, names, ticks) in zip(axes[0], layout):
+        for k, config in enumerate(configs):
+            means, errors = [], [[], []]
+            for n in names:
+                d = list(differences(cells[n], config, metric).values())
+                interval = paired_interval(d)
+                mean = 100 * sum(d) / len(d) if d else float("nan")
+                means.append(mean)
+                errors[0].append(mean - 100 * interval[1] if interval else 0)
+                errors[1].append(100 * interval[2] - mean if interval else 0)
+            # Side by side within a cell, so that intervals do not hide each other.
+            xs = [i + 0.06 * (k - (len(configs) - 1) / 2) for i in range(len(names))]
+            style = "-o" if config.startswith("smaraad") else "--s"
+            ax.errorbar(xs, means, yerr=errors, fmt=style, capsize=2, label=config)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(range(len(names)), ticks)
+        ax.set(xlabel=title)
+    axes[0][0].set_ylabel(f"{METRICS[metric]} − AdaAD's, points (mean, 95% interval)")
+    axes[0][-1].legend(fontsize=7, ncol=2)
+    fig.suptitle("Does the gap to AdaAD move with teacher strength or student width?")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -92,6 +127,8 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--cell", action="append", required=True, metavar="NAME=FOLDER",
                    help="a study's output folder and the cell's name; the first is the reference")
     p.add_argument("--out", type=Path, default=Path("runs/study-interaction"))
+    p.add_argument("--configs", nargs="+", metavar="NAME",
+                   help="the configurations to report (default: all that ran outside the reference cell)")
     args = p.parse_args(argv)
     cells = {}
     for spec in args.cell:
@@ -101,12 +138,13 @@ def main(argv: list[str] | None = None) -> str:
         cells[name] = load_cell(Path(folder))
     if len(cells) < 2:
         p.error("give at least two --cell: a reference and a cell to compare with it")
-    text = "\n\n".join([f"## {METRICS[m]}\n\n{table(cells, m)}" for m in METRICS]) + (
+    configs = shown_configs(cells, args.configs)
+    text = "\n\n".join([f"## {METRICS[m]}\n\n{table(cells, m, configs)}" for m in METRICS]) + (
         "\n\nΔ: configuration minus AdaAD in the same cell, paired by seed, mean [95% t-interval] in points (n = "
         "pairs); change: the cell's Δ minus the reference cell's Δ, paired by seed; * where the interval excludes 0.\n")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "interaction.md").write_text(text)
-    plot(cells, args.out / "interaction.png")
+    plot(cells, configs, args.out / "interaction.png")
     print(text)
     return text
 

@@ -172,12 +172,28 @@ def test_interaction_summary_on_fixture_runs_with_a_known_answer(tmp_path):
         write("B", "adaad", seed, b_base)
         write("B", "smaraad", seed, b_sm)
     write("B", "adaad+dist", 0, 0.35)  # one pair, and nothing in the reference cell
+    write("A", "smaraad-x5", 0, 0.19)  # a probe of the reference cell only: no change to report
     text = study_interaction.main(["--cell", f"A={tmp_path / 'A'}", "--cell", f"B={tmp_path / 'B'}",
                                    "--out", str(tmp_path / "out")])
     # Δ_A = (−2, −3, −2) points, Δ_B = (+1, +2, +2); the change (+3, +5, +4): mean 4, sd 1,
     # t(0.975, 2) · 1 / √3 = 2.48.
     assert "| smaraad | -2.3 [-3.8, -0.9] * (n=3) | +1.7 [+0.2, +3.1] * (n=3) | +4.0 [+1.5, +6.5] * |" in text
     assert "| adaad+dist | – | +5.0 (1 pair) (n=1) | – |" in text
+    assert "smaraad-x5" not in text
+    chosen = study_interaction.main(["--cell", f"A={tmp_path / 'A'}", "--cell", f"B={tmp_path / 'B'}",
+                                     "--out", str(tmp_path / "out"), "--configs", "smaraad-x5"])
+    assert "| smaraad-x5 | -1.0 (1 pair) (n=1) | – | – |" in chosen and "adaad+dist" not in chosen
     assert (tmp_path / "out" / "interaction.png").stat().st_size > 5_000
     with pytest.raises(SystemExit):
         study_interaction.main(["--cell", f"A={tmp_path / 'A'}"])
+
+
+def test_interaction_figure_moves_one_factor_per_panel():
+    import study_interaction
+
+    assert study_interaction.panels(["A/8", "B/8", "A/4"]) == [
+        ("teacher strength (students of width 8)", ["A/8", "B/8"], ["A", "B"]),
+        ("student width (teacher A)", ["A/8", "A/4"], ["8", "4"]),
+    ]
+    assert study_interaction.panels(["A/8", "B/8"]) == [("teacher strength (students of width 8)", ["A/8", "B/8"], ["A", "B"])]
+    assert study_interaction.panels(["A", "B"]) == [("cells", ["A", "B"], ["A", "B"])]
