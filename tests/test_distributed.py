@@ -102,10 +102,12 @@ def test_ddp_step_gives_the_documented_gradient(ddp_gradients, name, method, kwa
     halves = [slice(0, BATCH // 2), slice(BATCH // 2, BATCH)]
     per_half = [gradient(*models(), method, kwargs, x[h], y[h], x_adv[h]) for h in halves]
     local_mean = [(a + b) / 2 for a, b in zip(*per_half)]
+    scale = max(g.abs().max().item() for g in local_mean)
+    # float32 all-reduce sums in another order than the local mean: agreement is to rounding
+    # relative to the largest gradient, not to each tiny element (one at 1e-5 differed by 1.3e-7).
     for got, expected in zip(ddp_gradients[name], local_mean):
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-7)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5 * scale)
     whole = gradient(*models(), method, kwargs, x, y, x_adv)
-    scale = max(g.abs().max() for g in whole)
     same_as_whole = all((a - b).abs().max() <= 1e-4 * scale for a, b in zip(local_mean, whole))
     # Per-sample losses average over the batch, so halves then DDP's mean equal the whole batch;
     # batch-axis terms see each half alone and do not.
