@@ -193,6 +193,15 @@ def fidelity(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.T
             "hard_rho": hard_spearman(z_s, z_t).mean().item()}
 
 
+def confidence(model: nn.Module, x: torch.Tensor) -> dict:
+    """How sure a model is on clean images: mean top softmax probability and mean entropy (nats).
+    A sharper teacher gives KL-based distillation harder targets, the paper's argument for ranks."""
+    with torch.no_grad():
+        p = model(x).float().softmax(dim=1)
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(dim=1)
+    return {"top_probability": p.max(dim=1).values.mean().item(), "entropy": entropy.mean().item()}
+
+
 def objective_hparams(config: Config, preset: Preset) -> dict:
     hparams = {"epsilon": EPSILON, "step_size": training.attack_step(EPSILON, preset.steps), "steps": preset.steps,
                **config.hparams}
@@ -447,6 +456,9 @@ def main(argv=None) -> str:
         return write_summary(args.out)
     teacher, info = get_teacher(preset, d, args.out, progress)
     print(f"teacher {info['key']}: " + ", ".join(f"{k} {v:.3f}" for k, v in info["results"].items()), flush=True)
+    sure = confidence(teacher, d.eval_x)
+    print(f"teacher {info['key']} on clean evaluation images: mean top probability {sure['top_probability']:.3f}, "
+          f"mean entropy {sure['entropy']:.3f} nats", flush=True)
     if args.teacher_only:
         return json.dumps(info)
     todo = [(n, s) for n, s in pairs if not (args.out / "runs" / f"{n}-s{s}.json").exists()]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import method_study  # noqa: E402
@@ -127,6 +128,21 @@ def test_teacher_only_trains_the_teacher_and_no_student(tmp_path, capsys):
                                          "--teacher-only", "--no-progress"]))
     assert info["key"] == method_study.teacher_key(method_study.PRESETS["test"])
     assert (out / "teachers" / info["key"] / "teacher.pt").exists() and not (out / "runs").exists()
+    assert "mean top probability" in capsys.readouterr().out
+
+
+def test_confidence_of_a_uniform_and_of_a_certain_model():
+    x = torch.randn(4, 3)
+    model = nn.Linear(3, 10)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+    uniform = method_study.confidence(model, x)
+    assert uniform["top_probability"] == pytest.approx(0.1) and uniform["entropy"] == pytest.approx(math.log(10))
+    with torch.no_grad():
+        model.bias[0] = 50.0
+    sure = method_study.confidence(model, x)
+    assert sure["top_probability"] == pytest.approx(1.0) and sure["entropy"] == pytest.approx(0.0, abs=1e-15)
 
 
 def test_committed_teacher_keys_stay_put():
