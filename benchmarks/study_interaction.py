@@ -57,6 +57,11 @@ def shown_configs(cells: dict[str, dict], chosen: list[str] | None) -> list[str]
     return sorted({c for cell in list(cells.values())[1:] for c in cell} - {BASELINE})
 
 
+def _with_count(diffs: list[float]) -> str:
+    """A paired difference with its number of pairs (a single pair already says so)."""
+    return format_difference(diffs) + (f" (n={len(diffs)})" if len(diffs) > 1 else "")
+
+
 def table(cells: dict[str, dict], metric: str, configs: list[str]) -> str:
     names = list(cells)
     reference = names[0]
@@ -64,9 +69,8 @@ def table(cells: dict[str, dict], metric: str, configs: list[str]) -> str:
     lines = ["| configuration | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
     for config in configs:
         per_cell = {n: differences(cells[n], config, metric) for n in names}
-        shown = [format_difference(list(per_cell[n].values())) + f" (n={len(per_cell[n])})" if per_cell[n] else "–"
-                 for n in names]
-        moved = [format_difference(change(per_cell[reference], per_cell[n])) for n in names[1:]]
+        shown = [_with_count(list(per_cell[n].values())) for n in names]
+        moved = [_with_count(change(per_cell[reference], per_cell[n])) for n in names[1:]]
         lines.append(f"| {config} | " + " | ".join(shown + moved) + " |")
     return "\n".join(lines)
 
