@@ -28,12 +28,18 @@ BASELINE = "adaad"
 METRICS = {"pgd": "PGD-20", "clean": "clean accuracy", "autoattack": "AutoAttack"}
 
 
+#: From each run's last epoch: how closely the student follows the teacher on attacked held-out images.
+FIDELITY = {"agree_top1": "top-1 agreement", "hard_rho": "Spearman ρ"}
+
+
 def load_cell(folder: Path) -> dict[str, dict[int, dict]]:
     """config → seed → results, from a study's ``runs/*.json``."""
     cell: dict[str, dict[int, dict]] = {}
     for path in sorted((folder / "runs").glob("*.json")):
         run = json.loads(path.read_text())
-        cell.setdefault(run["config"], {})[run["seed"]] = run["results"]
+        last_epoch = (run.get("history") or [{}])[-1]
+        fidelity = {k: float(last_epoch[k]) for k in FIDELITY if k in last_epoch}
+        cell.setdefault(run["config"], {})[run["seed"]] = {**run["results"], **fidelity}
     if not cell:
         raise SystemExit(f"error: no finished runs under {folder / 'runs'}")
     return cell
@@ -74,6 +80,21 @@ def table(cells: dict[str, dict], metric: str, configs: list[str]) -> str:
         shown = [_with_count(list(per_cell[n].values())) for n in names]
         moved = [_with_count(change(per_cell[reference], per_cell[n])) for n in names[1:]]
         lines.append(f"| {config} | " + " | ".join(shown + moved) + " |")
+    return "\n".join(lines)
+
+
+def fidelity_table(cells: dict[str, dict], configs: list[str]) -> str:
+    """Mean over seeds of each configuration's last-epoch agreement with the teacher, per cell."""
+    names = list(cells)
+    header = [f"{label}, {n}" for n in names for label in FIDELITY.values()]
+    lines = ["| configuration | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for config in [BASELINE, *configs]:
+        shown = []
+        for n in names:
+            for key in FIDELITY:
+                values = [r[key] for r in cells[n].get(config, {}).values() if key in r]
+                shown.append(f"{sum(values) / len(values):.2f} (n={len(values)})" if values else "–")
+        lines.append(f"| {config} | " + " | ".join(shown) + " |")
     return "\n".join(lines)
 
 
@@ -153,7 +174,10 @@ def main(argv: list[str] | None = None) -> str:
     configs = shown_configs(cells, args.configs)
     text = "\n\n".join([f"## {METRICS[m]}\n\n{table(cells, m, configs)}" for m in METRICS]) + (
         "\n\nΔ: configuration minus AdaAD in the same cell, paired by seed, mean [95% t-interval] in points (n = "
-        "pairs); change: the cell's Δ minus the reference cell's Δ, paired by seed; * where the interval excludes 0.\n")
+        "pairs); change: the cell's Δ minus the reference cell's Δ, paired by seed; * where the interval excludes 0.\n"
+        f"\n## Agreement with the teacher\n\n{fidelity_table(cells, configs)}\n\n"
+        "On the attacked held-out images of the last epoch (PGD-10 against the student): how often student and "
+        "teacher predict the same class, and Spearman's ρ between their logits; mean over seeds (n = runs).\n")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "interaction.md").write_text(text)
     plot(cells, configs, args.out / "interaction.png")

@@ -179,7 +179,8 @@ def test_interaction_summary_on_fixture_runs_with_a_known_answer(tmp_path):
         folder = tmp_path / cell / "runs"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{config}-s{seed}.json").write_text(json.dumps(
-            {"config": config, "seed": seed, "results": {"pgd": pgd, "clean": pgd + 0.25, "autoattack": aa}}))
+            {"config": config, "seed": seed, "results": {"pgd": pgd, "clean": pgd + 0.25, "autoattack": aa},
+             "history": [{"agree_top1": "0.1"}, {"agree_top1": str(pgd), "hard_rho": str(2 * pgd)}]}))
 
     for seed, (a_base, a_sm, b_base, b_sm) in enumerate(
             [(0.20, 0.18, 0.30, 0.31), (0.22, 0.19, 0.31, 0.33), (0.21, 0.19, 0.30, 0.32)]):
@@ -198,6 +199,8 @@ def test_interaction_summary_on_fixture_runs_with_a_known_answer(tmp_path):
     pgd_table, clean_table = text.split("## clean accuracy")[0], text.split("## clean accuracy")[1].split("##")[0]
     assert clean_table.count("+4.0 [+1.5, +6.5] *") == 1 and pgd_table.count("+4.0 [+1.5, +6.5] *") == 1
     assert "smaraad-x5" not in text
+    # Agreement: the last epoch's values, averaged over seeds (A's AdaAD: 0.20, 0.22, 0.21).
+    assert "| adaad | 0.21 (n=3) | 0.42 (n=3) | 0.30 (n=3) | 0.61 (n=3) |" in text
     chosen = study_interaction.main(["--cell", f"A={tmp_path / 'A'}", "--cell", f"B={tmp_path / 'B'}",
                                      "--out", str(tmp_path / "out"), "--configs", "smaraad-x5"])
     assert "| smaraad-x5 | -1.0 (1 pair) | – | – |" in chosen and "adaad+dist" not in chosen
