@@ -1,6 +1,7 @@
 """When does rank matching help? Each configuration's paired difference against AdaAD (PGD-20,
-clean accuracy, AutoAttack) in each cell of the method study (teacher A or B, student width 8 or 4), and how that difference changes from
-the reference cell to another: the interaction the paper's claim is about.
+clean accuracy, AutoAttack) in each cell of the method study (teacher A or B, student width 8 or
+4), and how that difference changes from the reference cell to another: the interaction the
+paper's claim is about.
 
     python benchmarks/study_interaction.py \\
         --cell "A/8=benchmarks/results/method_study_cpu" --cell "B/8=benchmarks/results/method_study_cpu_strong" \\
@@ -24,7 +25,7 @@ from pathlib import Path
 from softrank_ad_examples.stats import format_difference, paired_interval
 
 BASELINE = "adaad"
-#: Reported in this order; the figure shows the first two (robust, then clean accuracy).
+#: The tables, in this order; the figure's rows are PGD-20 and clean accuracy.
 METRICS = {"pgd": "PGD-20", "clean": "clean accuracy", "autoattack": "AutoAttack"}
 
 
