@@ -106,6 +106,16 @@ def test_paired_statistics_against_a_hand_computed_case():
     assert "-10.0 (1 pair)" in table
 
 
+def test_autoattack_column_counts_the_seeds_it_ran_on():
+    def run(seed, aa):
+        return {"config": "adaad", "seed": seed,
+                "results": {"clean": 0.6, "pgd": 0.3, "cw": 0.3, "autoattack": aa, "autoattack_n": 500 if aa else 0}}
+
+    one = method_study.markdown(method_study.summarise([run(0, 0.2), run(1, None), run(2, None)]))
+    two = method_study.markdown(method_study.summarise([run(0, 0.2), run(1, 0.3), run(2, None)]))
+    assert "(n=500, 1 seed)" in one and "(n=500, 2 seeds)" in two
+
+
 def test_hard_spearman_matches_scipy():
     from scipy.stats import spearmanr
 
