@@ -325,7 +325,7 @@ def markdown(rows: list[dict], pgd_key: str = "pgd") -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         attacked = r["autoattack"][2]
-        aa = _pct(r["autoattack"]) + (f" (n={r['autoattack_n']}" + (f", {attacked} seed{'s' * (attacked > 1)}" if attacked < len(r["seeds"]) else "")
+        aa = _pct(r["autoattack"]) + (f" (n={r['autoattack_n']}" + (f", {attacked} seed{'s' if attacked > 1 else ''}" if attacked < len(r["seeds"]) else "")
                                       + ")" if attacked else "")
         diffs = ["(baseline)"] * 3 if r["config"] == BASELINE else [
             format_difference(r[f"pairs_{m}"]) for m in ("clean", pgd_key, "autoattack")]
