@@ -1,50 +1,68 @@
-"""softrank_ad: SmaraAD adversarial distillation as drop-in PyTorch losses.
+"""softrank_ad: differentiable soft-rank losses and adversarial-distillation objectives.
 
-Layers (each imports only from those above it): ``_validate`` and ``_modes`` → ``rank`` (with
-``_kernels``) → ``spearman``, ``kendall``; ``divergence`` → ``dist``; ``attribution``;
-``diagnostics``; ``attacks``; ``terms`` → ``objectives``. This module re-exports the public names
-and defines nothing.
+Layers (each imports only from those below it; docs/architecture.md draws them): ``_validate``,
+``_deprecation``, ``_modes`` → ``_kernels`` → ``rank`` → the losses (``spearman``, ``kendall``,
+``divergence``, ``relational``, ``attribution``) → ``diagnostics``, ``attacks`` → ``terms`` →
+``engine`` → ``methods`` → ``registry``. This module re-exports the public names and defines
+nothing but the deprecated aliases.
 """
 
-from softrank_ad import terms
-from softrank_ad.attacks import cw_margin_loss, pgd
-from softrank_ad.attribution import Alignment, AttributionAlignmentLoss, attribution_alignment_loss, grad_cam
+from softrank_ad import _deprecation, terms
+from softrank_ad._version import __version__
+from softrank_ad.attacks import CWMarginLoss, cw_margin_loss, pgd
+from softrank_ad.attribution import (
+    AlignmentResult,
+    AttributionAlignmentLoss,
+    GradCAM,
+    attribution_alignment_loss,
+    grad_cam,
+)
 from softrank_ad.diagnostics import GammaReport, suggest_gamma
-from softrank_ad.dist import DISTLoss, dist_loss
-from softrank_ad.divergence import IGDMLoss, igdm_loss, kl_divergence, standardize
-from softrank_ad.kendall import KendallMatchingLoss, kendall_matching_loss, soft_kendall
-from softrank_ad.objectives import (
-    ARDObjective,
+from softrank_ad.divergence import IGDMLoss, KLDivergenceLoss, igdm_loss, kl_divergence, standardize
+from softrank_ad.engine import Attack, DistillationObjective
+from softrank_ad.kendall import KendallMatchingLoss, SoftKendall, kendall_matching_loss, soft_kendall
+from softrank_ad.methods import (
     AdaADObjective,
-    Attack,
-    DistillationObjective,
+    ARDObjective,
+    Method,
     RSLADObjective,
     SmaraADObjective,
     SmaraADPlusPlusObjective,
-    make_objective,
 )
 from softrank_ad.rank import DEFAULT_GAMMA, SoftRank, soft_rank
-from softrank_ad.spearman import SlackMatchingLoss, dcg_weights, slack_matching_loss, soft_spearman
+from softrank_ad.registry import OBJECTIVES, make_objective
+from softrank_ad.relational import DISTLoss, dist_loss
+from softrank_ad.spearman import SlackMatchingLoss, SoftSpearman, dcg_weights, slack_matching_loss, soft_spearman
 
-__version__ = "0.1.0"
+__getattr__ = _deprecation.module_getattr("softrank_ad", {
+    "Alignment": ("softrank_ad.AlignmentResult (softrank_ad.terms.Alignment is the term)", lambda: AlignmentResult),
+})
 
 __all__ = [
+    "DEFAULT_GAMMA",
+    "OBJECTIVES",
     "ARDObjective",
     "AdaADObjective",
-    "Alignment",
+    "AlignmentResult",
     "Attack",
     "AttributionAlignmentLoss",
-    "DEFAULT_GAMMA",
+    "CWMarginLoss",
     "DISTLoss",
     "DistillationObjective",
     "GammaReport",
+    "GradCAM",
     "IGDMLoss",
+    "KLDivergenceLoss",
     "KendallMatchingLoss",
+    "Method",
     "RSLADObjective",
     "SlackMatchingLoss",
     "SmaraADObjective",
     "SmaraADPlusPlusObjective",
+    "SoftKendall",
     "SoftRank",
+    "SoftSpearman",
+    "__version__",
     "attribution_alignment_loss",
     "cw_margin_loss",
     "dcg_weights",

@@ -7,6 +7,8 @@ between two maps trains the student and has a gradient with respect to the input
 
 from __future__ import annotations
 
+import functools
+import inspect
 import weakref
 from collections.abc import Callable
 from typing import Literal, NamedTuple, Union, get_args
@@ -15,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from softrank_ad import _validate
+from softrank_ad import _deprecation, _validate
 from softrank_ad._modes import modes_restored, unwrap
 
 LayerSpec = Union[None, str, nn.Module]
@@ -169,7 +171,7 @@ def _forward(model, x, modules, reshape_transform, copy):
     return logits, capture
 
 
-def _resolve_target(target: TargetSpec, logits: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+def _resolve_target(target: TargetSpec, logits: torch.Tensor, y: torch.Tensor | None, check_range: bool) -> torch.Tensor:
     name = "target"
     batch, classes = logits.shape
     if isinstance(target, str):
@@ -181,7 +183,7 @@ def _resolve_target(target: TargetSpec, logits: torch.Tensor, y: torch.Tensor | 
             target, name = y, "y"
         else:
             raise ValueError(f'target must be a LongTensor, "label" or "predicted", got {target!r}')
-    return _validate.check_labels(target, batch, classes, name).to(logits.device)
+    return _validate.check_labels(target, batch, classes if check_range else None, name).to(logits.device)
 
 
 def grad_cam(
@@ -195,6 +197,7 @@ def grad_cam(
     create_graph: bool = True,
     output_size: OutputSize = None,
     reshape_transform: ReshapeTransform | None = None,
+    check_finite: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Differentiable Grad-CAM maps and the logits of the same forward pass.
 
@@ -231,6 +234,8 @@ def grad_cam(
             the class token reaches the head). Training through the map is a double backward,
             which torch's fused attention kernels lack: run it under
             ``torch.nn.attention.sdpa_kernel(SDPBackend.MATH)``.
+        check_finite: check that ``x`` is finite and the target classes are in range (one
+            device sync each); False skips both.
 
     Returns:
         ``(logits, maps)``: logits (B, C) of the forward pass, maps (B, H', W') in float32
@@ -250,6 +255,8 @@ def grad_cam(
     _validate.check_tensor(x, "x")
     if x.dim() != 4:
         raise ValueError(f"x must be a (B, C, H, W) image batch, got shape {tuple(x.shape)}")
+    if check_finite:
+        _validate.check_finite(x, "x")
     _validate.check_choice(normalize, "normalize", NORMALIZATIONS)
     size = _output_size(output_size, x)
     if reshape_transform is not None and (layer is None or not callable(reshape_transform)):
@@ -275,7 +282,7 @@ def grad_cam(
             restore_buffers()
             logits, capture = _forward(model, x, resolve_layer(model, name), reshape_transform, copy=True)
             name, activation = _pick_activation(capture, name, reshape_transform)
-        t = _resolve_target(target, logits, y)
+        t = _resolve_target(target, logits, y, check_finite)
 
         score = logits.gather(1, t[:, None]).sum()
         (grads,) = torch.autograd.grad(score, activation, create_graph=create_graph and caller_tracks_grad)
@@ -294,6 +301,44 @@ def grad_cam(
     if normalize == "minmax":
         cams = minmax_scale(cams)
     return logits, cams
+
+
+class GradCAM(nn.Module):
+    r"""Module form of :func:`grad_cam`: stores the settings, takes the model per call.
+
+    Args:
+        layer, normalize, create_graph, output_size, reshape_transform, check_finite: as in
+            :func:`grad_cam` (the layer is held as a plain attribute, never as a submodule).
+
+    Shape:
+        - model: a module mapping (B, 3, H, W) to (B, C) logits; x: (B, 3, H, W).
+        - target: (B,) class indices, ``"label"`` (with ``y=``) or ``"predicted"``.
+        - Output: ``(logits, maps)``, (B, C) and (B, H', W').
+
+    Example:
+        >>> cam = GradCAM(output_size="layer")
+        >>> logits, maps = cam(cnn, torch.rand(2, 3, 8, 8), "predicted")
+        >>> maps.shape
+        torch.Size([2, 4, 4])
+    """
+
+    def __init__(self, *, layer: LayerSpec = None, normalize: Normalization = "minmax", create_graph: bool = True,
+                 output_size: OutputSize = None, reshape_transform: ReshapeTransform | None = None,
+                 check_finite: bool = True) -> None:
+        super().__init__()
+        _validate.check_choice(normalize, "normalize", NORMALIZATIONS)
+        object.__setattr__(self, "layer", layer)  # keep a layer module out of parameters()
+        self.normalize, self.create_graph, self.output_size = normalize, create_graph, output_size
+        self.reshape_transform, self.check_finite = reshape_transform, check_finite
+
+    def forward(self, model: nn.Module, x: torch.Tensor, target: TargetSpec = "predicted", *,
+                y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return grad_cam(model, x, target, y=y, layer=self.layer, normalize=self.normalize,
+                        create_graph=self.create_graph, output_size=self.output_size,
+                        reshape_transform=self.reshape_transform, check_finite=self.check_finite)
+
+    def extra_repr(self) -> str:
+        return f"normalize={self.normalize!r}, output_size={self.output_size!r}"
 
 
 def minmax_scale(maps: torch.Tensor) -> torch.Tensor:
@@ -326,7 +371,7 @@ def _check_alignment_settings(target: object, normalize: object, reduction: obje
     return _validate.check_reduction(reduction)
 
 
-class Alignment(NamedTuple):
+class AlignmentResult(NamedTuple):
     """What :func:`attribution_alignment_loss` returns: the loss and both forwards' logits."""
 
     loss: torch.Tensor
@@ -334,6 +379,25 @@ class Alignment(NamedTuple):
     teacher_logits: torch.Tensor
 
 
+def _accepts_teacher_differentiable(fn):
+    """0.1's ``teacher_differentiable=v`` is 0.2's ``detach_teacher=not v``, the name every loss
+    uses; accepted with a warning for one release."""
+    where = fn.__qualname__.replace(".__init__", "")
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "teacher_differentiable" in kwargs:
+            if "detach_teacher" in kwargs:
+                raise TypeError(f"{where}: pass detach_teacher= only (teacher_differentiable= is its deprecated inverse)")
+            _deprecation.warn(f"{where}(teacher_differentiable=...)", "detach_teacher= (its inverse)")
+            kwargs["detach_teacher"] = not kwargs.pop("teacher_differentiable")
+        return fn(*args, **kwargs)
+
+    wrapper.__signature__ = inspect.signature(fn)
+    return wrapper
+
+
+@_accepts_teacher_differentiable
 def attribution_alignment_loss(
     student: nn.Module,
     teacher: nn.Module,
@@ -345,11 +409,12 @@ def attribution_alignment_loss(
     target: CAMTarget = "label",
     normalize: Normalization = "minmax",
     reduction: str = "mean",
-    teacher_differentiable: bool = False,
+    detach_teacher: bool = True,
     output_size: OutputSize = None,
     student_reshape_transform: ReshapeTransform | None = None,
     teacher_reshape_transform: ReshapeTransform | None = None,
-) -> Alignment:
+    check_finite: bool = True,
+) -> AlignmentResult:
     r"""MSE between the Grad-CAM maps of a student and a teacher on the same input.
 
     .. math::
@@ -358,8 +423,8 @@ def attribution_alignment_loss(
     Both maps are upsampled to a common size (the input's, by default) before the MSE, so a
     4×4 student layer and an 8×8 teacher layer compare fine. The student map keeps its graph, so
     the loss trains the student's parameters (double backward). The teacher map is detached
-    unless ``teacher_differentiable=True``, which keeps its dependence on ``x`` (needed when the
-    loss is maximised over ``x``). The teacher runs in eval mode (its mode restored after), so its
+    unless ``detach_teacher=False``, which keeps its dependence on ``x`` (needed when the loss
+    is maximised over ``x``). The teacher runs in eval mode (its mode restored after), so its
     BatchNorm statistics are never updated; the student runs in the mode it is in.
 
     Args:
@@ -372,19 +437,21 @@ def attribution_alignment_loss(
         normalize: as in :func:`grad_cam`.
         reduction: ``"none"`` gives the per-sample MSE (B,), ``"mean"`` its mean (equal to
             ``F.mse_loss``), ``"sum"`` its sum.
-        teacher_differentiable: keep the teacher map's graph w.r.t. the input.
+        detach_teacher: treat the teacher's map and logits as constants (default True); False
+            keeps their graph w.r.t. the input (0.1: ``teacher_differentiable=True``).
         output_size: the common map size; ``None`` is the input's (H, W).
         student_reshape_transform, teacher_reshape_transform: as ``reshape_transform`` of
             :func:`grad_cam`, for transformer students or teachers.
+        check_finite: as in :func:`grad_cam`.
 
     Returns:
-        ``Alignment(loss, student_logits, teacher_logits)``: the logits of the two Grad-CAM
-        forwards (the teacher's detached unless ``teacher_differentiable``), so a caller needs no
-        second forward for its other terms.
+        ``AlignmentResult(loss, student_logits, teacher_logits)``: the logits of the two
+        Grad-CAM forwards (the teacher's detached unless ``detach_teacher=False``), so a caller
+        needs no second forward for its other terms.
 
     Example:
-        >>> loss, z_s, z_t = attribution_alignment_loss(student, teacher, x, y)  # doctest: +SKIP
-        >>> loss.backward()                                                   # doctest: +SKIP
+        >>> loss, z_s, z_t = attribution_alignment_loss(cnn, cnn_teacher, images, labels)
+        >>> loss.backward()
 
     Reference: Yin et al., CVPR 2024, attribution region alignment (docs/method.md §3).
     """
@@ -395,20 +462,20 @@ def attribution_alignment_loss(
     common = dict(normalize=normalize, output_size=size)
     with modes_restored(teacher):
         teacher.eval()
-        z_t, cam_t = grad_cam(teacher, x, target, y=y, layer=teacher_layer, create_graph=teacher_differentiable,
-                              reshape_transform=teacher_reshape_transform, **common)
+        z_t, cam_t = grad_cam(teacher, x, target, y=y, layer=teacher_layer, create_graph=not detach_teacher,
+                              reshape_transform=teacher_reshape_transform, check_finite=check_finite, **common)
     student_target = y if target == "label" else z_t.detach().argmax(-1)
     z_s, cam_s = grad_cam(student, x, student_target, layer=student_layer, create_graph=True,
-                          reshape_transform=student_reshape_transform, **common)
-    if not teacher_differentiable:
+                          reshape_transform=student_reshape_transform, check_finite=False, **common)
+    if detach_teacher:
         cam_t, z_t = cam_t.detach(), z_t.detach()
     per_sample = (cam_s - cam_t).square().flatten(1).mean(1)
-    return Alignment(_validate.reduce(per_sample, reduction), z_s, z_t)
+    return AlignmentResult(_validate.reduce(per_sample, reduction), z_s, z_t)
 
 
 class AttributionAlignmentLoss(nn.Module):
     r"""Module form of :func:`attribution_alignment_loss`: stores its settings and returns what
-    the function returns, ``Alignment(loss, student_logits, teacher_logits)``, so that a caller's
+    the function returns, ``AlignmentResult(loss, student_logits, teacher_logits)``, so that a caller's
     other terms reuse the two forwards.
 
     Args:
@@ -417,34 +484,39 @@ class AttributionAlignmentLoss(nn.Module):
         target: ``"label"`` (default) or ``"predicted"`` (the teacher's class, for both maps).
         normalize: ``"minmax"`` (default) or ``"none"``.
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
-        teacher_differentiable: keep the teacher map's graph w.r.t. the input.
+        detach_teacher: treat the teacher's map as a constant (default True).
         output_size: the common map size; ``None`` is the input's (H, W).
         student_reshape_transform, teacher_reshape_transform: for transformer models, see
             :func:`grad_cam`.
+        check_finite: as in :func:`grad_cam`.
 
     Shape:
         - student, teacher: modules mapping (B, 3, H, W) to (B, C) logits.
         - x: (B, 3, H, W); y: (B,) integer labels (for ``target="label"``).
-        - Output: ``Alignment``: ``loss`` a scalar, or (B,) with ``reduction="none"``; both
+        - Output: ``AlignmentResult``: ``loss`` a scalar, or (B,) with ``reduction="none"``; both
           logits (B, C).
 
     Example:
         >>> loss_fn = AttributionAlignmentLoss()
-        >>> loss, z_s, z_t = loss_fn(student, teacher, x, y); loss.backward()   # doctest: +SKIP
+        >>> loss, z_s, z_t = loss_fn(cnn, cnn_teacher, images, labels)
+        >>> loss.backward()
     """
 
+    @_accepts_teacher_differentiable
+    @_deprecation.keyword_only("student_layer", "teacher_layer", "target", "normalize", "reduction")
     def __init__(
         self,
+        *,
         student_layer: LayerSpec = None,
         teacher_layer: LayerSpec = None,
         target: CAMTarget = "label",
         normalize: Normalization = "minmax",
         reduction: str = "mean",
-        *,
-        teacher_differentiable: bool = False,
+        detach_teacher: bool = True,
         output_size: OutputSize = None,
         student_reshape_transform: ReshapeTransform | None = None,
         teacher_reshape_transform: ReshapeTransform | None = None,
+        check_finite: bool = True,
     ) -> None:
         super().__init__()
         reduction = _check_alignment_settings(target, normalize, reduction, output_size)
@@ -454,10 +526,11 @@ class AttributionAlignmentLoss(nn.Module):
         self.target = target
         self.normalize = normalize
         self.reduction = reduction
-        self.teacher_differentiable = teacher_differentiable
+        self.detach_teacher = detach_teacher
         self.output_size = output_size
         self.student_reshape_transform = student_reshape_transform
         self.teacher_reshape_transform = teacher_reshape_transform
+        self.check_finite = check_finite
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in ("student_layer", "teacher_layer"):
@@ -469,13 +542,17 @@ class AttributionAlignmentLoss(nn.Module):
     def settings(self) -> dict:
         """The keyword arguments this module passes to :func:`attribution_alignment_loss`."""
         return dict(student_layer=self.student_layer, teacher_layer=self.teacher_layer, target=self.target,
-                    normalize=self.normalize, reduction=self.reduction,
-                    teacher_differentiable=self.teacher_differentiable, output_size=self.output_size,
-                    student_reshape_transform=self.student_reshape_transform,
-                    teacher_reshape_transform=self.teacher_reshape_transform)
+                    normalize=self.normalize, reduction=self.reduction, detach_teacher=self.detach_teacher,
+                    output_size=self.output_size, student_reshape_transform=self.student_reshape_transform,
+                    teacher_reshape_transform=self.teacher_reshape_transform, check_finite=self.check_finite)
 
-    def forward(self, student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> Alignment:
+    def forward(self, student: nn.Module, teacher: nn.Module, x: torch.Tensor,
+                y: torch.Tensor | None = None) -> AlignmentResult:
         return attribution_alignment_loss(student, teacher, x, y, **self.settings())
 
     def extra_repr(self) -> str:
         return f"target={self.target!r}, normalize={self.normalize!r}, reduction={self.reduction!r}"
+
+
+__getattr__ = _deprecation.module_getattr("softrank_ad.attribution", {
+    "Alignment": ("softrank_ad.AlignmentResult (softrank_ad.terms.Alignment is the term)", lambda: AlignmentResult)})

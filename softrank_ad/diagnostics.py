@@ -34,9 +34,21 @@ class GammaReport(NamedTuple):
         return "\n".join(lines)
 
 
-def _hard_spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    # Ordinal ranks (a double argsort): real logits have no ties.
-    ra, rb = (t.argsort(1).argsort(1).double() for t in (a, b))
+def hard_spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman's ρ per row of two (B, C) tensors, from ordinal ranks (a double argsort: real
+    logits have no ties), in float64; the exact ρ that :func:`~softrank_ad.soft_spearman`
+    relaxes.
+
+    Example:
+        >>> hard_spearman(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[3.0, 2.0, 1.0]]))
+        tensor([-1.], dtype=torch.float64)
+    """
+    _validate.check_tensor(a, "a")
+    _validate.check_tensor(b, "b")
+    _validate.check_same_shape(a, b, "a", "b")
+    if a.dim() != 2 or a.shape[1] < 2:
+        raise ValueError(f"a must be (B, C) with C >= 2, got shape {tuple(a.shape)}")
+    ra, rb = (t.detach().argsort(1).argsort(1).double() for t in (a, b))
     n = a.shape[1]
     return 1 - 6 * (ra - rb).square().sum(1) / (n * (n * n - 1))
 
@@ -103,7 +115,7 @@ def suggest_gamma(
     if not isinstance(min_live, (int, float)) or isinstance(min_live, bool) or not 0 <= min_live <= 1:
         raise ValueError(f"min_live must lie in [0, 1], got {min_live!r}")
     a, b = logits.detach().double(), other.detach().double()
-    hard = _hard_spearman(a, b)
+    hard = hard_spearman(a, b)
     live = tuple(_live_share(a, g) for g in gammas)
     gap = tuple(float((soft_spearman(a, b, gamma=g) - hard).abs().mean()) for g in gammas)
     qualified = [g for g, share in zip(gammas, live) if share >= min_live]

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from softrank_ad import _validate
+from softrank_ad import _deprecation, _validate
 from softrank_ad.rank import DEFAULT_GAMMA
 
 # Rows per chunk are chosen so that one chunk's (rows, n, n) pair matrices hold about this many
@@ -194,11 +194,12 @@ class KendallMatchingLoss(nn.Module):
     library's (see :func:`soft_kendall`).
     """
 
+    @_deprecation.keyword_only("gamma", "reduction")
     def __init__(
         self,
+        *,
         gamma: float = DEFAULT_GAMMA,
         reduction: str = "mean",
-        *,
         dim: int = -1,
         detach_teacher: bool = True,
         check_finite: bool = True,
@@ -218,3 +219,31 @@ class KendallMatchingLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, reduction={self.reduction!r}"
+
+
+class SoftKendall(nn.Module):
+    r"""Module form of :func:`soft_kendall`: τ per row along ``dim`` (stores its arguments only).
+
+    Args:
+        gamma, dim, check_finite: as in :func:`soft_kendall`.
+
+    Shape:
+        - a, b: matching floating shapes with n ≥ 2 entries along ``dim``.
+        - Output: the shape without ``dim``.
+
+    Example:
+        >>> a = torch.tensor([[1.0, 2.0, 3.0]])
+        >>> SoftKendall(gamma=50.0)(a, a.flip(-1))
+        tensor([-1.])
+    """
+
+    def __init__(self, *, gamma: float = DEFAULT_GAMMA, dim: int = -1, check_finite: bool = True) -> None:
+        super().__init__()
+        self.gamma = _validate.check_gamma(gamma)
+        self.dim, self.check_finite = dim, check_finite
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return soft_kendall(a, b, gamma=self.gamma, dim=self.dim, check_finite=self.check_finite)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, dim={self.dim}"

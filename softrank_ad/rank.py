@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from softrank_ad import _validate
+from softrank_ad import _deprecation, _validate
 from softrank_ad._kernels import compiled, native, reference, window
 
 Backend = Literal["auto", "reference", "window", "compiled", "native", "triton"]
@@ -261,12 +261,13 @@ class SoftRank(nn.Module):
         torch.Size([4, 10])
     """
 
+    @_deprecation.keyword_only("gamma", "dim", "descending")
     def __init__(
         self,
+        *,
         gamma: float = DEFAULT_GAMMA,
         dim: int = -1,
         descending: bool = False,
-        *,
         scale: Scale = "none",
         backend: Backend = "auto",
         check_finite: bool = True,

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import nn
 
-from softrank_ad import _validate
+from softrank_ad import _deprecation, _validate
 from softrank_ad.rank import BACKENDS, DEFAULT_GAMMA, SCALES, Backend, Scale, soft_rank
 
 
+PositionWeights = Literal["none", "dcg"]
+POSITION_WEIGHTS = get_args(PositionWeights)
+
+
+@_deprecation.renamed_keywords(weights="position_weights")
 def soft_spearman(
     a: torch.Tensor,
     b: torch.Tensor,
     *,
     gamma: float = DEFAULT_GAMMA,
     dim: int = -1,
-    weights: torch.Tensor | None = None,
+    position_weights: torch.Tensor | None = None,
     scale: Scale = "none",
     backend: Backend = "auto",
     check_finite: bool = True,
@@ -27,7 +34,7 @@ def soft_spearman(
         \qquad \hat w_i = w_i / \max_j w_j
 
     with :math:`r` the soft rank of :func:`~softrank_ad.soft_rank` and :math:`\hat w = 1` unless
-    ``weights`` are given. ρ lies in [−1, 1] (soft ranks lie in the permutahedron, so the sum is
+    ``position_weights`` are given. ρ lies in [−1, 1] (soft ranks lie in the permutahedron, so the sum is
     at most n(n² − 1)/3, and the weights are at most 1), equals 1 for ``a == b`` and tends to
     ``scipy.stats.spearmanr`` for distinct values as γ → ∞.
 
@@ -35,7 +42,7 @@ def soft_spearman(
         a, b: floating tensors of the same shape with n ≥ 2 entries along ``dim``.
         gamma, scale, backend, check_finite: as in :func:`~softrank_ad.soft_rank`.
         dim: the axis to correlate along; it is removed from the result.
-        weights: optional non-negative weight per position, broadcastable to ``a`` (e.g. from
+        position_weights: optional non-negative weight per position, broadcastable to ``a`` (e.g. from
             :func:`dcg_weights`); divided by their maximum along ``dim``, so uniform weights give
             the unweighted ρ and any weighting only discounts positions [library extension, not
             in the paper]. Their values are checked with ``check_finite`` (one device sync).
@@ -50,10 +57,11 @@ def soft_spearman(
 
     Reference: Yin et al., CVPR 2024, supplementary Alg. 2 (which returns −ρ).
     """
-    return _spearman(a, b, gamma, dim, scale, backend, check_finite, weights, names=("a", "b"))
+    return _spearman(a, b, gamma, dim, scale, backend, check_finite, position_weights, names=("a", "b"))
 
 
-def dcg_weights(reference: torch.Tensor, dim: int = -1) -> torch.Tensor:
+@_deprecation.keyword_only("dim")
+def dcg_weights(reference: torch.Tensor, *, dim: int = -1) -> torch.Tensor:
     r"""DCG-style position weights from a reference ranking: :math:`w_i = 1 / \log_2(1 + k_i)`
     with :math:`k_i` the descending hard rank of ``reference[i]`` along ``dim`` (1 for the
     largest). The top entry weighs 1, the second 0.63, the tenth 0.29.
@@ -77,12 +85,12 @@ def dcg_weights(reference: torch.Tensor, dim: int = -1) -> torch.Tensor:
 
 
 def _check_weights(weights: object, like: torch.Tensor, dim: int, check_values: bool) -> torch.Tensor:
-    _validate.check_tensor(weights, "weights")
+    _validate.check_tensor(weights, "position_weights")
     try:
         expanded = weights.expand_as(like)
     except RuntimeError:
         raise ValueError(
-            f"weights must broadcast to the inputs' shape {tuple(like.shape)}, got {tuple(weights.shape)}"
+            f"position_weights must broadcast to the inputs' shape {tuple(like.shape)}, got {tuple(weights.shape)}"
         ) from None
     if check_values and not _validate.is_traced(expanded):
         detached = expanded.detach()
@@ -91,9 +99,9 @@ def _check_weights(weights: object, like: torch.Tensor, dim: int, check_values: 
             [~torch.isfinite(detached).all(), (detached < 0).any(), (detached.amax(dim) <= 0).any()]
         ).tolist()
         if non_finite or negative:
-            raise ValueError("weights must be finite and >= 0")
+            raise ValueError("position_weights must be finite and >= 0")
         if empty_row:
-            raise ValueError(f"weights must have a positive entry in every row along dim={dim}")
+            raise ValueError(f"position_weights must have a positive entry in every row along dim={dim}")
     return expanded
 
 
@@ -127,6 +135,7 @@ def _spearman(a, b, gamma, dim, scale, backend, check_finite, weights, names):
     return rho.to(a.dtype)
 
 
+@_deprecation.renamed_keywords(weights="position_weights")
 def slack_matching_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -135,7 +144,7 @@ def slack_matching_loss(
     reduction: str = "mean",
     dim: int = -1,
     detach_teacher: bool = True,
-    weights: torch.Tensor | None = None,
+    position_weights: torch.Tensor | PositionWeights | None = None,
     scale: Scale = "none",
     backend: Backend = "auto",
     check_finite: bool = True,
@@ -154,8 +163,10 @@ def slack_matching_loss(
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` over the rows, as in torch losses.
         dim: the class axis.
         detach_teacher: treat the teacher's logits as a constant (default).
-        weights: optional per-position weights, as in :func:`soft_spearman` (e.g.
-            ``dcg_weights(teacher_logits)``) [library extension].
+        position_weights: per-position weights as in :func:`soft_spearman`: a tensor, or
+            ``"dcg"`` for :func:`dcg_weights` of the teacher's logits (a swap among the teacher's
+            likeliest classes then costs more), or None / ``"none"`` (default, the paper)
+            [library extension].
 
     Returns:
         A scalar, or the per-row losses with ``reduction="none"``.
@@ -169,6 +180,13 @@ def slack_matching_loss(
     reduction = _validate.check_reduction(reduction)
     if detach_teacher and isinstance(teacher_logits, torch.Tensor):
         teacher_logits = teacher_logits.detach()
+    if isinstance(position_weights, str):
+        _validate.check_choice(position_weights, "position_weights", POSITION_WEIGHTS)
+        if position_weights == "dcg":
+            _validate.check_tensor(teacher_logits, "teacher_logits")
+            position_weights = dcg_weights(teacher_logits.detach(), dim=_validate.check_dim(teacher_logits, dim, "teacher_logits"))
+        else:
+            position_weights = None
     rho = _spearman(
         student_logits,
         teacher_logits,
@@ -177,7 +195,7 @@ def slack_matching_loss(
         scale,
         backend,
         check_finite,
-        weights,
+        position_weights,
         names=("student_logits", "teacher_logits"),
     )
     return _validate.reduce(1 - rho, reduction)
@@ -192,14 +210,16 @@ class SlackMatchingLoss(nn.Module):
         reduction: ``"mean"`` (default) | ``"sum"`` | ``"none"`` over the rows.
         dim: the class axis (default -1).
         detach_teacher: treat the teacher's logits as a constant (default True).
+        position_weights: ``"none"`` (default) or ``"dcg"`` (weights from the teacher's ranking,
+            see :func:`dcg_weights`); a tensor can be passed per call instead.
         scale: ``"none"`` or ``"std"`` (γ relative to each row's spread; fresh students' logits
             are tiny, so at γ = 1 their soft ranks start nearly flat).
         backend, check_finite: as in :func:`~softrank_ad.soft_rank`.
 
     Shape:
         - student_logits, teacher_logits: (B, C), or any matching shapes ranked along ``dim``.
-        - weights (optional, per call): per-position weights broadcastable to the logits, as in
-          :func:`slack_matching_loss` (e.g. ``dcg_weights(teacher_logits)``).
+        - position_weights (optional, per call): a tensor broadcastable to the logits; it
+          replaces the constructor's setting for that call.
         - Output: a scalar, or (B,) with ``reduction="none"`` (the shape without ``dim``).
 
     Example:
@@ -210,13 +230,15 @@ class SlackMatchingLoss(nn.Module):
     Reference: Yin et al., CVPR 2024, Eq. 9 and supplementary Alg. 2.
     """
 
+    @_deprecation.keyword_only("gamma", "reduction")
     def __init__(
         self,
+        *,
         gamma: float = DEFAULT_GAMMA,
         reduction: str = "mean",
-        *,
         dim: int = -1,
         detach_teacher: bool = True,
+        position_weights: PositionWeights = "none",
         scale: Scale = "none",
         backend: Backend = "auto",
         check_finite: bool = True,
@@ -224,21 +246,24 @@ class SlackMatchingLoss(nn.Module):
         super().__init__()
         self.gamma = _validate.check_gamma(gamma)
         self.reduction = _validate.check_reduction(reduction)
+        _validate.check_choice(position_weights, "position_weights", POSITION_WEIGHTS)
         _validate.check_choice(scale, "scale", SCALES)
         _validate.check_choice(backend, "backend", BACKENDS)
         self.dim = dim
         self.detach_teacher = detach_teacher
+        self.position_weights = position_weights
         self.scale = scale
         self.backend = backend
         self.check_finite = check_finite
 
+    @_deprecation.renamed_keywords(weights="position_weights")
     def forward(
-        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, weights: torch.Tensor | None = None
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, position_weights: torch.Tensor | None = None
     ) -> torch.Tensor:
         return slack_matching_loss(
             student_logits,
             teacher_logits,
-            weights=weights,
+            position_weights=position_weights if position_weights is not None else self.position_weights,
             gamma=self.gamma,
             reduction=self.reduction,
             dim=self.dim,
@@ -249,4 +274,38 @@ class SlackMatchingLoss(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return f"gamma={self.gamma}, reduction={self.reduction!r}, scale={self.scale!r}"
+        return (f"gamma={self.gamma}, reduction={self.reduction!r}, position_weights={self.position_weights!r}, "
+                f"scale={self.scale!r}")
+
+
+class SoftSpearman(nn.Module):
+    r"""Module form of :func:`soft_spearman`: ρ per row along ``dim`` (stores its arguments only).
+
+    Args:
+        gamma, dim, scale, backend, check_finite: as in :func:`soft_spearman`.
+
+    Shape:
+        - a, b: matching floating shapes with n ≥ 2 entries along ``dim``.
+        - position_weights (optional, per call): as in :func:`soft_spearman`.
+        - Output: the shape without ``dim``.
+
+    Example:
+        >>> a = torch.tensor([[1.0, 2.0, 3.0]])
+        >>> SoftSpearman(gamma=50.0)(a, a)
+        tensor([1.])
+    """
+
+    def __init__(self, *, gamma: float = DEFAULT_GAMMA, dim: int = -1, scale: Scale = "none",
+                 backend: Backend = "auto", check_finite: bool = True) -> None:
+        super().__init__()
+        self.gamma = _validate.check_gamma(gamma)
+        _validate.check_choice(scale, "scale", SCALES)
+        _validate.check_choice(backend, "backend", BACKENDS)
+        self.dim, self.scale, self.backend, self.check_finite = dim, scale, backend, check_finite
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, position_weights: torch.Tensor | None = None) -> torch.Tensor:
+        return soft_spearman(a, b, gamma=self.gamma, dim=self.dim, position_weights=position_weights,
+                             scale=self.scale, backend=self.backend, check_finite=self.check_finite)
+
+    def extra_repr(self) -> str:
+        return f"gamma={self.gamma}, dim={self.dim}, scale={self.scale!r}"

@@ -1,7 +1,7 @@
 """The terms objectives are composed of: losses on named inputs, weighted and summed.
 
-A term reads some of these named inputs of one batch, each computed once on first use and then
-shared by every term of the loss (:class:`Inputs`):
+A term reads some of these named inputs of one batch, each computed once on first use by the
+engine and then shared by every term of the loss; a term sees them through :class:`Batch`:
 
 ======================  =========================================================
 ``student`` / view       S(x') for ``"adv"``, S(x) for ``"clean"``, S(x − δ) for ``"reflected"``
@@ -16,10 +16,10 @@ Terms combine with ``*`` (a float weight ≥ 0) and ``+``::
 
 Evaluating a sum multiplies each term by its weight and adds them in the order written; a term
 of weight 0 is not evaluated at all (so its inputs are never computed). Each leaf term has a
-``name`` under which :meth:`DistillationObjective.terms` logs its value; names must be unique
+``name`` under which :meth:`~softrank_ad.engine.DistillationObjective.breakdown` logs its value; names must be unique
 within one loss (pass ``name=`` to tell two apart).
 
-A new leaf term subclasses :class:`Term` and defines ``evaluate(inputs) -> (value, parts)`` (a
+A new leaf term subclasses :class:`Term` and defines ``evaluate(batch) -> (value, parts)`` (a
 scalar and the dict of values to log) and ``reads()`` (the input names it may touch: used to
 know whether a loss can evaluate S(x), and which views need Grad-CAM forwards); or wraps any
 ``f(student_logits, teacher_logits) -> scalar`` in :class:`LogitLoss`.
@@ -28,111 +28,47 @@ know whether a loss can evaluate S(x), and which views need Grad-CAM forwards); 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import Literal, Protocol, get_args
 
 import torch
 import torch.nn.functional as F
 
-from softrank_ad import _validate
-from softrank_ad.attribution import AttributionAlignmentLoss, attribution_alignment_loss
-from softrank_ad.dist import dist_loss
-from softrank_ad.divergence import igdm_loss, kl_divergence
+from softrank_ad import _deprecation, _validate
+from softrank_ad.attribution import AttributionAlignmentLoss
+from softrank_ad.divergence import KL_REDUCTIONS, KLReduction, igdm_loss, kl_divergence
 from softrank_ad.kendall import kendall_matching_loss
-from softrank_ad.rank import DEFAULT_GAMMA, SCALES, Scale
-from softrank_ad.spearman import dcg_weights, slack_matching_loss
-
-if TYPE_CHECKING:
-    from softrank_ad.objectives import DistillationObjective
+from softrank_ad.rank import BACKENDS, DEFAULT_GAMMA, SCALES, Backend, Scale
+from softrank_ad.relational import dist_loss
+from softrank_ad.spearman import POSITION_WEIGHTS, PositionWeights, slack_matching_loss
 
 Parts = dict[str, torch.Tensor]
 View = Literal["adv", "clean", "reflected"]
 VIEWS = get_args(View)
-PositionWeights = Literal["none", "dcg"]
-RankAxis = Literal["classes", "samples"]
+#: What slack matching ranks: each sample's logits over its classes, each class's logit over
+#: the batch, or both added.
+RankAxis = Literal["classes", "samples", "both"]
+RANK_AXES = get_args(RankAxis)
 
 
-class Inputs:
-    """The named inputs of one evaluation of a loss, each computed on first use and reused.
+class Batch(Protocol):
+    """What a term sees of one evaluation: the named inputs, each computed on first use by the
+    engine (:class:`softrank_ad.engine.Inputs`) and reused, and the settings that apply to it.
 
-    In the attack (``attack=True``) the teacher's logits at x' (and x − δ) keep their graph
-    w.r.t. x' and Grad-CAM differentiates the teacher's map too; in the outer loss the teacher's
-    side is data. A view that a non-zero :class:`Alignment` term covers takes both models' logits
-    from the Grad-CAM forwards, so each model runs once per view either way. ``persistent``
-    carries T(x) across the steps of one attack (x and the teacher do not change)."""
+    In the attack (``attack`` True) the teacher's logits at x' (and x − δ) keep their graph
+    w.r.t. x'; in the outer loss they are data."""
 
-    def __init__(
-        self,
-        objective: DistillationObjective,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        x_adv: torch.Tensor,
-        epoch: int | None,
-        *,
-        attack: bool,
-        aligned: dict[str, AttributionAlignmentLoss],
-        persistent: dict | None = None,
-    ) -> None:
-        self.objective, self.x, self.y, self.x_adv, self.epoch, self.attack = objective, x, y, x_adv, epoch, attack
-        self.check_finite = objective.check_finite
-        self._aligned = aligned
-        self._persistent = persistent
-        self._cache: dict[str, torch.Tensor] = dict(persistent or {})
+    y: torch.Tensor
+    epoch: int | None
+    attack: bool
+    check_finite: bool
+    #: The objective's default KL reduction, for KL terms without their own.
+    kl_reduction: KLReduction
 
-    def computed(self, name: str) -> bool:
-        """Whether input ``name`` (e.g. ``"student_clean"``) was computed in this evaluation."""
-        return name in self._cache
+    def student(self, view: View) -> torch.Tensor: ...
 
-    def point(self, view: View) -> torch.Tensor:
-        if view == "adv":
-            return self.x_adv
-        if view == "clean":
-            return self.x
-        # x − δ with δ = x' − x, written as IGDM's reference computes it; not clipped.
-        return self.x - (self.x_adv - self.x)
+    def teacher(self, view: View) -> torch.Tensor: ...
 
-    def student(self, view: View) -> torch.Tensor:
-        key = f"student_{view}"
-        if key not in self._cache:
-            if view in self._aligned:
-                self._align(view)
-            else:
-                self._store(key, self.objective.student(self.point(view)))
-        return self._cache[key]
-
-    def teacher(self, view: View) -> torch.Tensor:
-        key = f"teacher_{view}"
-        if key not in self._cache:
-            if view in self._aligned:
-                self._align(view)
-            elif self.attack and view != "clean":
-                self._store(key, self.objective.teacher(self.point(view)))
-            else:
-                with torch.no_grad():
-                    self._store(key, self.objective.teacher(self.point(view)))
-                if view == "clean" and self._persistent is not None:
-                    self._persistent[key] = self._cache[key]
-        return self._cache[key]
-
-    def alignment(self, view: View) -> torch.Tensor:
-        key = f"alignment_{view}"
-        if key not in self._cache:
-            self._align(view)
-        return self._cache[key]
-
-    def _align(self, view: View) -> None:
-        settings = {**self._aligned[view].settings(), "teacher_differentiable": self.attack}
-        loss, z_s, z_t = attribution_alignment_loss(self.objective.student, self.objective.teacher, self.point(view),
-                                                    self.y, **settings)
-        self._store(f"student_{view}", z_s)
-        self._store(f"teacher_{view}", z_t)
-        self._cache[f"alignment_{view}"] = loss
-
-    def _store(self, key: str, logits: torch.Tensor) -> None:
-        model = key.split("_")[0]
-        for other, seen in self._cache.items():
-            if other.split("_")[0] in {"student", "teacher"} - {model}:
-                _validate.check_logit_shapes(*((logits, seen) if model == "student" else (seen, logits)))
-        self._cache[key] = logits
+    def alignment(self, view: View) -> torch.Tensor: ...
 
 
 class Term:
@@ -140,7 +76,7 @@ class Term:
 
     name: str
 
-    def evaluate(self, inputs: Inputs) -> tuple[torch.Tensor, Parts]:
+    def evaluate(self, inputs: Batch) -> tuple[torch.Tensor, Parts]:
         """The term's scalar value and the values to log under their names (detached later)."""
         raise NotImplementedError
 
@@ -186,7 +122,7 @@ class Sum(Term):
         if duplicates:
             raise ValueError(f"two terms of one loss share the name(s) {duplicates}; pass name= to tell them apart")
 
-    def evaluate(self, inputs: Inputs) -> tuple[torch.Tensor, Parts]:
+    def evaluate(self, inputs: Batch) -> tuple[torch.Tensor, Parts]:
         total, parts = None, {}
         for weight, term in self.items:
             if weight == 0:
@@ -232,10 +168,10 @@ class _LogitTerm(Term):
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"name must be a non-empty string, got {self.name!r}")
 
-    def loss(self, z_s: torch.Tensor, z_t: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+    def loss(self, z_s: torch.Tensor, z_t: torch.Tensor, inputs: Batch) -> torch.Tensor:
         raise NotImplementedError
 
-    def evaluate(self, inputs: Inputs) -> tuple[torch.Tensor, Parts]:
+    def evaluate(self, inputs: Batch) -> tuple[torch.Tensor, Parts]:
         value = self.loss(inputs.student(self.student), inputs.teacher(self.teacher), inputs)
         return value, {self.name: value}
 
@@ -276,25 +212,30 @@ class KL(_LogitTerm):
     Args:
         student, teacher: the views (default ``"adv"`` both: AdaAD's term).
         temperature: τ (the value is the plain KL; scale by τ² through the weight, as ARD does).
-        reduction: ``"batchmean"``, ``"mean"``, or None (default) for the objective's
+        reduction: ``"batchmean"``, ``"mean"``, ``"sum"``, or None (default) for the objective's
             ``kl_reduction``.
         standardize_logits: z-score each row first (logit standardisation, Sun et al. 2024).
+
+    Like every term, it takes no ``detach_teacher`` (the teacher is differentiated in the attack
+    and a constant in the outer loss) and no ``check_finite`` (the objective's applies).
     """
 
     kind = "kl"
 
     def __init__(self, *, student: View = "adv", teacher: View = "adv", temperature: float = 1.0,
-                 reduction: str | None = None, standardize_logits: bool = False, name: str | None = None) -> None:
+                 reduction: KLReduction | None = None, standardize_logits: bool = False,
+                 name: str | None = None) -> None:
         super().__init__(student=student, teacher=teacher, name=name)
         self.temperature = _validate.check_positive(temperature, "temperature")
         if reduction is not None:
-            _validate.check_choice(reduction, "reduction", ("batchmean", "mean"))
+            _validate.check_choice(reduction, "reduction", tuple(r for r in KL_REDUCTIONS if r != "none"))
         self.reduction = reduction
         self.standardize_logits = bool(standardize_logits)
 
-    def loss(self, z_s, z_t, inputs):
-        reduction = self.reduction or inputs.objective.kl_reduction
-        return kl_divergence(z_s, z_t, self.temperature, reduction, standardize_logits=self.standardize_logits)
+    def loss(self, z_s, z_t, inputs: Batch):
+        return kl_divergence(z_s, z_t, temperature=self.temperature, reduction=self.reduction or inputs.kl_reduction,
+                             standardize_logits=self.standardize_logits, detach_teacher=not inputs.attack,
+                             check_finite=False)
 
 
 class SlackMatching(_LogitTerm):
@@ -302,45 +243,67 @@ class SlackMatching(_LogitTerm):
 
     Args:
         student, teacher: the views (default ``"adv"`` both).
-        gamma, scale: the soft rank's γ and scaling.
+        gamma, scale, backend: the soft rank's γ, scaling and backend.
         position_weights: ``"none"`` or ``"dcg"`` (weights from the teacher side's ranking).
-        axis: ``"classes"`` (default, the paper: each sample's logits ranked over its classes) or
-            ``"samples"`` (each class's logit ranked over the batch; needs B ≥ 2 and, under
-            ``DistributedDataParallel``, sees the local batch only). Logged as
-            ``slack_matching_<view>`` or ``slack_matching_samples_<view>``.
+        rank_axis: ``"classes"`` (default, the paper: each sample's logits ranked over its
+            classes), ``"samples"`` (each class's logit ranked over the batch; needs B ≥ 2 and,
+            under ``DistributedDataParallel``, sees the local batch only) or ``"both"`` (the two
+            added). Logged as ``slack_matching_<view>`` and/or ``slack_matching_samples_<view>``.
+
+    The function's ``dim`` is ``rank_axis`` here, since a term's logits are always (B, C); its
+    ``reduction`` is the mean over rows, since a term is one summand of a scalar loss.
     """
 
     kind = "slack_matching"
 
+    @_deprecation.renamed_keywords(axis="rank_axis")
     def __init__(self, *, student: View = "adv", teacher: View = "adv", gamma: float = DEFAULT_GAMMA,
-                 scale: Scale = "none", position_weights: PositionWeights = "none", axis: RankAxis = "classes",
-                 name: str | None = None) -> None:
-        _validate.check_choice(axis, "axis", get_args(RankAxis))
-        self.axis = axis
-        if axis == "samples" and name is None:
-            name = f"slack_matching_samples_{student}"
+                 scale: Scale = "none", position_weights: PositionWeights = "none", rank_axis: RankAxis = "classes",
+                 backend: Backend = "auto", name: str | None = None) -> None:
+        _validate.check_choice(rank_axis, "rank_axis", RANK_AXES)
+        self.rank_axis = rank_axis
+        self._logged = {axis: f"slack_matching{'_samples' if axis == 'samples' else ''}_{student}"
+                        for axis in (("classes", "samples") if rank_axis == "both" else (rank_axis,))}
+        if name is None:
+            name = next(iter(self._logged.values())) if rank_axis != "both" else f"slack_matching_both_{student}"
         super().__init__(student=student, teacher=teacher, name=name)
+        if rank_axis != "both":
+            self._logged = {rank_axis: self.name}
         self.gamma = _validate.check_gamma(gamma)
         _validate.check_choice(scale, "scale", SCALES)
-        _validate.check_choice(position_weights, "position_weights", get_args(PositionWeights))
-        self.scale, self.position_weights = scale, position_weights
+        _validate.check_choice(position_weights, "position_weights", POSITION_WEIGHTS)
+        _validate.check_choice(backend, "backend", BACKENDS)
+        self.scale, self.position_weights, self.backend = scale, position_weights, backend
 
-    def per_row(self, z_s: torch.Tensor, z_t: torch.Tensor, check_finite: bool, reduction: str = "mean") -> torch.Tensor:
-        dim = 1 if self.axis == "classes" else 0
+    @property
+    def axis(self) -> str:
+        _deprecation.warn("SlackMatching.axis", "SlackMatching.rank_axis")
+        return self.rank_axis
+
+    def per_sample(self, z_s: torch.Tensor, z_t: torch.Tensor, inputs: Batch, axis: str = "classes") -> torch.Tensor:
+        """The loss per row of the ranked axis: (B,) over classes, (C,) over samples."""
+        dim = 1 if axis == "classes" else 0
         if dim == 0 and z_s.shape[0] < 2:
             raise ValueError(f"ranking over samples needs a batch of at least 2, got logits of shape {tuple(z_s.shape)}")
-        # Positions are weighted by the target's ranking (the teacher's, or S(x) in a self term).
-        weights = dcg_weights(z_t.detach(), dim=dim) if self.position_weights == "dcg" else None
-        return slack_matching_loss(z_s, z_t, gamma=self.gamma, reduction=reduction, dim=dim, scale=self.scale,
-                                   weights=weights, check_finite=check_finite)
+        return slack_matching_loss(z_s, z_t, gamma=self.gamma, reduction="none", dim=dim, scale=self.scale,
+                                   position_weights=self.position_weights, backend=self.backend,
+                                   detach_teacher=not inputs.attack, check_finite=inputs.check_finite)
 
-    def loss(self, z_s, z_t, inputs):
-        return self.per_row(z_s, z_t, inputs.check_finite)
+    def evaluate(self, inputs: Batch) -> tuple[torch.Tensor, Parts]:
+        z_s, z_t = inputs.student(self.student), inputs.teacher(self.teacher)
+        parts = {name: self.per_sample(z_s, z_t, inputs, axis).mean() for axis, name in self._logged.items()}
+        values = list(parts.values())
+        return (values[0] + values[1] if len(values) == 2 else values[0]), parts
 
 
 class KendallMatching(_LogitTerm):
     """1 − soft Kendall τ (:func:`~softrank_ad.kendall_matching_loss`) over classes, mean over
-    rows; logged as ``kendall_<view>``. Args: ``student``, ``teacher``, ``gamma``."""
+    rows; logged as ``kendall_<view>``.
+
+    Args:
+        student, teacher: the views (default ``"adv"`` both).
+        gamma: the pairwise comparisons' sharpness γ.
+    """
 
     kind = "kendall"
 
@@ -349,8 +312,9 @@ class KendallMatching(_LogitTerm):
         super().__init__(student=student, teacher=teacher, name=name)
         self.gamma = _validate.check_gamma(gamma)
 
-    def loss(self, z_s, z_t, inputs):
-        return kendall_matching_loss(z_s, z_t, gamma=self.gamma, check_finite=inputs.check_finite)
+    def loss(self, z_s, z_t, inputs: Batch):
+        return kendall_matching_loss(z_s, z_t, gamma=self.gamma, detach_teacher=not inputs.attack,
+                                     check_finite=inputs.check_finite)
 
 
 class DIST(_LogitTerm):
@@ -358,7 +322,9 @@ class DIST(_LogitTerm):
     probabilities; logged as ``dist_<view>``. Its intra-class part is a batch statistic (the local
     batch under ``DistributedDataParallel``).
 
-    Args: ``student``, ``teacher``, ``temperature``, ``inter_weight``, ``intra_weight``.
+    Args:
+        student, teacher: the views (default ``"adv"`` both).
+        temperature, inter_weight, intra_weight: as in :func:`~softrank_ad.dist_loss`.
     """
 
     kind = "dist"
@@ -370,9 +336,10 @@ class DIST(_LogitTerm):
         self.inter_weight = _validate.check_non_negative(inter_weight, "inter_weight")
         self.intra_weight = _validate.check_non_negative(intra_weight, "intra_weight")
 
-    def loss(self, z_s, z_t, inputs):
+    def loss(self, z_s, z_t, inputs: Batch):
         return dist_loss(z_s, z_t, temperature=self.temperature, inter_weight=self.inter_weight,
-                         intra_weight=self.intra_weight, check_finite=inputs.check_finite)
+                         intra_weight=self.intra_weight, detach_teacher=not inputs.attack,
+                         check_finite=inputs.check_finite)
 
 
 class CrossEntropy(Term):
@@ -382,7 +349,7 @@ class CrossEntropy(Term):
         self.student = _check_view(student, "student")
         self.name = name or f"ce_{self.student}"
 
-    def evaluate(self, inputs):
+    def evaluate(self, inputs: Batch):
         value = F.cross_entropy(inputs.student(self.student), inputs.y)
         return value, {self.name: value}
 
@@ -402,10 +369,11 @@ class Alignment(Term):
         view: ``"adv"`` (default) or ``"clean"``.
         loss_fn: an :class:`~softrank_ad.AttributionAlignmentLoss` holding the settings (layers,
             target, normalize, output_size, reshape transforms); default: its defaults. Its
-            ``teacher_differentiable`` is set by where the term is evaluated.
+            ``detach_teacher`` is set by where the term is evaluated.
     """
 
-    def __init__(self, view: View = "adv", loss_fn: AttributionAlignmentLoss | None = None, *,
+    @_deprecation.keyword_only("view", "loss_fn")
+    def __init__(self, *, view: View = "adv", loss_fn: AttributionAlignmentLoss | None = None,
                  name: str | None = None) -> None:
         self.view = _check_view(view, "view")
         if loss_fn is not None and not isinstance(loss_fn, AttributionAlignmentLoss):
@@ -413,7 +381,7 @@ class Alignment(Term):
         self.loss_fn = loss_fn if loss_fn is not None else AttributionAlignmentLoss()
         self.name = name or f"align_{self.view}"
 
-    def evaluate(self, inputs):
+    def evaluate(self, inputs: Batch):
         value = inputs.alignment(self.view)
         return value, {self.name: value}
 
@@ -441,10 +409,10 @@ class IGDM(Term):
         self.ramp_epochs = ramp_epochs
         self.name = name
 
-    def evaluate(self, inputs):
+    def evaluate(self, inputs: Batch):
         value = igdm_loss(inputs.student("adv"), inputs.student("reflected"), inputs.teacher("adv"),
-                          inputs.teacher("reflected"), reduction=inputs.objective.kl_reduction,
-                          check_finite=inputs.check_finite)
+                          inputs.teacher("reflected"), reduction=inputs.kl_reduction,
+                          detach_teacher=not inputs.attack, check_finite=inputs.check_finite)
         parts = {self.name: value}
         if self.ramp_epochs is not None and inputs.epoch is not None:
             value = min(1.0, (inputs.epoch + 1) / self.ramp_epochs) * value
@@ -466,7 +434,8 @@ class ConfidenceWeightedSlackMatching(Term):
         \quad w_b = p_T(y_b \mid x'_b)^{\beta_w}
 
     (no gradient through w). S(x) is evaluated only when some w_b < 1 (one host sync to decide).
-    Logged: ``slack_matching_adv`` (unweighted mean), ``slack_matching_self`` and ``weights``.
+    Logged: ``slack_matching_adv`` (unweighted mean), ``slack_matching_self`` and the (B,)
+    ``sample_weights`` w.
 
     Args:
         weight_power: β_w.
@@ -482,22 +451,23 @@ class ConfidenceWeightedSlackMatching(Term):
         self.weights_from_epoch = _validate.check_int(weights_from_epoch, "weights_from_epoch")
         self.slack = SlackMatching(gamma=gamma, scale=scale, position_weights=position_weights)
 
-    def weights(self, z_t_adv: torch.Tensor, y: torch.Tensor, epoch: int | None) -> torch.Tensor:
+    def sample_weights(self, z_t_adv: torch.Tensor, y: torch.Tensor, epoch: int | None) -> torch.Tensor:
+        """w per sample (ones before ``weights_from_epoch``)."""
         if epoch is not None and epoch < self.weights_from_epoch:
             return torch.ones_like(y, dtype=z_t_adv.dtype)
         with torch.no_grad():
             p_true = F.softmax(z_t_adv.float(), dim=1).gather(1, y[:, None]).squeeze(1)
             return p_true.pow(self.weight_power).to(z_t_adv.dtype)
 
-    def evaluate(self, inputs):
+    def evaluate(self, inputs: Batch):
         z_s_adv, z_t_adv = inputs.student("adv"), inputs.teacher("adv")
-        w = self.weights(z_t_adv, inputs.y, inputs.epoch)
-        towards_teacher = self.slack.per_row(z_s_adv, z_t_adv, inputs.check_finite, "none")
-        parts = {"slack_matching_adv": towards_teacher.mean(), "weights": w}
+        w = self.sample_weights(z_t_adv, inputs.y, inputs.epoch)
+        towards_teacher = self.slack.per_sample(z_s_adv, z_t_adv, inputs)
+        parts = {"slack_matching_adv": towards_teacher.mean(), "sample_weights": w}
         per_sample = w * towards_teacher
         if bool((w < 1).any()):
             # S(x) is the target of the self term, as the teacher is of the other [library].
-            towards_self = self.slack.per_row(z_s_adv, inputs.student("clean").detach(), inputs.check_finite, "none")
+            towards_self = self.slack.per_sample(z_s_adv, inputs.student("clean").detach(), inputs)
             per_sample = per_sample + (1 - w) * towards_self
             parts["slack_matching_self"] = towards_self.mean()
         return per_sample.mean(), parts
@@ -509,7 +479,7 @@ class ConfidenceWeightedSlackMatching(Term):
         return f"confidence_weighted_slack_matching(weight_power={self.weight_power})"
 
 
-def alignments(term: Term) -> dict[str, AttributionAlignmentLoss]:
+def view_alignments(term: Term) -> dict[str, AttributionAlignmentLoss]:
     """The alignment settings per view of the non-zero :class:`Alignment` terms of ``term``; one
     per view, since a view's logits come from its one pair of Grad-CAM forwards."""
     found: dict[str, AttributionAlignmentLoss] = {}

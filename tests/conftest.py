@@ -22,20 +22,6 @@ def _seed():
     torch.manual_seed(0)
 
 
-def _examples_on_path() -> None:
-    # Tests import the example scripts (toy_distill.py, distill_cifar.py, ...) as modules; what
-    # the scripts share is the installed package softrank_ad_examples.
-    import sys
-    from pathlib import Path
-
-    examples = str(Path(__file__).resolve().parent.parent / "examples")
-    if examples not in sys.path:
-        sys.path.insert(0, examples)
-
-
-_examples_on_path()
-
-
 class Linear(torch.nn.Module):
     """A linear classifier on 6 features with logits ×3: objectives' formulas in closed form."""
 

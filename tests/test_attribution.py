@@ -187,10 +187,10 @@ def test_alignment_loss_different_resolutions_and_detached_teacher():
     assert not list(AttributionAlignmentLoss(student_layer=student.layer4).parameters())
 
 
-def test_teacher_differentiable_gives_input_gradient_through_both_maps():
+def test_detach_teacher_false_gives_input_gradient_through_both_maps():
     student, teacher = small("resnet18").eval(), small("resnet18").eval().requires_grad_(False)
     x, y = torch.rand(2, 3, 32, 32, requires_grad=True), torch.tensor([0, 1])
-    loss = AttributionAlignmentLoss(teacher_differentiable=True)(student, teacher, x, y).loss
+    loss = AttributionAlignmentLoss(detach_teacher=False)(student, teacher, x, y).loss
     (g_both,) = torch.autograd.grad(loss, x)
     x2 = x.detach().requires_grad_()
     loss = AttributionAlignmentLoss()(student, teacher, x2, y).loss

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-import soft_rank_throughput  # noqa: E402
-import train_step  # noqa: E402
+import soft_rank_throughput
+import train_step
 
 
 @pytest.mark.slow
@@ -88,7 +87,6 @@ def test_run_gpu_dry_run_goes_through_every_stage_and_sums_up(tmp_path):
 
 
 def test_a_stage_cut_short_keeps_its_rows_in_the_summary(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import _partial
     import gpu_summary
 

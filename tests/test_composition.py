@@ -39,7 +39,7 @@ FORMULAS = {
               + (1 - 0.6) * kl_divergence(s(x), t(x))),
     "rslad": ({}, lambda s, t, x, xa, y: 5 / 6 * kl_divergence(s(xa), t(x)) + (1 - 5 / 6) * kl_divergence(s(x), t(x))),
     "ard": ({"ce_weight": 0.3, "temperature": 4.0}, lambda s, t, x, xa, y: (1 - 0.3) * 4.0 * 4.0
-            * kl_divergence(s(xa), t(x), 4.0) + 0.3 * F.cross_entropy(s(x), y)),
+            * kl_divergence(s(xa), t(x), temperature=4.0) + 0.3 * F.cross_entropy(s(x), y)),
     "smaraad": ({"adv_weight": 0.8, "align_weight": 0.0, "kl_weight": 0.5, "gamma": 2.0},
                 lambda s, t, x, xa, y: 0.8 * (_sm(s(xa), t(xa), gamma=2.0) + 0.5 * kl_divergence(s(xa), t(xa)))
                 + (1 - 0.8) * (_sm(s(x), t(x), gamma=2.0) + 0.5 * kl_divergence(s(x), t(x)))),
@@ -64,8 +64,8 @@ def test_smaraad_pp_equals_its_formula_bit_for_bit(fixed):
     with torch.no_grad():
         z_sa, z_ta, z_s = s(x_adv), t(x_adv), s(x)
         w = F.softmax(z_ta, 1).gather(1, y[:, None]).squeeze(1).pow(0.5)
-        to_t = _sm(z_sa, z_ta, reduction="none", weights=dcg_weights(z_ta))
-        to_self = _sm(z_sa, z_s, reduction="none", weights=dcg_weights(z_s))
+        to_t = _sm(z_sa, z_ta, reduction="none", position_weights=dcg_weights(z_ta))
+        to_self = _sm(z_sa, z_s, reduction="none", position_weights=dcg_weights(z_s))
         expected = (1 - 0.1) * (w * to_t + (1 - w) * to_self).mean() + 0.1 * F.cross_entropy(z_s, y)
         assert torch.equal(objective(x, y, x_adv=x_adv), expected)
 
@@ -90,7 +90,7 @@ def test_attack_losses_equal_their_formulas(fixed):
 def test_a_new_combination_is_one_line(fixed):
     s, t, x, x_adv, y = fixed
     objective = make_objective("adaad", s, t, add=0.5 * KendallMatching(gamma=2.0))
-    terms = objective.terms(x, y, x_adv=x_adv)
+    terms = objective.breakdown(x, y, x_adv=x_adv)
     assert set(terms) == {"loss", "kl_adv", "kendall_adv"}
     expected = kl_divergence(s(x_adv), t(x_adv)) + 0.5 * kendall_matching_loss(s(x_adv), t(x_adv), gamma=2.0)
     assert torch.equal(terms["loss"], expected)
@@ -100,14 +100,14 @@ def test_a_new_combination_is_one_line(fixed):
     assert torch.equal(replaced(x, y, x_adv=x_adv), dist_loss(s(x_adv), t(x_adv), temperature=4.0))
 
     mse = DistillationObjective(s, t, attack=Attack(KL(), start="normal"), loss=LogitLoss(F.mse_loss) + KL())
-    assert set(mse.terms(x, y, x_adv=x_adv)) == {"loss", "mse_loss_adv", "kl_adv"}
+    assert set(mse.breakdown(x, y, x_adv=x_adv)) == {"loss", "mse_loss_adv", "kl_adv"}
 
 
 def test_a_composed_loss_trains_and_the_teacher_stays_frozen():
     student, teacher = fresh_pair()
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     objective = make_objective("adaad", student, teacher, steps=2,
-                               add=0.5 * KendallMatching() + DIST() + SlackMatching(axis="samples") + IGDM())
+                               add=0.5 * KendallMatching() + DIST() + SlackMatching(rank_axis="samples") + IGDM())
     optimizer = torch.optim.SGD(objective.parameters(), lr=0.1)
     x, y = blobs(16)
     for _ in range(2):
@@ -125,7 +125,7 @@ def test_terms_share_forwards_and_alignment_supplies_the_logits():
     objective = make_objective("smaraad", student, teacher, steps=1, add=DIST() + KendallMatching() + 0.1 * KL())
     x_adv = objective.perturb(x, y)
     s_calls, t_calls = _count_forwards(student, 8), _count_forwards(teacher, 8)
-    terms = objective.terms(x, y, x_adv=x_adv)
+    terms = objective.breakdown(x, y, x_adv=x_adv)
     assert len(s_calls) == 1 and len(t_calls) == 1  # one Grad-CAM forward each feeds every term
     assert {"slack_matching_adv", "align_adv", "dist_adv", "kendall_adv", "kl_adv"} <= set(terms)
 
@@ -136,7 +136,7 @@ def test_igdm_term_costs_two_forwards_and_ramps():
     x_adv = make_objective("adaad", student, teacher, steps=1).perturb(x, y)
     objective = make_objective("adaad", student, teacher, add=IGDM(ramp_epochs=4))
     s_calls, t_calls = _count_forwards(student, 8), _count_forwards(teacher, 8)
-    terms = objective.terms(x, y, x_adv=x_adv, epoch=1)
+    terms = objective.breakdown(x, y, x_adv=x_adv, epoch=1)
     assert len(s_calls) == 2 and len(t_calls) == 2  # x' and x − δ
     with torch.no_grad():
         reflected = x - (x_adv - x)
@@ -144,7 +144,7 @@ def test_igdm_term_costs_two_forwards_and_ramps():
         raw = igdm_loss(student(x_adv), student(reflected), teacher(x_adv), teacher(reflected))
     torch.testing.assert_close(terms["igdm"], raw)
     torch.testing.assert_close(terms["loss"], terms["kl_adv"] + 0.5 * raw)  # (1 + 1) / 4 of the way
-    late = objective.terms(x, y, x_adv=x_adv, epoch=10)
+    late = objective.breakdown(x, y, x_adv=x_adv, epoch=10)
     torch.testing.assert_close(late["loss"], late["kl_adv"] + late["igdm"])
 
 
@@ -171,14 +171,14 @@ def test_clean_bn_forward_acts_during_the_smaraad_pp_warm_up():
     x_adv = objective.perturb(x, y)
     seen = []
     student.register_forward_hook(lambda m, i, o: seen.append(torch.equal(i[0], x) and m.training))
-    terms = objective.terms(x, y, x_adv=x_adv, epoch=0)  # warm-up: w = 1, the loss reads no S(x)
+    terms = objective.breakdown(x, y, x_adv=x_adv, epoch=0)  # warm-up: w = 1, the loss reads no S(x)
     assert "slack_matching_self" not in terms and seen.count(True) == 1
     seen.clear()
-    objective.terms(x, y, x_adv=x_adv, epoch=9)  # the self term reads S(x): no extra forward
+    objective.breakdown(x, y, x_adv=x_adv, epoch=9)  # the self term reads S(x): no extra forward
     assert seen.count(True) == 1
     plain = make_objective("smaraad++", student, teacher, steps=1, weights_from_epoch=5)
     seen.clear()
-    plain.terms(x, y, x_adv=x_adv, epoch=0)
+    plain.breakdown(x, y, x_adv=x_adv, epoch=0)
     assert seen.count(True) == 0
 
 
@@ -225,13 +225,13 @@ def test_term_algebra_and_composition_errors():
 def test_weight_checks_follow_check_finite():
     a, b = torch.randn(4, 5), torch.randn(4, 5)
     with pytest.raises(ValueError, match="weights must be finite and >= 0"):
-        slack_matching_loss(a, b, weights=-torch.ones(5))
+        slack_matching_loss(a, b, position_weights=-torch.ones(5))
     with pytest.raises(ValueError, match="positive entry in every row"):
-        slack_matching_loss(a, b, weights=torch.zeros(5))
-    assert slack_matching_loss(a, b, weights=-torch.ones(5), check_finite=False).isfinite()
+        slack_matching_loss(a, b, position_weights=torch.zeros(5))
+    assert slack_matching_loss(a, b, position_weights=-torch.ones(5), check_finite=False).isfinite()
     # The module takes the function's weights too.
     w = dcg_weights(b)
-    assert SlackMatchingLoss()(a, b, weights=w).item() == slack_matching_loss(a, b, weights=w).item()
+    assert SlackMatchingLoss()(a, b, position_weights=w).item() == slack_matching_loss(a, b, position_weights=w).item()
 
 
 def test_choice_tuples_are_derived_from_their_literals():

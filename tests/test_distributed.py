@@ -32,7 +32,7 @@ CASES = [
     ("adaad", "adaad", {}),
     ("adaad+dist", "adaad", {"add": DIST()}),
     ("smaraad-samples", "smaraad", {"rank_axis": "samples", "align_weight": 0.0}),
-    ("adaad+sm-samples", "adaad", {"add": SlackMatching(axis="samples")}),
+    ("adaad+sm-samples", "adaad", {"add": SlackMatching(rank_axis="samples")}),
 ]
 PER_SAMPLE = {"smaraad", "smaraad++", "ard", "rslad", "adaad"}
 BATCH = 16

@@ -171,7 +171,7 @@ def test_bad_gamma(gamma):
     with pytest.raises(ValueError, match="gamma must be finite and > 0"):
         soft_rank(torch.randn(4), gamma=gamma)
     with pytest.raises(ValueError, match="gamma"):
-        SoftRank(gamma)
+        SoftRank(gamma=gamma)
 
 
 def test_gamma_beyond_the_compute_dtype_is_refused_and_just_below_it_has_finite_gradients():

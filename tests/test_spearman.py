@@ -106,7 +106,7 @@ def test_loss_is_one_minus_rho_reduced(reduction):
     s, t = torch.randn(2, 8, 10, dtype=torch.float64)
     per_row = 1 - soft_spearman(s, t, gamma=2.0)
     expected = {"mean": per_row.mean(), "sum": per_row.sum(), "none": per_row}[reduction]
-    torch.testing.assert_close(SlackMatchingLoss(2.0, reduction)(s, t), expected)
+    torch.testing.assert_close(SlackMatchingLoss(gamma=2.0, reduction=reduction)(s, t), expected)
 
 
 def test_loss_is_zero_at_a_perfect_rank_match_and_teacher_detached():
@@ -149,7 +149,7 @@ weight_rows = st.integers(2, 20).flatmap(
 @given(pair=paired_rows(), gamma=st.floats(0.01, 100.0), level=st.floats(1e-3, 1e3))
 def test_uniform_weights_give_the_unweighted_rho(pair, gamma, level):
     a, b = (torch.from_numpy(p) for p in pair)
-    weighted = soft_spearman(a, b, gamma=gamma, weights=torch.full_like(a, level))
+    weighted = soft_spearman(a, b, gamma=gamma, position_weights=torch.full_like(a, level))
     torch.testing.assert_close(weighted, soft_spearman(a, b, gamma=gamma), rtol=0, atol=1e-12)
 
 
@@ -157,7 +157,7 @@ def test_uniform_weights_give_the_unweighted_rho(pair, gamma, level):
 def test_weighted_rho_in_unit_interval_and_never_below_unweighted(rows, gamma):
     a, b, w = (torch.from_numpy(p) for p in rows)
     for other in (b, -a):  # -a: the reversed ranking, where ρ is most negative
-        rho_w = soft_spearman(a, other, gamma=gamma, weights=w)
+        rho_w = soft_spearman(a, other, gamma=gamma, position_weights=w)
         assert ((rho_w >= -1 - 1e-9) & (rho_w <= 1 + 1e-9)).all()
         # Weights are at most 1 after scaling: they only discount squared rank differences.
         assert (rho_w >= soft_spearman(a, other, gamma=gamma) - 1e-9).all()
@@ -167,7 +167,7 @@ def test_weighted_rho_gradcheck_float64():
     a = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
     b = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
     w = torch.rand(3, 6, dtype=torch.float64) + 0.1
-    assert torch.autograd.gradcheck(lambda u, v: soft_spearman(u, v, gamma=1.5, weights=w), (a, b))
+    assert torch.autograd.gradcheck(lambda u, v: soft_spearman(u, v, gamma=1.5, position_weights=w), (a, b))
 
 
 def test_dcg_weights_follow_the_reference_ranking():
@@ -180,22 +180,22 @@ def test_dcg_weights_follow_the_reference_ranking():
     # A swap of the teacher's top two classes now costs more than a swap of its bottom two.
     t = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]])
     top, bottom = t[:, [1, 0, 2, 3, 4]], t[:, [0, 1, 2, 4, 3]]
-    loss = lambda s: slack_matching_loss(s, t, gamma=10.0, weights=dcg_weights(t))  # noqa: E731
+    loss = lambda s: slack_matching_loss(s, t, gamma=10.0, position_weights=dcg_weights(t))  # noqa: E731
     assert loss(top) > 1.5 * loss(bottom)
 
 
 def test_bad_weights_name_the_argument():
     a, b = torch.randn(2, 5), torch.randn(2, 5)
     with pytest.raises(ValueError, match="weights must be finite and >= 0"):
-        soft_spearman(a, b, weights=-torch.ones(5))
+        soft_spearman(a, b, position_weights=-torch.ones(5))
     with pytest.raises(ValueError, match="weights must be finite"):
-        soft_spearman(a, b, weights=torch.tensor([1.0, float("nan"), 1.0, 1.0, 1.0]))
+        soft_spearman(a, b, position_weights=torch.tensor([1.0, float("nan"), 1.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match=r"weights must broadcast to the inputs' shape \(2, 5\), got \(3,\)"):
-        soft_spearman(a, b, weights=torch.ones(3))
+        soft_spearman(a, b, position_weights=torch.ones(3))
     with pytest.raises(ValueError, match="positive entry in every row"):
-        soft_spearman(a, b, weights=torch.tensor([[1.0] * 5, [0.0] * 5]))
+        soft_spearman(a, b, position_weights=torch.tensor([[1.0] * 5, [0.0] * 5]))
     with pytest.raises(TypeError, match="weights must be a torch.Tensor"):
-        soft_spearman(a, b, weights=[1.0] * 5)
+        soft_spearman(a, b, position_weights=[1.0] * 5)
 
 
 def test_hyperparameters_are_keyword_only():
@@ -206,3 +206,13 @@ def test_hyperparameters_are_keyword_only():
                  lambda: grad_cam(torch.nn.Linear(5, 2), x, "predicted", None)):
         with pytest.raises(TypeError, match="positional argument"):
             call()
+
+
+def test_hard_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+
+    from softrank_ad.diagnostics import hard_spearman
+
+    a, b = torch.randn(5, 10), torch.randn(5, 10)
+    expected = [spearmanr(a[i], b[i]).statistic for i in range(5)]
+    torch.testing.assert_close(hard_spearman(a, b), torch.tensor(expected, dtype=torch.float64))

@@ -48,7 +48,7 @@ def test_wheel_installs_into_a_fresh_venv_and_runs_outside_the_repo(tmp_path):
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip())
     # torch (5 GB) is borrowed from the test's own environment through a plain path entry: a .pth
-    # line adds the folder to sys.path without running the .pth files in it, so the editable
+    # line adds the folder to the import path without running the .pth files in it, so the editable
     # install of the repository there stays invisible.
     (site / "borrowed_torch.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],

@@ -42,7 +42,7 @@ def one_step(student: nn.Module, **options) -> None:
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     x, y = torch.rand(2, 3, 64, 64), torch.tensor([1, 7])
     objective = make_objective("smaraad", student.train(), teacher, steps=1, **options)
-    terms = objective.terms(x, y)
+    terms = objective.breakdown(x, y)
     terms["loss"].backward()
     assert torch.isfinite(terms["loss"]) and terms["align_adv"] >= 0
     grads = [p.grad for p in student.parameters() if p.grad is not None]

@@ -1,19 +1,17 @@
-"""benchmarks/method_study.py: a tiny grid end to end on generated data, and its statistics."""
+"""study/method_study.py: a tiny grid end to end on generated data, and its statistics."""
 
 from __future__ import annotations
 
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import method_study  # noqa: E402
+import method_study
 
 from softrank_ad_examples import data
 
@@ -114,14 +112,6 @@ def test_autoattack_column_counts_the_seeds_it_ran_on():
     one = method_study.markdown(method_study.summarise([run(0, 0.2), run(1, None), run(2, None)]))
     two = method_study.markdown(method_study.summarise([run(0, 0.2), run(1, 0.3), run(2, None)]))
     assert "(n=500, 1 seed)" in one and "(n=500, 2 seeds)" in two
-
-
-def test_hard_spearman_matches_scipy():
-    from scipy.stats import spearmanr
-
-    a, b = torch.randn(5, 10), torch.randn(5, 10)
-    expected = [spearmanr(a[i], b[i]).statistic for i in range(5)]
-    torch.testing.assert_close(method_study.hard_spearman(a, b), torch.tensor(expected, dtype=torch.float32))
 
 
 def test_unknown_configuration_is_a_clear_error(capsys):
