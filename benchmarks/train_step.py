@@ -32,7 +32,7 @@ from softrank_ad_examples import models
 COMPOSED = {
     "adaad+dist": ("adaad", DIST()),
     "adaad+kendall": ("adaad", KendallMatching()),
-    "adaad+sm-samples": ("adaad", SlackMatching(axis="samples")),
+    "adaad+sm-samples": ("adaad", SlackMatching(rank_axis="samples")),
     "adaad+igdm": ("adaad", IGDM()),
 }
 METHODS = ["pgd-at", "adaad", "smaraad", "smaraad++", "ard", "rslad", *COMPOSED]

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from softrank_ad import make_objective
-from softrank_ad.objectives import OBJECTIVES, DistillationObjective
+from softrank_ad import OBJECTIVES, DistillationObjective
 from softrank_ad_examples import data, models, robustness
 from softrank_ad_examples.training import (
     KeepBest,
@@ -302,7 +302,7 @@ def start(args: argparse.Namespace) -> Run:
     seed_everything(args.seed + rank)
     if device.type == "cpu" and args.preset in ("quick", "paper") and rank == 0:
         print(f"warning: --preset {args.preset} is sized for a GPU; on this CPU it takes many hours. For a CPU "
-              "run use --preset smoke (checks the pipeline) or benchmarks/method_study.py --preset cpu "
+              "run use --preset smoke (checks the pipeline) or study/method_study.py --preset cpu "
               "(a real-data comparison sized for 2 cores).", file=sys.stderr)
     cores = os.cpu_count() or 1
     if args.workers > cores:
@@ -385,7 +385,7 @@ def train_student(r: Run, d: Data, teacher: nn.Module) -> tuple[nn.Module, float
         # Attack and outer loss both under bf16 autocast on CUDA (the attack is ~90% of a step);
         # soft ranks, softmaxes and Grad-CAM maps are computed in float32 inside either way.
         with r.amp():
-            return objective.terms(x, y, epoch=epoch)
+            return objective.breakdown(x, y, epoch=epoch)
 
     def log_val(epoch, row, extra):
         row["val_pgd"] = d.val_pgd(student, args.epsilon)

@@ -10,7 +10,7 @@ Trains two small CNNs briefly on CIFAR-10 (an ImageFolder tree, e.g. the JPEG co
   that still pass gradient (how trainable it is).
 
 Usage:
-    python benchmarks/gamma_choice.py --data-dir /tmp/cifar10-jpeg
+    python study/gamma_choice.py --data-dir /tmp/cifar10-jpeg
 """
 
 from __future__ import annotations

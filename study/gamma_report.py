@@ -1,7 +1,7 @@
 """suggest_gamma on a real teacher's logits: the method study's committed teacher (PreActResNet-18,
 width 16, fast-AT) on CIFAR-10 test images, clean and PGD-10-attacked.
 
-    python benchmarks/gamma_report.py --data-dir /tmp/cifar10-jpeg
+    python study/gamma_report.py --data-dir /tmp/cifar10-jpeg
 """
 
 from __future__ import annotations

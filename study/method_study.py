@@ -13,14 +13,14 @@ Presets: ``cpu`` (teacher A, width-8 students), ``cpu-strong`` (teacher B: the s
 epochs), ``cpu-narrow`` (teacher A, width-4 students); each in its own ``--out``.
 
     # the CPU study (real CIFAR-10 JPEGs, ImageFolder layout): headline rows first, then probes
-    python benchmarks/method_study.py --preset cpu --data-dir /tmp/cifar10-jpeg --groups headline --seeds 0 1 2
-    python benchmarks/method_study.py --preset cpu --data-dir /tmp/cifar10-jpeg --groups probe --seeds 0
+    python study/method_study.py --preset cpu --data-dir /tmp/cifar10-jpeg --groups headline --seeds 0 1 2
+    python study/method_study.py --preset cpu --data-dir /tmp/cifar10-jpeg --groups probe --seeds 0
     # the teacher-strength cell: train teacher B alone first, then relational configurations
-    python benchmarks/method_study.py --preset cpu-strong --data-dir /tmp/cifar10-jpeg --teacher-only
-    python benchmarks/method_study.py --preset cpu-strong --data-dir /tmp/cifar10-jpeg --groups relational --seeds 0
+    python study/method_study.py --preset cpu-strong --data-dir /tmp/cifar10-jpeg --teacher-only
+    python study/method_study.py --preset cpu-strong --data-dir /tmp/cifar10-jpeg --groups relational --seeds 0
     # AutoAttack (standard, official pyautoattack) on the first N evaluation images of finished runs
-    python benchmarks/method_study.py --preset cpu --data-dir /tmp/cifar10-jpeg --autoattack 200 --groups headline
-    python benchmarks/method_study.py --preset cpu --out runs/study-cpu --summary
+    python study/method_study.py --preset cpu --data-dir /tmp/cifar10-jpeg --autoattack 200 --groups headline
+    python study/method_study.py --preset cpu --out runs/study-cpu --summary
 
 Per-epoch columns: loss and its terms, ``grad_norm`` (the student's gradient, mean over steps),
 and on 256 held-out test images attacked by PGD-10 on the student's cross-entropy: ``val_pgd``
@@ -44,6 +44,7 @@ from torch import nn
 from tqdm import tqdm
 
 from softrank_ad import make_objective
+from softrank_ad.diagnostics import hard_spearman
 from softrank_ad_examples import data, models, robustness, training
 from softrank_ad_examples.configs import BASELINE, CONFIGS, GROUPS, Config, composed
 from softrank_ad_examples.stats import format_difference, paired_interval
@@ -173,21 +174,12 @@ def evaluate(model: nn.Module, d: Data, preset: Preset, progress: bool, desc: st
 
 
 # -- one run ----------------------------------------------------------------------------------------
-def hard_spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman's ρ per row (logits have no ties in practice, so ranks are a double argsort)."""
-    ra, rb = (t.argsort(1).argsort(1).float() for t in (a, b))
-    n = a.shape[1]
-    return 1 - 6 * (ra - rb).square().sum(1) / (n * (n * n - 1))
-
-
 def fidelity(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
     """Robust accuracy and agreement with the teacher on PGD-10 points of the student."""
-    was_training = student.training
-    student.eval()
-    x_adv = robustness.adversarial(student, x, y, "pgd", epsilon=EPSILON, step_size=2 / 255, steps=10)
-    with torch.no_grad():
-        z_s, z_t = student(x_adv), teacher(x_adv)
-    student.train(was_training)
+    with robustness.evaluating(student):
+        x_adv = robustness.adversarial(student, x, y, "pgd", epsilon=EPSILON, step_size=2 / 255, steps=10)
+        with torch.no_grad():
+            z_s, z_t = student(x_adv), teacher(x_adv)
     return {"val_pgd": (z_s.argmax(1) == y).float().mean().item(),
             "agree_top1": (z_s.argmax(1) == z_t.argmax(1)).float().mean().item(),
             "hard_rho": hard_spearman(z_s, z_t).mean().item()}
@@ -224,7 +216,7 @@ def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module,
     loader = data.TensorLoader(d.train_x[:preset.train_n], d.train_y[:preset.train_n], preset.batch_size, seed)
 
     def loss_fn(x, y, epoch):
-        terms = objective.terms(x, y, epoch=epoch)
+        terms = objective.breakdown(x, y, epoch=epoch)
         return {**terms, "loss": config.loss_scale * terms["loss"]}
 
     def log(epoch, row, extra):

@@ -3,9 +3,9 @@ clean accuracy, AutoAttack) in each cell of the method study (teacher A or B, st
 4), and how that difference changes from the reference cell to another: the interaction the
 paper's claim is about.
 
-    python benchmarks/study_interaction.py \\
-        --cell "A/8=benchmarks/results/method_study_cpu" --cell "B/8=benchmarks/results/method_study_cpu_strong" \\
-        --cell "A/4=benchmarks/results/method_study_cpu_narrow" --out benchmarks/results/study_interaction
+    python study/study_interaction.py \\
+        --cell "A/8=study/results/method_study_cpu" --cell "B/8=study/results/method_study_cpu_strong" \\
+        --cell "A/4=study/results/method_study_cpu_narrow" --out study/results/study_interaction
 
 The first ``--cell`` is the reference. Within a cell, a configuration is paired with AdaAD by seed
 (same teacher, student initialisation and data order). Across cells, the change of a difference

@@ -31,7 +31,7 @@ TERMS = {
     "kl": lambda epochs: KL(),
     "dist": lambda epochs: DIST(),
     "kendall": lambda epochs: KendallMatching(),
-    "sm-samples": lambda epochs: SlackMatching(axis="samples"),
+    "sm-samples": lambda epochs: SlackMatching(rank_axis="samples"),
     "igdm": lambda epochs: IGDM(ramp_epochs=epochs),
 }
 

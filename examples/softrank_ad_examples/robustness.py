@@ -6,6 +6,8 @@ random start; AutoAttack is the official implementation (``pyautoattack``), stan
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -24,21 +26,30 @@ def adversarial(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Atta
     (``"cw"``, i.e. CW∞) against ``model`` as it is (the caller sets its mode)."""
     if attack == "none":
         return x
-    loss = {"pgd": lambda u: F.cross_entropy(model(u), y), "cw": lambda u: cw_margin_loss(model(u), y)}[attack]
+    loss = {"pgd": lambda u: F.cross_entropy(model(u), y), "cw": lambda u: cw_margin_loss(model(u), y, reduction="sum")}[attack]
     return pgd(loss, x, epsilon=epsilon, step_size=step_size, steps=steps)
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside the block; every submodule's mode put back after, also on
+    an error (one helper for every script that evaluates a model it is training)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack = "pgd", *,
                     epsilon: float = 8 / 255, step_size: float = 2 / 255, steps: int = 20) -> float:
     """The fraction of (x, y) that ``model`` (in eval mode) still classifies correctly under ``attack``."""
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         x_adv = adversarial(model, x, y, attack, epsilon=epsilon, step_size=step_size, steps=steps)
         with torch.no_grad():
             return (model(x_adv).argmax(1) == y).float().mean().item()
-    finally:
-        model.train(was_training)
 
 
 def evaluate(model: nn.Module, loader, device, *, epsilon: float = 8 / 255, step_size: float = 2 / 255,
@@ -59,9 +70,7 @@ def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
     """Accuracy under AutoAttack (standard: APGD-CE, APGD-T, FAB-T, Square), official code."""
     from pyautoattack import AutoAttack
 
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         adversary = AutoAttack(model, norm="Linf", eps=epsilon, version="standard", device=x.device, seed=seed)
         adversary.verbose = progress  # AutoAttack prints one line per sub-attack as it goes
         x_adv = adversary.run_standard_evaluation(x, y, batch_size=batch_size)
@@ -69,6 +78,4 @@ def autoattack_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, e
             x_adv = x_adv[0]
         with torch.no_grad():
             return (model(x_adv).argmax(1) == y).float().mean().item()
-    finally:
-        model.train(was_training)
 

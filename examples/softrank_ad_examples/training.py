@@ -1,6 +1,6 @@
 """The training loop of the CIFAR examples: SGD with step decay, resumable checkpoints, RNG state.
 
-Used by ``distill_cifar.py`` and ``benchmarks/method_study.py``. Checkpoints are written atomically
+Used by ``distill_cifar.py`` and ``study/method_study.py``. Checkpoints are written atomically
 and read with ``torch.load(weights_only=True)``: they hold tensors, numbers and strings only, so a
 checkpoint file can never run code when it is loaded.
 """
