@@ -11,8 +11,14 @@ from torch import nn
 
 def _cnn(seed: int, classes: int = 10) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, stride=2, padding=1),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, classes),
+    )
 
 
 def _mlp(seed: int, classes: int = 10) -> nn.Module:
@@ -24,10 +30,18 @@ def _mlp(seed: int, classes: int = 10) -> nn.Module:
 def _doctest_names(doctest_namespace):
     torch.manual_seed(0)
     doctest_namespace.update(
-        torch=torch, F=F, nn=nn,
+        torch=torch,
+        F=F,
+        nn=nn,
         # Any classifiers on [0, 1] inputs: an MLP pair, and a CNN pair for Grad-CAM.
-        student=_mlp(1), teacher=_mlp(2), x=torch.rand(4, 3, 4, 4), y=torch.tensor([0, 1, 2, 3]),
-        cnn=_cnn(3), cnn_teacher=_cnn(4), images=torch.rand(4, 3, 8, 8), labels=torch.tensor([0, 1, 2, 3]),
+        student=_mlp(1),
+        teacher=_mlp(2),
+        x=torch.rand(4, 3, 4, 4),
+        y=torch.tensor([0, 1, 2, 3]),
+        cnn=_cnn(3),
+        cnn_teacher=_cnn(4),
+        images=torch.rand(4, 3, 8, 8),
+        labels=torch.tensor([0, 1, 2, 3]),
     )
 
 

@@ -9,8 +9,9 @@ from collections.abc import Callable
 import torch
 
 
-def median_ms(fn: Callable[[], object], device: str, repeats: int, warmup: bool = True,
-              before: Callable[[], object] | None = None) -> float:
+def median_ms(
+    fn: Callable[[], object], device: str, repeats: int, warmup: bool = True, before: Callable[[], object] | None = None
+) -> float:
     """Median milliseconds of ``repeats`` calls, after one untimed call (autotuning, compiling).
     ``before`` runs untimed ahead of each call (e.g. the model forward that precedes a loss)."""
     if warmup:

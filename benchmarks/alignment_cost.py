@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> dict:
         loss_fn(student, teacher, x, y).backward()
 
     t_plain, t_align = median_ms(plain, args.device, args.repeats), median_ms(aligned, args.device, args.repeats)
-    print(f"{args.student} student, {args.teacher} teacher, batch {args.batch}, {args.device}: "
-          f"plain fwd+bwd {t_plain:.0f} ms, alignment {t_align:.0f} ms, ratio {t_align / t_plain:.2f}")
+    print(
+        f"{args.student} student, {args.teacher} teacher, batch {args.batch}, {args.device}: "
+        f"plain fwd+bwd {t_plain:.0f} ms, alignment {t_align:.0f} ms, ratio {t_align / t_plain:.2f}"
+    )
     return {"plain_ms": t_plain, "alignment_ms": t_align, "ratio": t_align / t_plain}
 
 

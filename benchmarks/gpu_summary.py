@@ -25,7 +25,11 @@ def newest(folder: Path, pattern: str) -> dict | None:
 
 
 def cut_note(report: dict) -> list[str]:
-    return ["(partial: the stage was cut by its time limit; these are the rows it finished)"] if report.get("partial") else []
+    return (
+        ["(partial: the stage was cut by its time limit; these are the rows it finished)"]
+        if report.get("partial")
+        else []
+    )
 
 
 def stage_lines(folder: Path) -> list[str]:
@@ -43,16 +47,21 @@ def stage_lines(folder: Path) -> list[str]:
 def throughput_lines(report: dict) -> list[str]:
     rows = [r for r in report["rows"] if "error" not in r]
     ours = "softrank_ad[triton]" if any(r["impl"] == "softrank_ad[triton]" for r in rows) else "softrank_ad[auto]"
-    lines = [f"Soft rank, float32, fwd+bwd ms ({report['card']}; {ours}):", "",
-             "| n | B | γ | softrank_ad | torchsort | naive | × vs torchsort | × vs naive | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Soft rank, float32, fwd+bwd ms ({report['card']}; {ours}):",
+        "",
+        "| n | B | γ | softrank_ad | torchsort | naive | × vs torchsort | × vs naive | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     index = {(r["impl"], r["n"], r["B"], r["gamma"]): r for r in rows}
     for r in (r for r in rows if r["impl"] == ours):
         peers = [index.get((peer, r["n"], r["B"], r["gamma"])) for peer in ("torchsort", "naive pairwise")]
         times = [f"{p['fwd_bwd_ms']:.3f}" if p else "–" for p in peers]
         ratios = [f"{p['fwd_bwd_ms'] / r['fwd_bwd_ms']:.2f}" if p else "–" for p in peers]
-        lines.append(f"| {r['n']} | {r['B']} | {r['gamma']:g} | {r['fwd_bwd_ms']:.3f} | {times[0]} | {times[1]} | "
-                     f"{ratios[0]} | {ratios[1]} | {r['peak_mb']:.1f} |")
+        lines.append(
+            f"| {r['n']} | {r['B']} | {r['gamma']:g} | {r['fwd_bwd_ms']:.3f} | {times[0]} | {times[1]} | "
+            f"{ratios[0]} | {ratios[1]} | {r['peak_mb']:.1f} |"
+        )
     if report.get("missing_peers"):
         lines.append(f"Not installed, so not compared: {', '.join(report['missing_peers'])}.")
     return lines
@@ -60,8 +69,10 @@ def throughput_lines(report: dict) -> list[str]:
 
 def train_step_lines(report: dict) -> list[str]:
     config = report["config"]
-    title = (f"Training step ({config['student']} student, {config['teacher']} teacher, batch {config['batch']}, "
-             f"PGD-{config['pgd_steps']}):")
+    title = (
+        f"Training step ({config['student']} student, {config['teacher']} teacher, batch {config['batch']}, "
+        f"PGD-{config['pgd_steps']}):"
+    )
     lines = [title, "", "| method | precision | ms / step | × AdaAD |", "|---|---|---|---|"]
     for r in report["rows"]:
         base = next((b for b in report["rows"] if b["method"] == "adaad" and b["precision"] == r["precision"]), None)

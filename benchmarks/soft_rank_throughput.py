@@ -222,8 +222,10 @@ def long_row_accuracy(n: int, batch: int, gamma: float) -> dict:
         leaf = x.clone().requires_grad_()
         ranks = soft_rank(leaf, gamma=gamma)
         ranks.backward(g)
-        return {f"{prefix}rank_err": float((ranks.detach().double() - exact_r).abs().max()),
-                f"{prefix}grad_err": float((leaf.grad.double() - exact_g).abs().max())}
+        return {
+            f"{prefix}rank_err": float((ranks.detach().double() - exact_r).abs().max()),
+            f"{prefix}grad_err": float((leaf.grad.double() - exact_g).abs().max()),
+        }
 
     result = {"method": native.method(x[0], gamma, backward=True, rows=batch), **errors("")}
     with native.farfield("never"):
@@ -242,10 +244,15 @@ def run(args) -> dict:
     if args.only:
         impls = {k: v for k, v in impls.items() if any(o in k for o in args.only)}
     rows = []
-    header = {"date": datetime.date.today().isoformat(), "device": args.device,
-              "card": torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
-              "torch": torch.__version__, "softrank_ad": softrank_ad.__version__, "command": args.command,
-              "missing_peers": missing}
+    header = {
+        "date": datetime.date.today().isoformat(),
+        "device": args.device,
+        "card": torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "softrank_ad": softrank_ad.__version__,
+        "command": args.command,
+        "missing_peers": missing,
+    }
     if getattr(args, "partial", None):
         partial.start(args.partial, header)
     for dtype in dtypes:
@@ -255,17 +262,32 @@ def run(args) -> dict:
                 result = measure(name, impl, n, batch, dtype, args.device, gamma, args.repeats, quick)
                 if result is None:
                     continue
-                if args.grid == "long" and name == "softrank_ad[auto]" and args.device == "cpu" and "error" not in result:
+                if (
+                    args.grid == "long"
+                    and name == "softrank_ad[auto]"
+                    and args.device == "cpu"
+                    and "error" not in result
+                ):
                     result.update(long_row_accuracy(n, batch, gamma))
-                row = {"impl": name, "n": n, "B": batch, "dtype": str(dtype).removeprefix("torch."), "gamma": gamma, **result}
+                row = {
+                    "impl": name,
+                    "n": n,
+                    "B": batch,
+                    "dtype": str(dtype).removeprefix("torch."),
+                    "gamma": gamma,
+                    **result,
+                }
                 rows.append(row)
                 if getattr(args, "partial", None):
                     partial.add_row(args.partial, row)
                 if "error" in result:
                     print(f"{name:24s} n={n:5d} B={batch:6d} {row['dtype']:9s} {result['error']}")
                 else:
-                    print(f"{name:24s} n={n:5d} B={batch:6d} {row['dtype']:9s} fwd {result['fwd_ms']:9.3f} ms  "
-                          f"fwd+bwd {result['fwd_bwd_ms']:9.3f} ms  peak {result['peak_mb']:9.1f} MB", flush=True)
+                    print(
+                        f"{name:24s} n={n:5d} B={batch:6d} {row['dtype']:9s} fwd {result['fwd_ms']:9.3f} ms  "
+                        f"fwd+bwd {result['fwd_bwd_ms']:9.3f} ms  peak {result['peak_mb']:9.1f} MB",
+                        flush=True,
+                    )
     return {**header, "rows": rows}
 
 
@@ -292,15 +314,27 @@ def markdown(report: dict) -> str:
     lines.append("× > 1: faster than the baseline by that factor (same run, same machine).")
     accurate = [r for r in rows if "rank_err" in r]
     if accurate:
-        lines += ["", ("Accuracy of `auto` (float32) against the dense formula in float64, max abs error, beside the "
-                       "exact float32 sweep on the same input:"), "",
-                  "| n | B | γ | method | ranks | ranks, exact sweep | gradients | gradients, exact sweep |",
-                  "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['n']} | {r['B']} | {r['gamma']:g} | {r['method']} | {r['rank_err']:.1e} | "
-                  f"{r['exact32_rank_err']:.1e} | {r['grad_err']:.1e} | {r['exact32_grad_err']:.1e} |" for r in accurate]
+        lines += [
+            "",
+            (
+                "Accuracy of `auto` (float32) against the dense formula in float64, max abs error, beside the "
+                "exact float32 sweep on the same input:"
+            ),
+            "",
+            "| n | B | γ | method | ranks | ranks, exact sweep | gradients | gradients, exact sweep |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['n']} | {r['B']} | {r['gamma']:g} | {r['method']} | {r['rank_err']:.1e} | "
+            f"{r['exact32_rank_err']:.1e} | {r['grad_err']:.1e} | {r['exact32_grad_err']:.1e} |"
+            for r in accurate
+        ]
     if report.get("missing_peers"):
-        lines.append("Not installed, so not compared (their columns show –): "
-                     + ", ".join(f"{m} (`{PEERS[m]}`)" for m in report["missing_peers"]) + ".")
+        lines.append(
+            "Not installed, so not compared (their columns show –): "
+            + ", ".join(f"{m} (`{PEERS[m]}`)" for m in report["missing_peers"])
+            + "."
+        )
     return "\n".join(lines)
 
 
@@ -314,15 +348,19 @@ def plot(report: dict, path: Path) -> None:
     batches = sorted({r["B"] for r in rows})
     impls = list(dict.fromkeys(r["impl"] for r in rows))
     colours = {impl: f"C{i}" for i, impl in enumerate(impls)}  # one colour per impl in every panel
-    fig, axes = plt.subplots(1, len(batches), figsize=(4.5 * len(batches) + 2.5, 4.2), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        1, len(batches), figsize=(4.5 * len(batches) + 2.5, 4.2), squeeze=False, layout="constrained"
+    )
     gammas = sorted({r["gamma"] for r in rows})
     markers = dict(zip(gammas, "os^Dv"))
     for ax, batch in zip(axes[0], batches):
         for impl in impls:
             for gamma in gammas:  # a line joins only sizes measured at the same γ
-                pts = sorted((r["n"], r["fwd_bwd_ms"]) for r in rows if r["impl"] == impl and r["B"] == batch
-                             and r["gamma"] == gamma)
+                pts = sorted(
+                    (r["n"], r["fwd_bwd_ms"])
+                    for r in rows
+                    if r["impl"] == impl and r["B"] == batch and r["gamma"] == gamma
+                )
                 if pts:
                     ax.plot(*zip(*pts), marker=markers[gamma], color=colours[impl])
         ax.set(xscale="log", yscale="log", xlabel="n", ylabel="fwd+bwd ms", title=f"B = {batch}")
@@ -339,9 +377,13 @@ def main(argv: list[str] | None = None) -> dict:
     # with a CUDA toolkit installed: harmless here, and confusing in a CPU benchmark's output.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--grid", choices=list(GRIDS), default="full",
-                        help="sizes: full (float32 and bfloat16), or float32 only: quick (four training-loss "
-                             "sizes), gpu (run_gpu.sh), long (long rows, γ ∈ {0.1, 1, 10}), tiny")
+    parser.add_argument(
+        "--grid",
+        choices=list(GRIDS),
+        default="full",
+        help="sizes: full (float32 and bfloat16), or float32 only: quick (four training-loss "
+        "sizes), gpu (run_gpu.sh), long (long rows, γ ∈ {0.1, 1, 10}), tiny",
+    )
     parser.add_argument("--quick", dest="grid", action="store_const", const="quick", help="--grid quick")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     parser.add_argument("--gamma", type=float, default=1.0)
@@ -353,9 +395,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.record:
         args.out = Path(__file__).parent / "results"
-    args.command = "python benchmarks/soft_rank_throughput.py " + " ".join(argv if argv is not None else __import__("sys").argv[1:])
+    args.command = "python benchmarks/soft_rank_throughput.py " + " ".join(
+        argv if argv is not None else __import__("sys").argv[1:]
+    )
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"soft_rank_{datetime.date.today().isoformat()}_{args.device}{'' if args.grid == 'full' else '_' + args.grid}"
+    stem = (
+        args.out
+        / f"soft_rank_{datetime.date.today().isoformat()}_{args.device}{'' if args.grid == 'full' else '_' + args.grid}"
+    )
     args.partial = stem.with_suffix(".partial.jsonl")  # each row as it finishes: a run cut short keeps them
     report = run(args)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2))

@@ -40,6 +40,7 @@ METHODS = ["pgd-at", "adaad", "smaraad", "smaraad++", "ard", "rslad", *COMPOSED]
 
 def make_step(method, student, teacher, optimizer, x, y, steps, amp):
     if method == "pgd-at":
+
         def step():
             student.eval()
             x_adv = pgd(lambda u: F.cross_entropy(student(u), y), x, epsilon=8 / 255, step_size=2 / 255, steps=steps)
@@ -49,6 +50,7 @@ def make_step(method, student, teacher, optimizer, x, y, steps, amp):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+
         return step
     base, added = COMPOSED.get(method, (method, None))
     objective = make_objective(base, student, teacher, steps=steps, add=added)
@@ -60,6 +62,7 @@ def make_step(method, student, teacher, optimizer, x, y, steps, amp):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
     return step
 
 
@@ -108,10 +111,18 @@ def main(argv: list[str] | None = None) -> dict:
     y = torch.randint(0, 10, (batch,), device=device)
     date = datetime.date.today().isoformat()
     command = "python benchmarks/train_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    header = {"date": date, "card": torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
-              "torch": torch.__version__, "command": command,
-              "config": {"student": "resnet18" + (" (width 16)" if tiny else ""),
-                         "teacher": "wrn34_10" + (" (widen 2)" if tiny else ""), "batch": batch, "pgd_steps": args.steps}}
+    header = {
+        "date": date,
+        "card": torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "command": command,
+        "config": {
+            "student": "resnet18" + (" (width 16)" if tiny else ""),
+            "teacher": "wrn34_10" + (" (widen 2)" if tiny else ""),
+            "batch": batch,
+            "pgd_steps": args.steps,
+        },
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"train_step_{date}_{device}"
     partial_path = stem.with_suffix(".partial.jsonl")  # rows as they are measured: a cut run keeps them
@@ -119,24 +130,41 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for precision in precisions:
         amp = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if precision == "bf16" else nullcontext
-        steps = {method: make_step(method, student, teacher, torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9),
-                                   x, y, args.steps, amp) for method in args.methods}
+        steps = {
+            method: make_step(
+                method,
+                student,
+                teacher,
+                torch.optim.SGD(student.parameters(), lr=1e-3, momentum=0.9),
+                x,
+                y,
+                args.steps,
+                amp,
+            )
+            for method in args.methods
+        }
 
         def so_far(medians, precision=precision):
             partial.start(partial_path, header)
             for r in rows:
                 partial.add_row(partial_path, r)
             for method, (ms, peak) in medians.items():
-                partial.add_row(partial_path, {"method": method, "precision": precision, "step_ms": ms, "peak_mb": peak})
+                partial.add_row(
+                    partial_path, {"method": method, "precision": precision, "step_ms": ms, "peak_mb": peak}
+                )
 
         for method, (ms, peak) in measure(steps, device, args.repeats, so_far).items():
             rows.append({"method": method, "precision": precision, "step_ms": ms, "peak_mb": peak})
             memory = f"  peak {peak:.0f} MB" if peak is not None else ""
             print(f"{method:10s} {precision}  {ms:9.1f} ms/step{memory}", flush=True)
     report = {**header, "rows": rows}
-    lines = [f"{report['date']} · {report['card']} · torch {report['torch']} · `{report['command']}` · "
-             f"student {report['config']['student']}, teacher {report['config']['teacher']}, batch {batch}, PGD-{args.steps}",
-             "", "| method | precision | ms / step | × AdaAD | peak MB |", "|---|---|---|---|---|"]
+    lines = [
+        f"{report['date']} · {report['card']} · torch {report['torch']} · `{report['command']}` · "
+        f"student {report['config']['student']}, teacher {report['config']['teacher']}, batch {batch}, PGD-{args.steps}",
+        "",
+        "| method | precision | ms / step | × AdaAD | peak MB |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         base = next((b for b in rows if b["method"] == "adaad" and b["precision"] == r["precision"]), None)
         ratio = f"{r['step_ms'] / base['step_ms']:.2f}" if base else "–"

@@ -33,8 +33,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from softrank_ad import make_objective
-from softrank_ad import OBJECTIVES, DistillationObjective
+from softrank_ad import OBJECTIVES, DistillationObjective, make_objective
 from softrank_ad_examples import data, models, robustness
 from softrank_ad_examples.training import (
     KeepBest,
@@ -52,22 +51,61 @@ from softrank_ad_examples.training import (
 
 PRESETS = {
     "smoke": dict(
-        student="resnet18", student_width=8, teacher_arch="preact_resnet18", teacher_width=8,
-        epochs=2, teacher_epochs=2, train_teacher="fast", steps=2, batch_size=32, lr=0.05,
-        milestones=[], train_subset=256, test_subset=64, eval_pgd_steps=20, eval_cw_steps=30,
-        autoattack_n=8, workers=0,
+        student="resnet18",
+        student_width=8,
+        teacher_arch="preact_resnet18",
+        teacher_width=8,
+        epochs=2,
+        teacher_epochs=2,
+        train_teacher="fast",
+        steps=2,
+        batch_size=32,
+        lr=0.05,
+        milestones=[],
+        train_subset=256,
+        test_subset=64,
+        eval_pgd_steps=20,
+        eval_cw_steps=30,
+        autoattack_n=8,
+        workers=0,
     ),
     "quick": dict(
-        student="resnet18", student_width=None, teacher_arch="preact_resnet18", teacher_width=None,
-        epochs=5, teacher_epochs=10, train_teacher="fast", steps=5, batch_size=128, lr=0.1,
-        milestones=[4], train_subset=None, test_subset=1000, eval_pgd_steps=20, eval_cw_steps=30,
-        autoattack_n=1000, workers=8,
+        student="resnet18",
+        student_width=None,
+        teacher_arch="preact_resnet18",
+        teacher_width=None,
+        epochs=5,
+        teacher_epochs=10,
+        train_teacher="fast",
+        steps=5,
+        batch_size=128,
+        lr=0.1,
+        milestones=[4],
+        train_subset=None,
+        test_subset=1000,
+        eval_pgd_steps=20,
+        eval_cw_steps=30,
+        autoattack_n=1000,
+        workers=8,
     ),
     "paper": dict(
-        student="resnet18", student_width=None, teacher_arch="wrn34_10", teacher_width=None,
-        epochs=200, teacher_epochs=100, train_teacher="pgd", steps=10, batch_size=128, lr=0.1,
-        milestones=[100, 150], train_subset=None, test_subset=None, eval_pgd_steps=20, eval_cw_steps=30,
-        autoattack_n=10000, workers=8,
+        student="resnet18",
+        student_width=None,
+        teacher_arch="wrn34_10",
+        teacher_width=None,
+        epochs=200,
+        teacher_epochs=100,
+        train_teacher="pgd",
+        steps=10,
+        batch_size=128,
+        lr=0.1,
+        milestones=[100, 150],
+        train_subset=None,
+        test_subset=None,
+        eval_pgd_steps=20,
+        eval_cw_steps=30,
+        autoattack_n=10000,
+        workers=8,
     ),
 }
 
@@ -88,15 +126,23 @@ METHOD_FLAGS = [
     ("--temperature", float, "ARD's τ"),
     ("--kl-reduction", ("batchmean", "mean"), "'mean' averages the KL over classes too, as the official code"),
     ("--attack-mode", ("eval", "train"), "the student's mode during the attack (official ARD: train)"),
-    ("--clean-bn-forward", bool, "a clean train-mode student forward where no clean term is computed (official AdaAD, ARD)"),
+    (
+        "--clean-bn-forward",
+        bool,
+        "a clean train-mode student forward where no clean term is computed (official AdaAD, ARD)",
+    ),
 ]
 
 
 def method_hparams(args: argparse.Namespace) -> dict:
     """The attack budget and the method flags that were given, as make_objective's keywords."""
     given = {flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_")) for flag, _, _ in METHOD_FLAGS}
-    return {"epsilon": args.epsilon, "step_size": args.step_size, "steps": args.steps,
-            **{k: v for k, v in given.items() if v is not None}}
+    return {
+        "epsilon": args.epsilon,
+        "step_size": args.step_size,
+        "steps": args.steps,
+        **{k: v for k, v in given.items() if v is not None},
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -113,7 +159,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--teacher-arch", choices=sorted(models.MODELS))
     p.add_argument("--teacher-width", type=float)
     p.add_argument("--teacher-ckpt", type=Path, help="state_dict or {'state_dict': ...}; 'module.' prefixes handled")
-    p.add_argument("--train-teacher", choices=["pgd", "fast"], help="PGD-AT, or FGSM with random start + early stopping")
+    p.add_argument(
+        "--train-teacher", choices=["pgd", "fast"], help="PGD-AT, or FGSM with random start + early stopping"
+    )
     p.add_argument("--teacher-epochs", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -124,7 +172,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epsilon", type=float, default=8 / 255)
     p.add_argument("--step-size", type=float, help="step of the training attacks (default 2.5 epsilon / steps)")
     p.add_argument("--steps", type=int, help="PGD steps of the training attack")
-    method = p.add_argument_group("method hyperparameters (default: the library's; a flag the method does not take is an error)")
+    method = p.add_argument_group(
+        "method hyperparameters (default: the library's; a flag the method does not take is an error)"
+    )
     for flag, kind, text in METHOD_FLAGS:
         if kind is bool:
             method.add_argument(flag, action="store_const", const=True, help=text)
@@ -136,7 +186,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-subset", type=int)
     p.add_argument("--eval-pgd-steps", type=int)
     p.add_argument("--eval-cw-steps", type=int)
-    p.add_argument("--autoattack-n", type=int, help="AutoAttack (standard) on the first N test images of a fixed shuffle; 0 skips")
+    p.add_argument(
+        "--autoattack-n", type=int, help="AutoAttack (standard) on the first N test images of a fixed shuffle; 0 skips"
+    )
     p.add_argument("--workers", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -152,7 +204,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.out is None:
         args.out = Path("runs") / f"{args.preset}-{args.method.replace('+', 'p')}"
     cls = OBJECTIVES[args.method]
-    accepted = {*inspect.signature(cls.__init__).parameters, *inspect.signature(DistillationObjective.__init__).parameters}
+    accepted = {
+        *inspect.signature(cls.__init__).parameters,
+        *inspect.signature(DistillationObjective.__init__).parameters,
+    }
     wrong = ["--" + k.replace("_", "-") for k in method_hparams(args) if k not in accepted]
     if wrong:
         takes = [flag for flag, _, _ in METHOD_FLAGS if flag[2:].replace("-", "_") in accepted]
@@ -208,8 +263,16 @@ def first_batch(dataset, device) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 #: What a run leaves in --out; their presence means --out holds a previous run.
-ARTEFACTS = ("history.csv", "teacher_ckpt.pt", "student_ckpt.pt", "teacher.pt", "student.pt", "results.json",
-             "results.md", "curves.png")
+ARTEFACTS = (
+    "history.csv",
+    "teacher_ckpt.pt",
+    "student_ckpt.pt",
+    "teacher.pt",
+    "student.pt",
+    "results.json",
+    "results.md",
+    "curves.png",
+)
 
 
 def prepare_out(args: argparse.Namespace, main_process: bool) -> dict | None:
@@ -221,18 +284,25 @@ def prepare_out(args: argparse.Namespace, main_process: bool) -> dict | None:
         trained = load_checkpoint(student_ckpt)["epoch"] if student_ckpt.exists() else 0
         if (args.out / "results.json").exists() and trained >= args.epochs:
             if main_process:
-                print(f"--resume: {args.out} holds a finished run of {trained} student epochs; its results are in "
-                      f"{args.out / 'results.md'}. Nothing to do (ask for more --epochs to train on, or use "
-                      "--overwrite or another --out to run again).")
+                print(
+                    f"--resume: {args.out} holds a finished run of {trained} student epochs; its results are in "
+                    f"{args.out / 'results.md'}. Nothing to do (ask for more --epochs to train on, or use "
+                    "--overwrite or another --out to run again)."
+                )
             return json.loads((args.out / "results.json").read_text())
         if main_process:
             ckpts = [n for n in ("teacher.pt", "teacher_ckpt.pt", "student_ckpt.pt") if n in found]
-            print(f"--resume: continuing from {', '.join(ckpts)} in {args.out}" if ckpts else
-                  f"--resume: no checkpoint in {args.out}; starting from scratch")
+            print(
+                f"--resume: continuing from {', '.join(ckpts)} in {args.out}"
+                if ckpts
+                else f"--resume: no checkpoint in {args.out}; starting from scratch"
+            )
         return None
     if found and not args.overwrite:
-        raise SystemExit(f"error: {args.out} holds a previous run ({', '.join(found)}); pass --resume to continue it, "
-                         "--overwrite to start over, or choose another --out")
+        raise SystemExit(
+            f"error: {args.out} holds a previous run ({', '.join(found)}); pass --resume to continue it, "
+            "--overwrite to start over, or choose another --out"
+        )
     if found and main_process:
         for name in found:
             (args.out / name).unlink()
@@ -249,8 +319,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"error: {str(err).strip().splitlines()[-1].removeprefix('data.DatasetError: ')}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the checkpoints of finished epochs are kept in {args.out}; rerun the same command "
-              "with --resume to continue", file=sys.stderr)
+        print(
+            f"\ninterrupted: the checkpoints of finished epochs are kept in {args.out}; rerun the same command "
+            "with --resume to continue",
+            file=sys.stderr,
+        )
         raise SystemExit(130) from None
 
 
@@ -270,9 +343,15 @@ class Run:
         return self.rank == 0
 
     def fit_options(self, sampler) -> dict:
-        return dict(out=self.args.out, device=self.device, resume=self.args.resume, sampler=sampler,
-                    progress=not self.args.no_progress, main_process=self.main,
-                    barrier=dist.barrier if self.world > 1 else None)
+        return dict(
+            out=self.args.out,
+            device=self.device,
+            resume=self.args.resume,
+            sampler=sampler,
+            progress=not self.args.no_progress,
+            main_process=self.main,
+            barrier=dist.barrier if self.world > 1 else None,
+        )
 
     def schedule(self, epochs: int, milestones: list[int]) -> Schedule:
         return Schedule(epochs, self.args.lr, self.args.momentum, self.args.weight_decay, milestones)
@@ -301,9 +380,12 @@ def start(args: argparse.Namespace) -> Run:
     rank, world, device = setup_distributed()
     seed_everything(args.seed + rank)
     if device.type == "cpu" and args.preset in ("quick", "paper") and rank == 0:
-        print(f"warning: --preset {args.preset} is sized for a GPU; on this CPU it takes many hours. For a CPU "
-              "run use --preset smoke (checks the pipeline) or study/method_study.py --preset cpu "
-              "(a real-data comparison sized for 2 cores).", file=sys.stderr)
+        print(
+            f"warning: --preset {args.preset} is sized for a GPU; on this CPU it takes many hours. For a CPU "
+            "run use --preset smoke (checks the pipeline) or study/method_study.py --preset cpu "
+            "(a real-data comparison sized for 2 cores).",
+            file=sys.stderr,
+        )
     cores = os.cpu_count() or 1
     if args.workers > cores:
         if rank == 0:
@@ -333,14 +415,22 @@ def load_data(r: Run) -> Data:
     # first N images would all be airplanes. AutoAttack takes the first N of the same shuffle.
     eval_set = data.first(test_set, args.test_subset, seed=0, shuffle=True)
     sampler = DistributedSampler(train_set, seed=args.seed) if r.world > 1 else None
-    loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
-                        num_workers=args.workers, pin_memory=r.device.type == "cuda",
-                        drop_last=len(train_set) > args.batch_size)
+    loader = DataLoader(
+        train_set,
+        batch_size=args.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=args.workers,
+        pin_memory=r.device.type == "cuda",
+        drop_last=len(train_set) > args.batch_size,
+    )
     eval_loader = DataLoader(eval_set, batch_size=256, num_workers=args.workers)
     val_x, val_y = first_batch(data.first(test_set, 128, seed=1, shuffle=True), r.device)
     if r.main:
-        print(f"{args.dataset} ({layout}): {len(train_set)} train / {len(eval_set)} eval images, {classes} classes, "
-              f"device {r.device}, world {r.world}, bf16 autocast {r.amp is not nullcontext}")
+        print(
+            f"{args.dataset} ({layout}): {len(train_set)} train / {len(eval_set)} eval images, {classes} classes, "
+            f"device {r.device}, world {r.world}, bf16 autocast {r.amp is not nullcontext}"
+        )
     return Data(train_set, test_set, sampler, loader, eval_loader, val_x, val_y, classes)
 
 
@@ -359,10 +449,17 @@ def get_teacher(r: Run, d: Data) -> nn.Module:
         if args.train_teacher is None:
             raise SystemExit("error: give --teacher-ckpt, or --train-teacher pgd|fast to train one")
         net = nn.parallel.DistributedDataParallel(teacher) if r.world > 1 else teacher
-        keep_best = KeepBest(teacher, lambda m: d.val_pgd(m, args.epsilon),
-                             stop_drop=0.2 if args.train_teacher == "fast" else None)
-        loss = adversarial_training_loss(net, epsilon=args.epsilon, step_size=args.step_size, steps=args.steps,
-                                         fast=args.train_teacher == "fast", amp=r.amp)
+        keep_best = KeepBest(
+            teacher, lambda m: d.val_pgd(m, args.epsilon), stop_drop=0.2 if args.train_teacher == "fast" else None
+        )
+        loss = adversarial_training_loss(
+            net,
+            epsilon=args.epsilon,
+            step_size=args.step_size,
+            steps=args.steps,
+            fast=args.train_teacher == "fast",
+            amp=r.amp,
+        )
         schedule = r.schedule(args.teacher_epochs, teacher_milestones(args.teacher_epochs))
         extra = fit("teacher", net, loss, d.loader, schedule, on_epoch_end=keep_best, **r.fit_options(d.sampler))
         KeepBest.best(teacher, extra)
@@ -392,13 +489,21 @@ def train_student(r: Run, d: Data, teacher: nn.Module) -> tuple[nn.Module, float
         return False
 
     started = time.time()
-    fit("student", net, loss, d.loader, r.schedule(args.epochs, args.milestones), on_epoch_end=log_val,
-        **r.fit_options(d.sampler))
+    fit(
+        "student",
+        net,
+        loss,
+        d.loader,
+        r.schedule(args.epochs, args.milestones),
+        on_epoch_end=log_val,
+        **r.fit_options(d.sampler),
+    )
     return student, time.time() - started
 
 
-def evaluate_and_report(r: Run, d: Data, teacher: nn.Module, student: nn.Module, train_seconds: float,
-                        wall_started: float) -> dict:
+def evaluate_and_report(
+    r: Run, d: Data, teacher: nn.Module, student: nn.Module, train_seconds: float, wall_started: float
+) -> dict:
     """Rank 0: clean, PGD, CW∞ and AutoAttack accuracy of both models; results.json/.md, curves."""
     args = r.args
     save_checkpoint(student.state_dict(), args.out / "student.pt")
@@ -406,32 +511,55 @@ def evaluate_and_report(r: Run, d: Data, teacher: nn.Module, student: nn.Module,
     rows = {}
     for name, model in (("teacher", teacher), (args.method, student)):
         started = time.time()
-        scores = robustness.evaluate(model, d.eval_loader, r.device, epsilon=args.epsilon, pgd_steps=args.eval_pgd_steps,
-                                     cw_steps=args.eval_cw_steps, progress=not args.no_progress, desc=f"evaluating {name}")
+        scores = robustness.evaluate(
+            model,
+            d.eval_loader,
+            r.device,
+            epsilon=args.epsilon,
+            pgd_steps=args.eval_pgd_steps,
+            cw_steps=args.eval_cw_steps,
+            progress=not args.no_progress,
+            desc=f"evaluating {name}",
+        )
         scores["autoattack"] = None
         if args.autoattack_n > 0:
             x_aa, y_aa = first_batch(data.first(d.test_set, args.autoattack_n, seed=0, shuffle=True), r.device)
-            scores["autoattack"] = robustness.autoattack_accuracy(model, x_aa, y_aa, epsilon=args.epsilon, seed=args.seed,
-                                                                  progress=not args.no_progress)
+            scores["autoattack"] = robustness.autoattack_accuracy(
+                model, x_aa, y_aa, epsilon=args.epsilon, seed=args.seed, progress=not args.no_progress
+            )
         scores["eval_seconds"] = time.time() - started
         rows[name] = scores
     card = torch.cuda.get_device_name(r.device) if r.device.type == "cuda" else "cpu"
-    result = {"args": {k: str(v) for k, v in vars(args).items()}, "device": str(r.device), "card": card,
-              "world_size": r.world, "torch": torch.__version__, "student_train_seconds": train_seconds,
-              "wall_seconds": time.time() - wall_started, "results": rows}
+    result = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "device": str(r.device),
+        "card": card,
+        "world_size": r.world,
+        "torch": torch.__version__,
+        "student_train_seconds": train_seconds,
+        "wall_seconds": time.time() - wall_started,
+        "results": rows,
+    }
     (args.out / "results.json").write_text(json.dumps(result, indent=2))
     pgd_key = f"pgd{args.eval_pgd_steps}"
-    lines = [f"| model | clean | PGD-{args.eval_pgd_steps} | CW∞-{args.eval_cw_steps} | AutoAttack (first {args.autoattack_n}) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"| model | clean | PGD-{args.eval_pgd_steps} | CW∞-{args.eval_cw_steps} | AutoAttack (first {args.autoattack_n}) |",
+        "|---|---|---|---|---|",
+    ]
     for name, s in rows.items():
         aa = f"{s['autoattack']:.2%}" if s["autoattack"] is not None else "not run"
         lines.append(f"| {name} | {s['clean']:.2%} | {s[pgd_key]:.2%} | {s['cw']:.2%} | {aa} |")
-    lines += ["", f"Preset {args.preset}, method {args.method}, {card}, world size {r.world}, torch "
-              f"{torch.__version__}, bf16 autocast {r.amp is not nullcontext}; wall-clock {result['wall_seconds']:.0f} s "
-              f"in this process (student training {train_seconds:.0f} s)."]
+    lines += [
+        "",
+        f"Preset {args.preset}, method {args.method}, {card}, world size {r.world}, torch "
+        f"{torch.__version__}, bf16 autocast {r.amp is not nullcontext}; wall-clock {result['wall_seconds']:.0f} s "
+        f"in this process (student training {train_seconds:.0f} s).",
+    ]
     if args.preset == "smoke":
-        lines.append("Smoke preset: tiny models and data; these numbers only show that the pipeline runs and "
-                     "say nothing about the methods.")
+        lines.append(
+            "Smoke preset: tiny models and data; these numbers only show that the pipeline runs and "
+            "say nothing about the methods."
+        )
     table = "\n".join(lines)
     (args.out / "results.md").write_text(table + "\n")
     print(table)

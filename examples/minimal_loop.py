@@ -32,7 +32,9 @@ def train_plain(student, steps: int = 3) -> float:
 
 def train_smaraad(student, teacher, steps: int = 3, epochs_done: int = 0) -> float:
     objective = make_objective("smaraad", student, teacher, steps=2)  # SmaraAD: wrap the models
-    optimizer = torch.optim.SGD(objective.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)  # SmaraAD: student's parameters
+    optimizer = torch.optim.SGD(
+        objective.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4
+    )  # SmaraAD: student's parameters
     student.train()
     for x, y in batches(steps):
         loss = objective(x, y, epoch=epochs_done)  # SmaraAD: attack + outer loss

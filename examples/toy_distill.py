@@ -46,9 +46,19 @@ from softrank_ad_examples.stats import format_difference
 TEACHER = "Teacher (PGD-AT, 256 wide)"
 #: Student configurations, by their names in the grid the method study uses (softrank_ad_examples.
 #: configs): the ones that apply to a model without a spatial layer. ``smaraad`` is the paper reading.
-TOY_CONFIGS = ["adaad", "smaraad", "rslad", *(f"{m}-k{k}" for k in (3, 10) for m in ("adaad", "smaraad")),
-               "smaraad-kl0.5", "smaraad-kl1.0", "smaraad-gamma0.3", "smaraad-gamma3.0", "smaraad-gamma10.0",
-               "smaraad-std", "smaraad-dcg"]
+TOY_CONFIGS = [
+    "adaad",
+    "smaraad",
+    "rslad",
+    *(f"{m}-k{k}" for k in (3, 10) for m in ("adaad", "smaraad")),
+    "smaraad-kl0.5",
+    "smaraad-kl1.0",
+    "smaraad-gamma0.3",
+    "smaraad-gamma3.0",
+    "smaraad-gamma10.0",
+    "smaraad-std",
+    "smaraad-dcg",
+]
 DEFAULT_CONFIGS = ["smaraad", "adaad"]
 LABELS = {"smaraad": "SmaraAD student (64 wide, slack matching)", "adaad": "AdaAD student (64 wide, KL)"}
 
@@ -126,8 +136,10 @@ def agreement(student: nn.Module, teacher: nn.Module, points: torch.Tensor) -> f
 
 
 def scores(model, teacher, x, y, epsilon) -> dict:
-    out = {"clean": robust_accuracy(model, x, y, "none"),
-           "robust": robust_accuracy(model, x, y, "pgd", **attack_kwargs(epsilon, 20))}
+    out = {
+        "clean": robust_accuracy(model, x, y, "none"),
+        "robust": robust_accuracy(model, x, y, "pgd", **attack_kwargs(epsilon, 20)),
+    }
     if model is not teacher:
         out["agree_grid"] = agreement(model, teacher, grid())
         out["agree_boxes"] = agreement(model, teacher, box_points(x, epsilon))
@@ -139,8 +151,10 @@ def run_seed(seed: int, configs: list[str], args) -> tuple[dict, dict]:
     torch.manual_seed(seed)
     x, y = make_points(args.points, args.classes, args.epsilon, seed)
     teacher = train_teacher(x, y, args.classes, args.epsilon, args.teacher_iterations, args.progress)
-    students = {c: train_student(c, teacher, x, y, args.classes, args.epsilon, args.student_iterations, seed,
-                                 args.progress) for c in configs}
+    students = {
+        c: train_student(c, teacher, x, y, args.classes, args.epsilon, args.student_iterations, seed, args.progress)
+        for c in configs
+    }
     rows = {TEACHER: scores(teacher, teacher, x, y, args.epsilon)}
     rows.update({c: scores(s, teacher, x, y, args.epsilon) for c, s in students.items()})
     return rows, {"x": x, "y": y, "models": {TEACHER: teacher, **students}}
@@ -159,15 +173,22 @@ def table(per_seed: list[dict], configs: list[str]) -> str:
     difference against it (same seed: same points, teacher and initialisation)."""
     n = len(per_seed)
     paired = "adaad" in configs and len(configs) > 1
-    header = (f"| model ({n} seed{'s' if n > 1 else ''}, mean ± std, %) | clean acc | robust acc (PGD-20 in the ε-box) | "
-              "agrees with the teacher: unit square | agrees with the teacher: inside the ε-boxes |")
+    header = (
+        f"| model ({n} seed{'s' if n > 1 else ''}, mean ± std, %) | clean acc | robust acc (PGD-20 in the ε-box) | "
+        "agrees with the teacher: unit square | agrees with the teacher: inside the ε-boxes |"
+    )
     header += " Δ robust vs AdaAD | Δ agreement in boxes vs AdaAD |" if paired else ""
     lines = [header, "|---" * (7 if paired else 5) + "|"]
     for name in [TEACHER, *configs]:
         cells = [mean_std([r[name][k] for r in per_seed]) if k in per_seed[0][name] else "–" for k in METRICS]
         if paired:
-            cells += ["–"] * 2 if name in (TEACHER, "adaad") else [
-                format_difference([r[name][k] - r["adaad"][k] for r in per_seed]) for k in ("robust", "agree_boxes")]
+            cells += (
+                ["–"] * 2
+                if name in (TEACHER, "adaad")
+                else [
+                    format_difference([r[name][k] - r["adaad"][k] for r in per_seed]) for k in ("robust", "agree_boxes")
+                ]
+            )
         lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
     if paired:
         lines.append("\nΔ: mean paired difference in points [95% t-interval]; * where the interval excludes 0.")
@@ -190,12 +211,30 @@ def plot(first: dict, rows: dict, epsilon: float, path: Path) -> None:
     for ax, (name, model) in zip(axes, models.items()):
         with torch.no_grad():
             regions = model(cells).argmax(1).reshape(300, 300)
-        ax.imshow(regions.numpy(), origin="lower", extent=(0, 1, 0, 1), cmap=ListedColormap(colours), alpha=0.35,
-                  vmin=0, vmax=len(colours) - 1, interpolation="nearest")
+        ax.imshow(
+            regions.numpy(),
+            origin="lower",
+            extent=(0, 1, 0, 1),
+            cmap=ListedColormap(colours),
+            alpha=0.35,
+            vmin=0,
+            vmax=len(colours) - 1,
+            interpolation="nearest",
+        )
         for (px, py), label in zip(x.tolist(), y.tolist()):
-            ax.add_patch(Rectangle((px - epsilon, py - epsilon), 2 * epsilon, 2 * epsilon, fill=False,
-                                   edgecolor=colours[label], linewidth=1.2))
-        ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), c=[colours[i] for i in y.tolist()], s=12, edgecolors="k", linewidths=0.4)
+            ax.add_patch(
+                Rectangle(
+                    (px - epsilon, py - epsilon),
+                    2 * epsilon,
+                    2 * epsilon,
+                    fill=False,
+                    edgecolor=colours[label],
+                    linewidth=1.2,
+                )
+            )
+        ax.scatter(
+            x[:, 0].numpy(), x[:, 1].numpy(), c=[colours[i] for i in y.tolist()], s=12, edgecolors="k", linewidths=0.4
+        )
         r = rows[name]
         text = f"clean {r['clean']:.0%}, robust {r['robust']:.0%}"
         if "agree_grid" in r:
@@ -204,8 +243,11 @@ def plot(first: dict, rows: dict, epsilon: float, path: Path) -> None:
         ax.title.set_fontsize(9)
     handles = [Patch(facecolor=c, alpha=0.5, label=f"class {i}") for i, c in enumerate(colours)]
     fig.legend(handles=handles, loc="lower center", ncol=len(colours), fontsize=8, frameon=False)
-    fig.suptitle("Background: predicted class. Square: a point's ε-box in its class colour; a box over more than "
-                 "one background colour can be attacked. (First seed.)", fontsize=9)
+    fig.suptitle(
+        "Background: predicted class. Square: a point's ε-box in its class colour; a box over more than "
+        "one background colour can be attacked. (First seed.)",
+        fontsize=9,
+    )
     fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -214,8 +256,12 @@ def plot(first: dict, rows: dict, epsilon: float, path: Path) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (problems), 0..N-1")
-    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS,
-                        help=f"student configurations, or 'all': {', '.join(TOY_CONFIGS)}")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=DEFAULT_CONFIGS,
+        help=f"student configurations, or 'all': {', '.join(TOY_CONFIGS)}",
+    )
     parser.add_argument("--points", type=int, default=40)
     parser.add_argument("--classes", type=int, default=4)
     parser.add_argument("--epsilon", type=float, default=0.03, help="L∞ box radius in the unit square")
@@ -246,8 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
     text = table(per_seed, args.configs)
     print(text)
     plot(first, per_seed[0], args.epsilon, args.out / "toy_decision_regions.png")
-    result = {"args": {k: str(v) for k, v in vars(args).items()}, "per_seed": per_seed,
-              "seconds": time.time() - start}
+    result = {"args": {k: str(v) for k, v in vars(args).items()}, "per_seed": per_seed, "seconds": time.time() - start}
     (args.out / "toy_results.json").write_text(json.dumps(result, indent=2))
     (args.out / "toy_results.md").write_text(text + "\n")
     print(f"wrote {args.out / 'toy_decision_regions.png'} and toy_results.json/.md in {result['seconds']:.0f}s")

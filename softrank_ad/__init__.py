@@ -34,9 +34,12 @@ from softrank_ad.registry import OBJECTIVES, make_objective
 from softrank_ad.relational import DISTLoss, dist_loss
 from softrank_ad.spearman import SlackMatchingLoss, SoftSpearman, dcg_weights, slack_matching_loss, soft_spearman
 
-__getattr__ = _deprecation.module_getattr("softrank_ad", {
-    "Alignment": ("softrank_ad.AlignmentResult (softrank_ad.terms.Alignment is the term)", lambda: AlignmentResult),
-})
+__getattr__ = _deprecation.module_getattr(
+    "softrank_ad",
+    {
+        "Alignment": ("softrank_ad.AlignmentResult (softrank_ad.terms.Alignment is the term)", lambda: AlignmentResult),
+    },
+)
 
 __all__ = [
     "DEFAULT_GAMMA",

@@ -16,8 +16,11 @@ REMOVED_IN = "0.3"
 
 def warn(old: str, new: str, *, stacklevel: int = 3) -> None:
     """Warn that ``old`` is deprecated in favour of ``new``."""
-    warnings.warn(f"{old} is deprecated since 0.2 and will be removed in {REMOVED_IN}; use {new}",
-                  DeprecationWarning, stacklevel=stacklevel)
+    warnings.warn(
+        f"{old} is deprecated since 0.2 and will be removed in {REMOVED_IN}; use {new}",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def renamed_keyword(kwargs: dict[str, Any], old: str, new: str, where: str) -> None:
@@ -53,22 +56,29 @@ def keyword_only(*names: str) -> Callable[[F], F]:
     keyword-only in 0.2), in the order 0.1 took them after the arguments that stay positional."""
 
     def decorate(fn: F) -> F:
-        positional = [p.name for p in inspect.signature(fn).parameters.values()
-                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        positional = [
+            p.name
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            extra = args[len(positional):]
+            extra = args[len(positional) :]
             if extra:
                 if len(extra) > len(names):
-                    raise TypeError(f"{fn.__qualname__} takes at most {len(positional) + len(names)} positional "
-                                    f"arguments, got {len(args)}")
+                    raise TypeError(
+                        f"{fn.__qualname__} takes at most {len(positional) + len(names)} positional "
+                        f"arguments, got {len(args)}"
+                    )
                 moved = names[: len(extra)]
                 for name in moved:
                     if name in kwargs:
                         raise TypeError(f"{fn.__qualname__} got multiple values for argument {name!r}")
-                warn(f"passing {', '.join(moved)} to {fn.__qualname__.split('.')[0]} by position",
-                     "keyword arguments (" + ", ".join(f"{n}=" for n in moved) + ")")
+                warn(
+                    f"passing {', '.join(moved)} to {fn.__qualname__.split('.')[0]} by position",
+                    "keyword arguments (" + ", ".join(f"{n}=" for n in moved) + ")",
+                )
                 kwargs.update(zip(moved, extra))
                 args = args[: len(positional)]
             return fn(*args, **kwargs)

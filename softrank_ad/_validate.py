@@ -147,8 +147,7 @@ def check_dim(x: torch.Tensor, dim: int, name: str) -> int:
         raise ValueError(f"{name} must have at least one dimension, got a 0-d tensor")
     if not -x.dim() <= dim < x.dim():
         raise ValueError(
-            f"dim={dim} is out of range for {name} of shape {tuple(x.shape)} "
-            f"(expected -{x.dim()} <= dim < {x.dim()})"
+            f"dim={dim} is out of range for {name} of shape {tuple(x.shape)} (expected -{x.dim()} <= dim < {x.dim()})"
         )
     return dim % x.dim()
 
@@ -165,7 +164,9 @@ def check_gamma(gamma: object, dtype: torch.dtype = torch.float64) -> float:
         value = math.inf
     if not math.isfinite(value) or not 0 < value <= limit:
         shown = f"{gamma:.3g}" if isinstance(gamma, float) else f"an int of {int(gamma).bit_length()} bits"
-        raise ValueError(f"gamma must be finite and > 0, and at most {limit:.3g} (the largest {dtype} value), got {shown}")
+        raise ValueError(
+            f"gamma must be finite and > 0, and at most {limit:.3g} (the largest {dtype} value), got {shown}"
+        )
     return value
 
 
@@ -189,10 +190,7 @@ def check_unit_interval(value: object, name: str) -> float:
 
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     if a.shape != b.shape:
-        raise ValueError(
-            f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} "
-            f"and {tuple(b.shape)}"
-        )
+        raise ValueError(f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
 def check_logit_shapes(z_s: torch.Tensor, z_t: torch.Tensor) -> None:

@@ -85,11 +85,19 @@ def pgd(
         if x_start.shape != x.shape:
             raise ValueError(f"x_start must have the shape of x {tuple(x.shape)}, got {tuple(x_start.shape)}")
         x_start = project(x_start.detach(), x.detach(), epsilon)
-    return ascend(loss_fn, x, epsilon=epsilon, step_size=step_size, steps=steps,
-                  x_start=x_start if x_start is not None else random_start(x.detach(), epsilon, start))
+    return ascend(
+        loss_fn,
+        x,
+        epsilon=epsilon,
+        step_size=step_size,
+        steps=steps,
+        x_start=x_start if x_start is not None else random_start(x.detach(), epsilon, start),
+    )
 
 
-def ascend(loss_fn, x: torch.Tensor, *, epsilon: float, step_size: float, steps: int, x_start: torch.Tensor) -> torch.Tensor:
+def ascend(
+    loss_fn, x: torch.Tensor, *, epsilon: float, step_size: float, steps: int, x_start: torch.Tensor
+) -> torch.Tensor:
     """The PGD iterations of :func:`pgd` without its argument checks, for callers that made them."""
     x = x.detach()
     x_adv = x_start.detach()
@@ -103,8 +111,9 @@ def ascend(loss_fn, x: torch.Tensor, *, epsilon: float, step_size: float, steps:
 
 
 @_deprecation.keyword_only("kappa")
-def cw_margin_loss(logits: torch.Tensor, y: torch.Tensor, *, kappa: float = 50.0, reduction: str = "mean",
-                   check_finite: bool = True) -> torch.Tensor:
+def cw_margin_loss(
+    logits: torch.Tensor, y: torch.Tensor, *, kappa: float = 50.0, reduction: str = "mean", check_finite: bool = True
+) -> torch.Tensor:
     r"""Carlini–Wagner margin per sample, :math:`\max_{j \neq y_b} z_{b,j} - z_{b,y_b}` clamped at
     −κ; maximising it pushes every sample across the decision boundary (the CW∞ attack).
 

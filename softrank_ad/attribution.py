@@ -11,7 +11,7 @@ import functools
 import inspect
 import weakref
 from collections.abc import Callable
-from typing import Literal, NamedTuple, Union, get_args
+from typing import Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
@@ -20,11 +20,11 @@ from torch import nn
 from softrank_ad import _deprecation, _validate
 from softrank_ad._modes import modes_restored, unwrap
 
-LayerSpec = Union[None, str, nn.Module]
+LayerSpec = None | str | nn.Module
 #: The class whose map the alignment compares: the true label, or the teacher's predicted class.
 CAMTarget = Literal["label", "predicted"]
-TargetSpec = Union[torch.Tensor, CAMTarget]
-OutputSize = Union[None, tuple[int, int], Literal["layer"]]
+TargetSpec = torch.Tensor | CAMTarget
+OutputSize = None | tuple[int, int] | Literal["layer"]
 #: Maps a layer's activation to (B, K, h, w), e.g. a transformer's (B, tokens, K) tokens to a grid.
 ReshapeTransform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -101,8 +101,7 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> dict[str, nn.Module]:
         except AttributeError:
             names = [n for n, _ in inner.named_children()]
             raise ValueError(
-                f"layer={layer!r} does not exist in {type(inner).__name__}; its top-level modules "
-                f"are {names}"
+                f"layer={layer!r} does not exist in {type(inner).__name__}; its top-level modules are {names}"
             ) from None
     if isinstance(layer, nn.Module):
         for name, m in inner.named_modules():
@@ -118,9 +117,7 @@ def _pick_activation(
     if layer is None:
         spatial = [(name, out) for name, out in capture.seen if _is_spatial(out)]
         if not spatial:
-            shapes = [
-                f"{name}: {tuple(out.shape)}" for name, out in capture.seen if isinstance(out, torch.Tensor)
-            ]
+            shapes = [f"{name}: {tuple(out.shape)}" for name, out in capture.seen if isinstance(out, torch.Tensor)]
             raise ValueError(
                 "no spatial layer found: Grad-CAM needs a module whose output is (B, K, h, w) with "
                 f"h*w > 1. Module outputs seen: {shapes[-12:]}. Pass layer= explicitly."
@@ -136,7 +133,9 @@ def _pick_activation(
     if not isinstance(shaped, torch.Tensor) or shaped.dim() != 4:
         got = tuple(shaped.shape) if isinstance(shaped, torch.Tensor) else type(shaped).__name__
         hint = "" if reshape_transform is not None else "; pass reshape_transform= for token or other non-image layouts"
-        raise ValueError(f"layer {name!r} must output a 4-D (B, K, h, w) tensor{' after reshape_transform' if reshape_transform else ''}, got {got}{hint}")
+        raise ValueError(
+            f"layer {name!r} must output a 4-D (B, K, h, w) tensor{' after reshape_transform' if reshape_transform else ''}, got {got}{hint}"
+        )
     return name, out
 
 
@@ -171,7 +170,9 @@ def _forward(model, x, modules, reshape_transform, copy):
     return logits, capture
 
 
-def _resolve_target(target: TargetSpec, logits: torch.Tensor, y: torch.Tensor | None, check_range: bool) -> torch.Tensor:
+def _resolve_target(
+    target: TargetSpec, logits: torch.Tensor, y: torch.Tensor | None, check_range: bool
+) -> torch.Tensor:
     name = "target"
     batch, classes = logits.shape
     if isinstance(target, str):
@@ -260,8 +261,10 @@ def grad_cam(
     _validate.check_choice(normalize, "normalize", NORMALIZATIONS)
     size = _output_size(output_size, x)
     if reshape_transform is not None and (layer is None or not callable(reshape_transform)):
-        raise ValueError("reshape_transform needs a named layer= (the automatic choice looks for 4-D outputs) "
-                         f"and must be callable, got layer={layer!r}, reshape_transform={reshape_transform!r}")
+        raise ValueError(
+            "reshape_transform needs a named layer= (the automatic choice looks for 4-D outputs) "
+            f"and must be callable, got layer={layer!r}, reshape_transform={reshape_transform!r}"
+        )
 
     if layer is None and unwrap(model) in _MODIFIED_AFTER:
         layer = _MODIFIED_AFTER[unwrap(model)]
@@ -322,20 +325,37 @@ class GradCAM(nn.Module):
         torch.Size([2, 4, 4])
     """
 
-    def __init__(self, *, layer: LayerSpec = None, normalize: Normalization = "minmax", create_graph: bool = True,
-                 output_size: OutputSize = None, reshape_transform: ReshapeTransform | None = None,
-                 check_finite: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        layer: LayerSpec = None,
+        normalize: Normalization = "minmax",
+        create_graph: bool = True,
+        output_size: OutputSize = None,
+        reshape_transform: ReshapeTransform | None = None,
+        check_finite: bool = True,
+    ) -> None:
         super().__init__()
         _validate.check_choice(normalize, "normalize", NORMALIZATIONS)
         object.__setattr__(self, "layer", layer)  # keep a layer module out of parameters()
         self.normalize, self.create_graph, self.output_size = normalize, create_graph, output_size
         self.reshape_transform, self.check_finite = reshape_transform, check_finite
 
-    def forward(self, model: nn.Module, x: torch.Tensor, target: TargetSpec = "predicted", *,
-                y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return grad_cam(model, x, target, y=y, layer=self.layer, normalize=self.normalize,
-                        create_graph=self.create_graph, output_size=self.output_size,
-                        reshape_transform=self.reshape_transform, check_finite=self.check_finite)
+    def forward(
+        self, model: nn.Module, x: torch.Tensor, target: TargetSpec = "predicted", *, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return grad_cam(
+            model,
+            x,
+            target,
+            y=y,
+            layer=self.layer,
+            normalize=self.normalize,
+            create_graph=self.create_graph,
+            output_size=self.output_size,
+            reshape_transform=self.reshape_transform,
+            check_finite=self.check_finite,
+        )
 
     def extra_repr(self) -> str:
         return f"normalize={self.normalize!r}, output_size={self.output_size!r}"
@@ -388,7 +408,9 @@ def _accepts_teacher_differentiable(fn):
     def wrapper(*args, **kwargs):
         if "teacher_differentiable" in kwargs:
             if "detach_teacher" in kwargs:
-                raise TypeError(f"{where}: pass detach_teacher= only (teacher_differentiable= is its deprecated inverse)")
+                raise TypeError(
+                    f"{where}: pass detach_teacher= only (teacher_differentiable= is its deprecated inverse)"
+                )
             _deprecation.warn(f"{where}(teacher_differentiable=...)", "detach_teacher= (its inverse)")
             kwargs["detach_teacher"] = not kwargs.pop("teacher_differentiable")
         return fn(*args, **kwargs)
@@ -462,11 +484,28 @@ def attribution_alignment_loss(
     common = dict(normalize=normalize, output_size=size)
     with modes_restored(teacher):
         teacher.eval()
-        z_t, cam_t = grad_cam(teacher, x, target, y=y, layer=teacher_layer, create_graph=not detach_teacher,
-                              reshape_transform=teacher_reshape_transform, check_finite=check_finite, **common)
+        z_t, cam_t = grad_cam(
+            teacher,
+            x,
+            target,
+            y=y,
+            layer=teacher_layer,
+            create_graph=not detach_teacher,
+            reshape_transform=teacher_reshape_transform,
+            check_finite=check_finite,
+            **common,
+        )
     student_target = y if target == "label" else z_t.detach().argmax(-1)
-    z_s, cam_s = grad_cam(student, x, student_target, layer=student_layer, create_graph=True,
-                          reshape_transform=student_reshape_transform, check_finite=False, **common)
+    z_s, cam_s = grad_cam(
+        student,
+        x,
+        student_target,
+        layer=student_layer,
+        create_graph=True,
+        reshape_transform=student_reshape_transform,
+        check_finite=False,
+        **common,
+    )
     if detach_teacher:
         cam_t, z_t = cam_t.detach(), z_t.detach()
     per_sample = (cam_s - cam_t).square().flatten(1).mean(1)
@@ -541,18 +580,29 @@ class AttributionAlignmentLoss(nn.Module):
 
     def settings(self) -> dict:
         """The keyword arguments this module passes to :func:`attribution_alignment_loss`."""
-        return dict(student_layer=self.student_layer, teacher_layer=self.teacher_layer, target=self.target,
-                    normalize=self.normalize, reduction=self.reduction, detach_teacher=self.detach_teacher,
-                    output_size=self.output_size, student_reshape_transform=self.student_reshape_transform,
-                    teacher_reshape_transform=self.teacher_reshape_transform, check_finite=self.check_finite)
+        return dict(
+            student_layer=self.student_layer,
+            teacher_layer=self.teacher_layer,
+            target=self.target,
+            normalize=self.normalize,
+            reduction=self.reduction,
+            detach_teacher=self.detach_teacher,
+            output_size=self.output_size,
+            student_reshape_transform=self.student_reshape_transform,
+            teacher_reshape_transform=self.teacher_reshape_transform,
+            check_finite=self.check_finite,
+        )
 
-    def forward(self, student: nn.Module, teacher: nn.Module, x: torch.Tensor,
-                y: torch.Tensor | None = None) -> AlignmentResult:
+    def forward(
+        self, student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> AlignmentResult:
         return attribution_alignment_loss(student, teacher, x, y, **self.settings())
 
     def extra_repr(self) -> str:
         return f"target={self.target!r}, normalize={self.normalize!r}, reduction={self.reduction!r}"
 
 
-__getattr__ = _deprecation.module_getattr("softrank_ad.attribution", {
-    "Alignment": ("softrank_ad.AlignmentResult (softrank_ad.terms.Alignment is the term)", lambda: AlignmentResult)})
+__getattr__ = _deprecation.module_getattr(
+    "softrank_ad.attribution",
+    {"Alignment": ("softrank_ad.AlignmentResult (softrank_ad.terms.Alignment is the term)", lambda: AlignmentResult)},
+)

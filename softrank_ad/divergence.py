@@ -130,8 +130,15 @@ class KLDivergenceLoss(nn.Module):
         >>> loss_fn(student_logits, torch.randn(8, 10)).backward()
     """
 
-    def __init__(self, *, temperature: float = 1.0, reduction: KLReduction = "batchmean",
-                 standardize_logits: bool = False, detach_teacher: bool = True, check_finite: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        temperature: float = 1.0,
+        reduction: KLReduction = "batchmean",
+        standardize_logits: bool = False,
+        detach_teacher: bool = True,
+        check_finite: bool = True,
+    ) -> None:
         super().__init__()
         self.temperature = _validate.check_positive(temperature, "temperature")
         _validate.check_choice(reduction, "reduction", KL_REDUCTIONS)
@@ -141,9 +148,15 @@ class KLDivergenceLoss(nn.Module):
         self.check_finite = check_finite
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-        return kl_divergence(student_logits, teacher_logits, temperature=self.temperature, reduction=self.reduction,
-                             standardize_logits=self.standardize_logits, detach_teacher=self.detach_teacher,
-                             check_finite=self.check_finite)
+        return kl_divergence(
+            student_logits,
+            teacher_logits,
+            temperature=self.temperature,
+            reduction=self.reduction,
+            standardize_logits=self.standardize_logits,
+            detach_teacher=self.detach_teacher,
+            check_finite=self.check_finite,
+        )
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, reduction={self.reduction!r}"
@@ -220,18 +233,31 @@ class IGDMLoss(nn.Module):
     """
 
     @_deprecation.keyword_only("reduction")
-    def __init__(self, *, reduction: KLReduction = "batchmean", detach_teacher: bool = True,
-                 check_finite: bool = True) -> None:
+    def __init__(
+        self, *, reduction: KLReduction = "batchmean", detach_teacher: bool = True, check_finite: bool = True
+    ) -> None:
         super().__init__()
         _validate.check_choice(reduction, "reduction", KL_REDUCTIONS)
         self.reduction = reduction
         self.detach_teacher = detach_teacher
         self.check_finite = check_finite
 
-    def forward(self, student_adv: torch.Tensor, student_reflected: torch.Tensor, teacher_adv: torch.Tensor,
-                teacher_reflected: torch.Tensor) -> torch.Tensor:
-        return igdm_loss(student_adv, student_reflected, teacher_adv, teacher_reflected, reduction=self.reduction,
-                         detach_teacher=self.detach_teacher, check_finite=self.check_finite)
+    def forward(
+        self,
+        student_adv: torch.Tensor,
+        student_reflected: torch.Tensor,
+        teacher_adv: torch.Tensor,
+        teacher_reflected: torch.Tensor,
+    ) -> torch.Tensor:
+        return igdm_loss(
+            student_adv,
+            student_reflected,
+            teacher_adv,
+            teacher_reflected,
+            reduction=self.reduction,
+            detach_teacher=self.detach_teacher,
+            check_finite=self.check_finite,
+        )
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"

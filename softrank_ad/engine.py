@@ -67,10 +67,21 @@ class Inputs:
     Grad-CAM forwards, so each model runs once per view either way. ``persistent`` carries T(x)
     across the steps of one attack (x and the teacher do not change)."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 x_adv: torch.Tensor, epoch: int | None, *, attack: bool, check_finite: bool,
-                 kl_reduction: KLReduction, aligned: dict[str, AttributionAlignmentLoss],
-                 persistent: dict | None = None) -> None:
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        x_adv: torch.Tensor,
+        epoch: int | None,
+        *,
+        attack: bool,
+        check_finite: bool,
+        kl_reduction: KLReduction,
+        aligned: dict[str, AttributionAlignmentLoss],
+        persistent: dict | None = None,
+    ) -> None:
         self._student, self._teacher = student, teacher
         self.x, self.y, self.x_adv, self.epoch, self.attack = x, y, x_adv, epoch, attack
         self.check_finite, self.kl_reduction = check_finite, kl_reduction
@@ -249,9 +260,15 @@ class DistillationObjective(nn.Module):
     @property
     def options(self) -> dict:
         """The engine's settings, as keyword arguments of :class:`DistillationObjective`."""
-        return dict(epsilon=self.epsilon, step_size=self.step_size, steps=self.steps, kl_reduction=self.kl_reduction,
-                    attack_mode=self.attack_mode, clean_bn_forward=self.clean_bn_forward,
-                    check_finite=self.check_finite)
+        return dict(
+            epsilon=self.epsilon,
+            step_size=self.step_size,
+            steps=self.steps,
+            kl_reduction=self.kl_reduction,
+            attack_mode=self.attack_mode,
+            clean_bn_forward=self.clean_bn_forward,
+            check_finite=self.check_finite,
+        )
 
     def _apply(self, fn, recurse=True):
         # .to() / .cuda() / .half() / .double() all come here: move the teacher with the student.
@@ -299,8 +316,9 @@ class DistillationObjective(nn.Module):
         """The outer loss to minimise over the student's parameters."""
         return self.breakdown(x, y, x_adv, epoch)["loss"]
 
-    def terms(self, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None = None,
-              epoch: int | None = None) -> dict[str, torch.Tensor]:
+    def terms(
+        self, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor | None = None, epoch: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Deprecated name of :meth:`breakdown` (it read as the :mod:`softrank_ad.terms` module)."""
         _deprecation.warn("DistillationObjective.terms()", "DistillationObjective.breakdown()")
         return self.breakdown(x, y, x_adv, epoch)
@@ -319,8 +337,19 @@ class DistillationObjective(nn.Module):
             yield
 
     def _inputs(self, x, y, x_adv, epoch, *, attack: bool, aligned, persistent=None) -> Inputs:
-        return Inputs(self.student, self.teacher, x, y, x_adv, epoch, attack=attack, check_finite=self.check_finite,
-                      kl_reduction=self.kl_reduction, aligned=aligned, persistent=persistent)
+        return Inputs(
+            self.student,
+            self.teacher,
+            x,
+            y,
+            x_adv,
+            epoch,
+            attack=attack,
+            check_finite=self.check_finite,
+            kl_reduction=self.kl_reduction,
+            aligned=aligned,
+            persistent=persistent,
+        )
 
     def _attack_value(self, x, y, x_adv, persistent: dict) -> torch.Tensor:
         inputs = self._inputs(x, y, x_adv, None, attack=True, aligned=self._attack_aligned, persistent=persistent)
@@ -362,6 +391,8 @@ class DistillationObjective(nn.Module):
             raise ValueError(f"x_adv must have the shape of x {tuple(x.shape)}, got {tuple(x_adv.shape)}")
 
     def extra_repr(self) -> str:
-        return (f"attack={self.attack.loss!r} from {self.attack.start!r}, loss={self.loss!r}, "
-                f"epsilon={self.epsilon:.4g}, step_size={self.step_size:.4g}, steps={self.steps}, "
-                f"kl_reduction={self.kl_reduction!r}, attack_mode={self.attack_mode!r}")
+        return (
+            f"attack={self.attack.loss!r} from {self.attack.start!r}, loss={self.loss!r}, "
+            f"epsilon={self.epsilon:.4g}, step_size={self.step_size:.4g}, steps={self.steps}, "
+            f"kl_reduction={self.kl_reduction!r}, attack_mode={self.attack_mode!r}"
+        )

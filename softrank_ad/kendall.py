@@ -213,8 +213,13 @@ class KendallMatchingLoss(nn.Module):
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         return kendall_matching_loss(
-            student_logits, teacher_logits, gamma=self.gamma, reduction=self.reduction, dim=self.dim,
-            detach_teacher=self.detach_teacher, check_finite=self.check_finite,
+            student_logits,
+            teacher_logits,
+            gamma=self.gamma,
+            reduction=self.reduction,
+            dim=self.dim,
+            detach_teacher=self.detach_teacher,
+            check_finite=self.check_finite,
         )
 
     def extra_repr(self) -> str:

@@ -35,8 +35,13 @@ from softrank_ad.terms import (
 )
 
 #: 0.1 took the Grad-CAM settings one by one; 0.2 takes them as one ``alignment=``.
-CAM_ARGUMENTS_0_1 = ("student_layer", "teacher_layer", "target", "student_reshape_transform",
-                 "teacher_reshape_transform")
+CAM_ARGUMENTS_0_1 = (
+    "student_layer",
+    "teacher_layer",
+    "target",
+    "student_reshape_transform",
+    "teacher_reshape_transform",
+)
 
 
 def _folds_cam_settings(init):
@@ -48,8 +53,10 @@ def _folds_cam_settings(init):
         if old:
             if "alignment" in kwargs:
                 raise TypeError(f"{type(self).__name__}: pass alignment= only, not also {sorted(old)}")
-            _deprecation.warn(f"{type(self).__name__}({', '.join(f'{n}=' for n in old)})",
-                              "alignment=AttributionAlignmentLoss(...) with the same arguments")
+            _deprecation.warn(
+                f"{type(self).__name__}({', '.join(f'{n}=' for n in old)})",
+                "alignment=AttributionAlignmentLoss(...) with the same arguments",
+            )
             kwargs["alignment"] = AttributionAlignmentLoss(**old)
         init(self, student, teacher, **kwargs)
 
@@ -61,8 +68,15 @@ class Method(DistillationObjective):
     """A published method: the engine with the method's attack and loss, and its
     hyperparameters in :attr:`hparams` (read-only)."""
 
-    def _build(self, student: nn.Module, teacher: nn.Module, attack: Attack, loss: Term, hparams: dict[str, Any],
-               options: dict[str, Any]) -> None:
+    def _build(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        attack: Attack,
+        loss: Term,
+        hparams: dict[str, Any],
+        options: dict[str, Any],
+    ) -> None:
         super().__init__(student, teacher, attack=attack, loss=loss, **options)
         self._hparams = MappingProxyType(hparams)
 
@@ -77,8 +91,15 @@ class Method(DistillationObjective):
 
 
 def _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite) -> dict:
-    return dict(epsilon=epsilon, step_size=step_size, steps=steps, kl_reduction=kl_reduction,
-                attack_mode=attack_mode, clean_bn_forward=clean_bn_forward, check_finite=check_finite)
+    return dict(
+        epsilon=epsilon,
+        step_size=step_size,
+        steps=steps,
+        kl_reduction=kl_reduction,
+        attack_mode=attack_mode,
+        clean_bn_forward=clean_bn_forward,
+        check_finite=check_finite,
+    )
 
 
 def _cam(alignment: AttributionAlignmentLoss | None) -> AttributionAlignmentLoss:
@@ -99,7 +120,8 @@ _ENGINE_ARGS = """epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn
 
 
 class SmaraADObjective(Method):
-    r"""SmaraAD (docs/method.md §4–5): slack matching and attribution alignment.
+    (
+        r"""SmaraAD (docs/method.md §4–5): slack matching and attribution alignment.
 
     Attack (Alg. 3): :math:`\max_{x'} \mathrm{KL}(S(x') \| T(x')) + c_{atk} \mathcal{L}_{align}(x')`
     from a uniform random start. Outer loss (Eq. 9, AdaAD-shaped reading), with w = ``adv_weight``:
@@ -130,7 +152,9 @@ class SmaraADObjective(Method):
             ``DistributedDataParallel``.
         alignment: the Grad-CAM settings (layers, target class, reshape transforms), an
             :class:`~softrank_ad.AttributionAlignmentLoss`; default: its defaults.
-        """ + _ENGINE_ARGS + r"""
+        """
+        + _ENGINE_ARGS
+        + r"""
 
     Shape: as :class:`~softrank_ad.engine.DistillationObjective`.
 
@@ -142,6 +166,7 @@ class SmaraADObjective(Method):
     Reference: Yin et al., "Adversarial Distillation Based on Slack Matching and Attribution
     Region Alignment", CVPR 2024.
     """
+    )
 
     @_folds_cam_settings
     def __init__(
@@ -176,20 +201,40 @@ class SmaraADObjective(Method):
         rank = SlackMatching(gamma=gamma, scale=scale, position_weights=position_weights, rank_axis=rank_axis)
 
         def bracket(view: View) -> Term:
-            ranks = SlackMatching(student=view, teacher=view, gamma=rank.gamma, scale=scale,
-                                  position_weights=position_weights, rank_axis=rank_axis)
+            ranks = SlackMatching(
+                student=view,
+                teacher=view,
+                gamma=rank.gamma,
+                scale=scale,
+                position_weights=position_weights,
+                rank_axis=rank_axis,
+            )
             return ranks + align_weight * Alignment(view=view, loss_fn=cam) + kl_weight * KL(student=view, teacher=view)
 
-        hparams = dict(gamma=rank.gamma, adv_weight=adv_weight, align_weight=align_weight, kl_weight=kl_weight,
-                       attack_align_weight=attack_align_weight, scale=scale, position_weights=position_weights,
-                       rank_axis=rank_axis, alignment=cam)
-        self._build(student, teacher, _smaraad_attack(attack_align_weight, cam),
-                    adv_weight * bracket("adv") + (1 - adv_weight) * bracket("clean"), hparams,
-                    _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite))
+        hparams = dict(
+            gamma=rank.gamma,
+            adv_weight=adv_weight,
+            align_weight=align_weight,
+            kl_weight=kl_weight,
+            attack_align_weight=attack_align_weight,
+            scale=scale,
+            position_weights=position_weights,
+            rank_axis=rank_axis,
+            alignment=cam,
+        )
+        self._build(
+            student,
+            teacher,
+            _smaraad_attack(attack_align_weight, cam),
+            adv_weight * bracket("adv") + (1 - adv_weight) * bracket("clean"),
+            hparams,
+            _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite),
+        )
 
 
 class SmaraADPlusPlusObjective(Method):
-    r"""SmaraAD++ (docs/method.md §5, Eq. 10 in an IAD-style reading): SmaraAD's attack, and
+    (
+        r"""SmaraAD++ (docs/method.md §5, Eq. 10 in an IAD-style reading): SmaraAD's attack, and
     slack matching weighted per sample by the teacher's confidence in the true class,
     :math:`w_b = p_T(y_b \mid x'_b)^{\beta_w}` (no gradient), with a self term towards S(x):
 
@@ -208,7 +253,9 @@ class SmaraADPlusPlusObjective(Method):
         weight_power: β_w of the per-sample weights.
         weights_from_epoch: w = 1 before this epoch (60, for a 200-epoch schedule). A call with
             ``epoch=None`` uses the weights (no warm-up).
-        """ + _ENGINE_ARGS + r"""
+        """
+        + _ENGINE_ARGS
+        + r"""
 
     Shape: as :class:`~softrank_ad.engine.DistillationObjective`; ``breakdown`` adds the (B,)
     ``sample_weights``.
@@ -220,6 +267,7 @@ class SmaraADPlusPlusObjective(Method):
 
     Reference: Yin et al., CVPR 2024; the weighting follows IAD (Zhu et al., ICLR 2022).
     """
+    )
 
     @_folds_cam_settings
     def __init__(
@@ -247,33 +295,58 @@ class SmaraADPlusPlusObjective(Method):
         ce_weight = _validate.check_unit_interval(ce_weight, "ce_weight")
         align_weight = _validate.check_non_negative(align_weight, "align_weight")
         attack_align_weight = _validate.check_non_negative(attack_align_weight, "attack_align_weight")
-        weighted = ConfidenceWeightedSlackMatching(weight_power=weight_power, weights_from_epoch=weights_from_epoch,
-                                                   gamma=gamma, scale=scale, position_weights=position_weights)
+        weighted = ConfidenceWeightedSlackMatching(
+            weight_power=weight_power,
+            weights_from_epoch=weights_from_epoch,
+            gamma=gamma,
+            scale=scale,
+            position_weights=position_weights,
+        )
         cam = _cam(alignment)
-        loss = ((1 - ce_weight) * weighted + align_weight * Alignment(view="adv", loss_fn=cam)
-                + ce_weight * CrossEntropy(student="clean"))
-        hparams = dict(gamma=weighted.slack.gamma, ce_weight=ce_weight, align_weight=align_weight,
-                       weight_power=weighted.weight_power, weights_from_epoch=weighted.weights_from_epoch,
-                       attack_align_weight=attack_align_weight, scale=scale, position_weights=position_weights,
-                       alignment=cam)
-        self._build(student, teacher, _smaraad_attack(attack_align_weight, cam), loss, hparams,
-                    _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite))
+        loss = (
+            (1 - ce_weight) * weighted
+            + align_weight * Alignment(view="adv", loss_fn=cam)
+            + ce_weight * CrossEntropy(student="clean")
+        )
+        hparams = dict(
+            gamma=weighted.slack.gamma,
+            ce_weight=ce_weight,
+            align_weight=align_weight,
+            weight_power=weighted.weight_power,
+            weights_from_epoch=weighted.weights_from_epoch,
+            attack_align_weight=attack_align_weight,
+            scale=scale,
+            position_weights=position_weights,
+            alignment=cam,
+        )
+        self._build(
+            student,
+            teacher,
+            _smaraad_attack(attack_align_weight, cam),
+            loss,
+            hparams,
+            _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite),
+        )
 
 
 class AdaADObjective(Method):
-    r"""AdaAD (Huang et al., 2023): the attack maximises KL(S(x') ‖ T(x')) from x + 0.001·N(0, 1);
+    (
+        r"""AdaAD (Huang et al., 2023): the attack maximises KL(S(x') ‖ T(x')) from x + 0.001·N(0, 1);
     the outer loss is :math:`w \mathrm{KL}(S(x') \| T(x')) + (1-w) \mathrm{KL}(S(x) \| T(x))`.
 
     Args:
         student, teacher: classifiers on [0, 1] inputs with the same classes.
         adv_weight: w; at 1 (default) the clean term is not computed.
-        """ + _ENGINE_ARGS + r"""
+        """
+        + _ENGINE_ARGS
+        + r"""
 
     Shape: as :class:`~softrank_ad.engine.DistillationObjective`.
 
     Example:
         >>> AdaADObjective(student, teacher, steps=2)(x, y).backward()
     """
+    )
 
     def __init__(
         self,
@@ -292,24 +365,34 @@ class AdaADObjective(Method):
         adv_weight = _validate.check_unit_interval(adv_weight, "adv_weight")
         loss = adv_weight * KL() + (1 - adv_weight) * KL(student="clean", teacher="clean")
         # x + 0.001·N(0, 1), as the official code starts its attack.
-        self._build(student, teacher, Attack(KL(), start="normal"), loss, dict(adv_weight=adv_weight),
-                    _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite))
+        self._build(
+            student,
+            teacher,
+            Attack(KL(), start="normal"),
+            loss,
+            dict(adv_weight=adv_weight),
+            _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite),
+        )
 
 
 class RSLADObjective(Method):
-    r"""RSLAD (Zi et al., 2021): the attack maximises KL(S(x') ‖ T(x)) from x + 0.001·N(0, 1); the
+    (
+        r"""RSLAD (Zi et al., 2021): the attack maximises KL(S(x') ‖ T(x)) from x + 0.001·N(0, 1); the
     outer loss is :math:`w \mathrm{KL}(S(x') \| T(x)) + (1 - w) \mathrm{KL}(S(x) \| T(x))`, w = 5/6.
 
     Args:
         student, teacher: classifiers on [0, 1] inputs with the same classes.
         adv_weight: w.
-        """ + _ENGINE_ARGS + r"""
+        """
+        + _ENGINE_ARGS
+        + r"""
 
     Shape: as :class:`~softrank_ad.engine.DistillationObjective`.
 
     Example:
         >>> RSLADObjective(student, teacher, steps=2)(x, y).backward()
     """
+    )
 
     def __init__(
         self,
@@ -327,12 +410,19 @@ class RSLADObjective(Method):
     ) -> None:
         adv_weight = _validate.check_unit_interval(adv_weight, "adv_weight")
         loss = adv_weight * KL(teacher="clean") + (1 - adv_weight) * KL(student="clean", teacher="clean")
-        self._build(student, teacher, Attack(KL(teacher="clean"), start="normal"), loss, dict(adv_weight=adv_weight),
-                    _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite))
+        self._build(
+            student,
+            teacher,
+            Attack(KL(teacher="clean"), start="normal"),
+            loss,
+            dict(adv_weight=adv_weight),
+            _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite),
+        )
 
 
 class ARDObjective(Method):
-    r"""ARD (Goldblum et al., 2020): the attack maximises CE(S(x'), y) from a uniform start; the
+    (
+        r"""ARD (Goldblum et al., 2020): the attack maximises CE(S(x'), y) from a uniform start; the
     outer loss is :math:`(1 - c_{ce}) \tau^2 \mathrm{KL}(S(x')/\tau \| T(x)/\tau) + c_{ce} \mathrm{CE}(S(x), y)`
     (the paper's α is 1 − c_ce).
 
@@ -340,13 +430,16 @@ class ARDObjective(Method):
         student, teacher: classifiers on [0, 1] inputs with the same classes.
         ce_weight: c_ce, the weight of the clean cross-entropy; at 0 (default) it is not computed.
         temperature: τ.
-        """ + _ENGINE_ARGS + r""" Official ARD: ``attack_mode="train"``.
+        """
+        + _ENGINE_ARGS
+        + r""" Official ARD: ``attack_mode="train"``.
 
     Shape: as :class:`~softrank_ad.engine.DistillationObjective`.
 
     Example:
         >>> ARDObjective(student, teacher, temperature=30.0, steps=2)(x, y).backward()
     """
+    )
 
     def __init__(
         self,
@@ -366,6 +459,11 @@ class ARDObjective(Method):
         ce_weight = _validate.check_unit_interval(ce_weight, "ce_weight")
         tau = _validate.check_positive(temperature, "temperature")
         loss = (1 - ce_weight) * tau * tau * KL(teacher="clean", temperature=tau) + ce_weight * CrossEntropy()
-        self._build(student, teacher, Attack(CrossEntropy(student="adv")), loss,
-                    dict(ce_weight=ce_weight, temperature=tau),
-                    _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite))
+        self._build(
+            student,
+            teacher,
+            Attack(CrossEntropy(student="adv")),
+            loss,
+            dict(ce_weight=ce_weight, temperature=tau),
+            _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite),
+        )

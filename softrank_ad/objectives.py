@@ -13,8 +13,20 @@ from softrank_ad.methods import (
 )
 from softrank_ad.registry import OBJECTIVES, make_objective
 
-_deprecation.warn("the module softrank_ad.objectives", "softrank_ad.engine, softrank_ad.methods, "
-                  "softrank_ad.registry or the top-level names", stacklevel=2)
+_deprecation.warn(
+    "the module softrank_ad.objectives",
+    "softrank_ad.engine, softrank_ad.methods, softrank_ad.registry or the top-level names",
+    stacklevel=2,
+)
 
-__all__ = ["OBJECTIVES", "ARDObjective", "AdaADObjective", "Attack", "DistillationObjective", "RSLADObjective",
-           "SmaraADObjective", "SmaraADPlusPlusObjective", "make_objective"]
+__all__ = [
+    "OBJECTIVES",
+    "ARDObjective",
+    "AdaADObjective",
+    "Attack",
+    "DistillationObjective",
+    "RSLADObjective",
+    "SmaraADObjective",
+    "SmaraADPlusPlusObjective",
+    "make_objective",
+]

@@ -39,8 +39,13 @@ def _triton():
             from softrank_ad._kernels import triton_kernel as module
         except ImportError as err:
             reason = f"it needs the triton package (pip install triton): {err}"
-            module = SimpleNamespace(RUNS_ON="CUDA float32 tensors", supports=lambda x: False, available=lambda: False,
-                                     build_error=lambda: reason, worthwhile=lambda x, gamma: False)
+            module = SimpleNamespace(
+                RUNS_ON="CUDA float32 tensors",
+                supports=lambda x: False,
+                available=lambda: False,
+                build_error=lambda: reason,
+                worthwhile=lambda x, gamma: False,
+            )
         _triton_module = module
     return _triton_module
 
@@ -132,8 +137,9 @@ def _run(direction: str, backend: str, auto: bool, x: torch.Tensor, *args):
         if not (auto and backend == "triton" and not _kernel("triton").available()):
             raise
         fallback = _pick_backend(x, args[-1], "auto")
-        warnings.warn(f"{err}; soft_rank uses the {fallback!r} backend instead from now on", RuntimeWarning,
-                      stacklevel=4)
+        warnings.warn(
+            f"{err}; soft_rank uses the {fallback!r} backend instead from now on", RuntimeWarning, stacklevel=4
+        )
         return getattr(_kernel(fallback), direction)(x, *args)
 
 

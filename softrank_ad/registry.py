@@ -32,13 +32,20 @@ OBJECTIVES: dict[str, type[Method]] = {
 # Names removed before 0.1, so that old code fails with directions instead of "unexpected keyword".
 _REMOVED = {
     "alpha": "adv_weight= (SmaraAD, AdaAD: the weight of the adversarial terms against the clean ones) "
-             "or ce_weight= (ARD, SmaraAD++: the weight of the clean cross-entropy, 1 − the old alpha)",
+    "or ce_weight= (ARD, SmaraAD++: the weight of the clean cross-entropy, 1 − the old alpha)",
     "check_inputs": "check_finite=",
 }
 
 
-def make_objective(name: str, student: nn.Module, teacher: nn.Module, *, loss: Term | None = None,
-                   add: Term | None = None, **hparams: Any) -> DistillationObjective:
+def make_objective(
+    name: str,
+    student: nn.Module,
+    teacher: nn.Module,
+    *,
+    loss: Term | None = None,
+    add: Term | None = None,
+    **hparams: Any,
+) -> DistillationObjective:
     """A published objective by name (any case): ``"smaraad"``, ``"smaraad++"``, ``"ard"``,
     ``"rslad"`` or ``"adaad"``; ``hparams`` are the keyword arguments of the method's class
     (checked against its signature, so a misspelt one is named).
@@ -73,5 +80,6 @@ def make_objective(name: str, student: nn.Module, teacher: nn.Module, *, loss: T
     if loss is None and add is None:
         return objective
     base = loss if loss is not None else objective.loss
-    return DistillationObjective(student, teacher, attack=objective.attack, loss=base + add if add is not None else base,
-                                 **objective.options)
+    return DistillationObjective(
+        student, teacher, attack=objective.attack, loss=base + add if add is not None else base, **objective.options
+    )

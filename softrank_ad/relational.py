@@ -82,7 +82,9 @@ def dist_loss(
             f"of {batch}; pass intra_weight=0 for single samples"
         )
     if reduction == "none" and intra_weight > 0:
-        raise ValueError('reduction="none" gives per-row losses, which the intra-class term has not: pass intra_weight=0')
+        raise ValueError(
+            'reduction="none" gives per-row losses, which the intra-class term has not: pass intra_weight=0'
+        )
     if check_finite:
         _validate.check_all_finite((student_logits, "student_logits"), (teacher_logits, "teacher_logits"))
     if detach_teacher:
@@ -140,11 +142,18 @@ class DISTLoss(nn.Module):
 
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         return dist_loss(
-            student_logits, teacher_logits, temperature=self.temperature, inter_weight=self.inter_weight,
-            intra_weight=self.intra_weight, reduction=self.reduction, detach_teacher=self.detach_teacher,
+            student_logits,
+            teacher_logits,
+            temperature=self.temperature,
+            inter_weight=self.inter_weight,
+            intra_weight=self.intra_weight,
+            reduction=self.reduction,
+            detach_teacher=self.detach_teacher,
             check_finite=self.check_finite,
         )
 
     def extra_repr(self) -> str:
-        return (f"temperature={self.temperature}, inter_weight={self.inter_weight}, "
-                f"intra_weight={self.intra_weight}, reduction={self.reduction!r}")
+        return (
+            f"temperature={self.temperature}, inter_weight={self.inter_weight}, "
+            f"intra_weight={self.intra_weight}, reduction={self.reduction!r}"
+        )

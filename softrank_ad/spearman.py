@@ -10,7 +10,6 @@ from torch import nn
 from softrank_ad import _deprecation, _validate
 from softrank_ad.rank import BACKENDS, DEFAULT_GAMMA, SCALES, Backend, Scale, soft_rank
 
-
 PositionWeights = Literal["none", "dcg"]
 POSITION_WEIGHTS = get_args(PositionWeights)
 
@@ -184,7 +183,9 @@ def slack_matching_loss(
         _validate.check_choice(position_weights, "position_weights", POSITION_WEIGHTS)
         if position_weights == "dcg":
             _validate.check_tensor(teacher_logits, "teacher_logits")
-            position_weights = dcg_weights(teacher_logits.detach(), dim=_validate.check_dim(teacher_logits, dim, "teacher_logits"))
+            position_weights = dcg_weights(
+                teacher_logits.detach(), dim=_validate.check_dim(teacher_logits, dim, "teacher_logits")
+            )
         else:
             position_weights = None
     rho = _spearman(
@@ -274,8 +275,10 @@ class SlackMatchingLoss(nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return (f"gamma={self.gamma}, reduction={self.reduction!r}, position_weights={self.position_weights!r}, "
-                f"scale={self.scale!r}")
+        return (
+            f"gamma={self.gamma}, reduction={self.reduction!r}, position_weights={self.position_weights!r}, "
+            f"scale={self.scale!r}"
+        )
 
 
 class SoftSpearman(nn.Module):
@@ -295,8 +298,15 @@ class SoftSpearman(nn.Module):
         tensor([1.])
     """
 
-    def __init__(self, *, gamma: float = DEFAULT_GAMMA, dim: int = -1, scale: Scale = "none",
-                 backend: Backend = "auto", check_finite: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        gamma: float = DEFAULT_GAMMA,
+        dim: int = -1,
+        scale: Scale = "none",
+        backend: Backend = "auto",
+        check_finite: bool = True,
+    ) -> None:
         super().__init__()
         self.gamma = _validate.check_gamma(gamma)
         _validate.check_choice(scale, "scale", SCALES)
@@ -304,8 +314,16 @@ class SoftSpearman(nn.Module):
         self.dim, self.scale, self.backend, self.check_finite = dim, scale, backend, check_finite
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, position_weights: torch.Tensor | None = None) -> torch.Tensor:
-        return soft_spearman(a, b, gamma=self.gamma, dim=self.dim, position_weights=position_weights,
-                             scale=self.scale, backend=self.backend, check_finite=self.check_finite)
+        return soft_spearman(
+            a,
+            b,
+            gamma=self.gamma,
+            dim=self.dim,
+            position_weights=position_weights,
+            scale=self.scale,
+            backend=self.backend,
+            check_finite=self.check_finite,
+        )
 
     def extra_repr(self) -> str:
         return f"gamma={self.gamma}, dim={self.dim}, scale={self.scale!r}"

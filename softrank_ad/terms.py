@@ -146,8 +146,11 @@ class Sum(Term):
                 yield weight * inner, leaf
 
     def __repr__(self) -> str:
-        shown = [repr(t) if w == 1 else f"{w:g} * ({t!r})" if isinstance(t, Sum) else f"{w:g} * {t!r}"
-                 for w, t in self.items if w != 0]
+        shown = [
+            repr(t) if w == 1 else f"{w:g} * ({t!r})" if isinstance(t, Sum) else f"{w:g} * {t!r}"
+            for w, t in self.items
+            if w != 0
+        ]
         return " + ".join(shown) or "0"
 
 
@@ -194,8 +197,14 @@ class LogitLoss(_LogitTerm):
         >>> term = LogitLoss(torch.nn.functional.mse_loss)      # logged as "mse_loss_adv"
     """
 
-    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], *, student: View = "adv",
-                 teacher: View = "adv", name: str | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        *,
+        student: View = "adv",
+        teacher: View = "adv",
+        name: str | None = None,
+    ) -> None:
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}")
         self.fn = fn
@@ -222,9 +231,16 @@ class KL(_LogitTerm):
 
     kind = "kl"
 
-    def __init__(self, *, student: View = "adv", teacher: View = "adv", temperature: float = 1.0,
-                 reduction: KLReduction | None = None, standardize_logits: bool = False,
-                 name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        student: View = "adv",
+        teacher: View = "adv",
+        temperature: float = 1.0,
+        reduction: KLReduction | None = None,
+        standardize_logits: bool = False,
+        name: str | None = None,
+    ) -> None:
         super().__init__(student=student, teacher=teacher, name=name)
         self.temperature = _validate.check_positive(temperature, "temperature")
         if reduction is not None:
@@ -233,9 +249,15 @@ class KL(_LogitTerm):
         self.standardize_logits = bool(standardize_logits)
 
     def loss(self, z_s, z_t, inputs: Batch):
-        return kl_divergence(z_s, z_t, temperature=self.temperature, reduction=self.reduction or inputs.kl_reduction,
-                             standardize_logits=self.standardize_logits, detach_teacher=not inputs.attack,
-                             check_finite=False)
+        return kl_divergence(
+            z_s,
+            z_t,
+            temperature=self.temperature,
+            reduction=self.reduction or inputs.kl_reduction,
+            standardize_logits=self.standardize_logits,
+            detach_teacher=not inputs.attack,
+            check_finite=False,
+        )
 
 
 class SlackMatching(_LogitTerm):
@@ -257,13 +279,24 @@ class SlackMatching(_LogitTerm):
     kind = "slack_matching"
 
     @_deprecation.renamed_keywords(axis="rank_axis")
-    def __init__(self, *, student: View = "adv", teacher: View = "adv", gamma: float = DEFAULT_GAMMA,
-                 scale: Scale = "none", position_weights: PositionWeights = "none", rank_axis: RankAxis = "classes",
-                 backend: Backend = "auto", name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        student: View = "adv",
+        teacher: View = "adv",
+        gamma: float = DEFAULT_GAMMA,
+        scale: Scale = "none",
+        position_weights: PositionWeights = "none",
+        rank_axis: RankAxis = "classes",
+        backend: Backend = "auto",
+        name: str | None = None,
+    ) -> None:
         _validate.check_choice(rank_axis, "rank_axis", RANK_AXES)
         self.rank_axis = rank_axis
-        self._logged = {axis: f"slack_matching{'_samples' if axis == 'samples' else ''}_{student}"
-                        for axis in (("classes", "samples") if rank_axis == "both" else (rank_axis,))}
+        self._logged = {
+            axis: f"slack_matching{'_samples' if axis == 'samples' else ''}_{student}"
+            for axis in (("classes", "samples") if rank_axis == "both" else (rank_axis,))
+        }
         if name is None:
             name = next(iter(self._logged.values())) if rank_axis != "both" else f"slack_matching_both_{student}"
         super().__init__(student=student, teacher=teacher, name=name)
@@ -284,10 +317,21 @@ class SlackMatching(_LogitTerm):
         """The loss per row of the ranked axis: (B,) over classes, (C,) over samples."""
         dim = 1 if axis == "classes" else 0
         if dim == 0 and z_s.shape[0] < 2:
-            raise ValueError(f"ranking over samples needs a batch of at least 2, got logits of shape {tuple(z_s.shape)}")
-        return slack_matching_loss(z_s, z_t, gamma=self.gamma, reduction="none", dim=dim, scale=self.scale,
-                                   position_weights=self.position_weights, backend=self.backend,
-                                   detach_teacher=not inputs.attack, check_finite=inputs.check_finite)
+            raise ValueError(
+                f"ranking over samples needs a batch of at least 2, got logits of shape {tuple(z_s.shape)}"
+            )
+        return slack_matching_loss(
+            z_s,
+            z_t,
+            gamma=self.gamma,
+            reduction="none",
+            dim=dim,
+            scale=self.scale,
+            position_weights=self.position_weights,
+            backend=self.backend,
+            detach_teacher=not inputs.attack,
+            check_finite=inputs.check_finite,
+        )
 
     def evaluate(self, inputs: Batch) -> tuple[torch.Tensor, Parts]:
         z_s, z_t = inputs.student(self.student), inputs.teacher(self.teacher)
@@ -307,14 +351,16 @@ class KendallMatching(_LogitTerm):
 
     kind = "kendall"
 
-    def __init__(self, *, student: View = "adv", teacher: View = "adv", gamma: float = DEFAULT_GAMMA,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, *, student: View = "adv", teacher: View = "adv", gamma: float = DEFAULT_GAMMA, name: str | None = None
+    ) -> None:
         super().__init__(student=student, teacher=teacher, name=name)
         self.gamma = _validate.check_gamma(gamma)
 
     def loss(self, z_s, z_t, inputs: Batch):
-        return kendall_matching_loss(z_s, z_t, gamma=self.gamma, detach_teacher=not inputs.attack,
-                                     check_finite=inputs.check_finite)
+        return kendall_matching_loss(
+            z_s, z_t, gamma=self.gamma, detach_teacher=not inputs.attack, check_finite=inputs.check_finite
+        )
 
 
 class DIST(_LogitTerm):
@@ -329,17 +375,31 @@ class DIST(_LogitTerm):
 
     kind = "dist"
 
-    def __init__(self, *, student: View = "adv", teacher: View = "adv", temperature: float = 1.0,
-                 inter_weight: float = 1.0, intra_weight: float = 1.0, name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        student: View = "adv",
+        teacher: View = "adv",
+        temperature: float = 1.0,
+        inter_weight: float = 1.0,
+        intra_weight: float = 1.0,
+        name: str | None = None,
+    ) -> None:
         super().__init__(student=student, teacher=teacher, name=name)
         self.temperature = _validate.check_positive(temperature, "temperature")
         self.inter_weight = _validate.check_non_negative(inter_weight, "inter_weight")
         self.intra_weight = _validate.check_non_negative(intra_weight, "intra_weight")
 
     def loss(self, z_s, z_t, inputs: Batch):
-        return dist_loss(z_s, z_t, temperature=self.temperature, inter_weight=self.inter_weight,
-                         intra_weight=self.intra_weight, detach_teacher=not inputs.attack,
-                         check_finite=inputs.check_finite)
+        return dist_loss(
+            z_s,
+            z_t,
+            temperature=self.temperature,
+            inter_weight=self.inter_weight,
+            intra_weight=self.intra_weight,
+            detach_teacher=not inputs.attack,
+            check_finite=inputs.check_finite,
+        )
 
 
 class CrossEntropy(Term):
@@ -373,8 +433,9 @@ class Alignment(Term):
     """
 
     @_deprecation.keyword_only("view", "loss_fn")
-    def __init__(self, *, view: View = "adv", loss_fn: AttributionAlignmentLoss | None = None,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, *, view: View = "adv", loss_fn: AttributionAlignmentLoss | None = None, name: str | None = None
+    ) -> None:
         self.view = _check_view(view, "view")
         if loss_fn is not None and not isinstance(loss_fn, AttributionAlignmentLoss):
             raise TypeError(f"loss_fn must be an AttributionAlignmentLoss, got {type(loss_fn).__name__}")
@@ -410,9 +471,15 @@ class IGDM(Term):
         self.name = name
 
     def evaluate(self, inputs: Batch):
-        value = igdm_loss(inputs.student("adv"), inputs.student("reflected"), inputs.teacher("adv"),
-                          inputs.teacher("reflected"), reduction=inputs.kl_reduction,
-                          detach_teacher=not inputs.attack, check_finite=inputs.check_finite)
+        value = igdm_loss(
+            inputs.student("adv"),
+            inputs.student("reflected"),
+            inputs.teacher("adv"),
+            inputs.teacher("reflected"),
+            reduction=inputs.kl_reduction,
+            detach_teacher=not inputs.attack,
+            check_finite=inputs.check_finite,
+        )
         parts = {self.name: value}
         if self.ramp_epochs is not None and inputs.epoch is not None:
             value = min(1.0, (inputs.epoch + 1) / self.ramp_epochs) * value
@@ -445,8 +512,15 @@ class ConfidenceWeightedSlackMatching(Term):
 
     name = "slack_matching_weighted"
 
-    def __init__(self, *, weight_power: float, weights_from_epoch: int, gamma: float = DEFAULT_GAMMA,
-                 scale: Scale = "none", position_weights: PositionWeights = "none") -> None:
+    def __init__(
+        self,
+        *,
+        weight_power: float,
+        weights_from_epoch: int,
+        gamma: float = DEFAULT_GAMMA,
+        scale: Scale = "none",
+        position_weights: PositionWeights = "none",
+    ) -> None:
         self.weight_power = _validate.check_non_negative(weight_power, "weight_power")
         self.weights_from_epoch = _validate.check_int(weights_from_epoch, "weights_from_epoch")
         self.slack = SlackMatching(gamma=gamma, scale=scale, position_weights=position_weights)
@@ -487,7 +561,9 @@ def view_alignments(term: Term) -> dict[str, AttributionAlignmentLoss]:
         if weight == 0 or not isinstance(leaf, Alignment):
             continue
         if leaf.view in found and found[leaf.view].settings() != leaf.loss_fn.settings():
-            raise ValueError(f"two alignment terms on view {leaf.view!r} with different settings; one loss "
-                             "can align each view one way only")
+            raise ValueError(
+                f"two alignment terms on view {leaf.view!r} with different settings; one loss "
+                "can align each view one way only"
+            )
         found[leaf.view] = leaf.loss_fn
     return found

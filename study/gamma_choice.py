@@ -32,10 +32,17 @@ GAMMAS = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 
 def small_cnn() -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(), nn.Linear(128, 10),
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(128, 10),
     )
 
 
@@ -79,13 +86,15 @@ def main() -> None:
         soft = soft_spearman(a, b, gamma=gamma).numpy()
         s = torch.sigmoid(gamma * gaps[:, off_diagonal])
         live = ((s * (1 - s)) > 0.01 * 0.25).double().mean().item()
-        results.append({
-            "gamma": gamma,
-            "mean_abs_gap": float(np.abs(soft - hard).mean()),
-            # Does soft ρ order the rows as hard ρ does? That is what a loss on it optimises.
-            "rank_agreement": float(spearmanr(soft, hard).statistic),
-            "live_pairs": live,
-        })
+        results.append(
+            {
+                "gamma": gamma,
+                "mean_abs_gap": float(np.abs(soft - hard).mean()),
+                # Does soft ρ order the rows as hard ρ does? That is what a loss on it optimises.
+                "rank_agreement": float(spearmanr(soft, hard).statistic),
+                "live_pairs": live,
+            }
+        )
     print("| γ | mean abs(soft ρ − hard ρ) | Spearman(soft ρ, hard ρ) over rows | live pairs |")
     print("|---|---|---|---|")
     for r in results:

@@ -23,7 +23,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=1000, help="test images (a fixed shuffle)")
     args = p.parse_args(argv)
     _, test_set, classes, _ = data.load("cifar10", args.data_dir, augment=False)
-    x, y = next(iter(torch.utils.data.DataLoader(data.first(test_set, args.n, seed=0, shuffle=True), batch_size=args.n)))
+    x, y = next(
+        iter(torch.utils.data.DataLoader(data.first(test_set, args.n, seed=0, shuffle=True), batch_size=args.n))
+    )
     teacher = models.build("preact_resnet18", classes, 16)
     training.load_weights(teacher, TEACHER)
     teacher.eval()
@@ -33,7 +35,9 @@ def main(argv: list[str] | None = None) -> None:
             logits = teacher(inputs)
         report = suggest_gamma(logits)
         spread = logits.std(1).mean().item()
-        print(f"\n{name} images (n={args.n}, mean row std of the logits {spread:.2f}): suggested γ = {report.gamma:g}\n")
+        print(
+            f"\n{name} images (n={args.n}, mean row std of the logits {spread:.2f}): suggested γ = {report.gamma:g}\n"
+        )
         print(report.table())
 
 

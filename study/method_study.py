@@ -83,11 +83,32 @@ PRESETS = {
     # The capacity-gap cell: teacher A (the same key as "cpu"), students of width 4.
     "cpu-narrow": Preset(student_width=4),
     # Sized (not yet measured) for one H100: teacher and three students within ≈ 6 minutes.
-    "gpu-mini": Preset(teacher_width=None, teacher_epochs=8, student_width=None, train_n=25_000, epochs=3,
-                       milestones=(2,), batch_size=256, lr=0.2, steps=5),
+    "gpu-mini": Preset(
+        teacher_width=None,
+        teacher_epochs=8,
+        student_width=None,
+        train_n=25_000,
+        epochs=3,
+        milestones=(2,),
+        batch_size=256,
+        lr=0.2,
+        steps=5,
+    ),
     # A tiny preset for tests on generated data.
-    "test": Preset(teacher_width=4, teacher_epochs=1, student_width=4, train_n=64, epochs=2, milestones=(1,),
-                   batch_size=32, steps=1, eval_n=16, val_n=16, eval_pgd_steps=2, eval_cw_steps=2),
+    "test": Preset(
+        teacher_width=4,
+        teacher_epochs=1,
+        student_width=4,
+        train_n=64,
+        epochs=2,
+        milestones=(1,),
+        batch_size=32,
+        steps=1,
+        eval_n=16,
+        val_n=16,
+        eval_pgd_steps=2,
+        eval_cw_steps=2,
+    ),
 }
 
 
@@ -129,8 +150,10 @@ def load_data(data_dir: str, preset: Preset, device: torch.device) -> Data:
 
 # -- teacher ----------------------------------------------------------------------------------------
 def teacher_key(preset: Preset) -> str:
-    fields = {k: getattr(preset, k) for k in ("teacher", "teacher_width", "teacher_epochs", "teacher_train_n",
-                                              "batch_size", "lr")}
+    fields = {
+        k: getattr(preset, k)
+        for k in ("teacher", "teacher_width", "teacher_epochs", "teacher_train_n", "batch_size", "lr")
+    }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -146,20 +169,39 @@ def get_teacher(preset: Preset, d: Data, out: Path, progress: bool) -> tuple[nn.
     training.seed_everything(0)
     n = preset.teacher_train_n or len(d.train_y)
     loader = data.TensorLoader(d.train_x[:n], d.train_y[:n], preset.batch_size, seed=0)
-    schedule = training.Schedule(preset.teacher_epochs, preset.lr, milestones=training.teacher_milestones(preset.teacher_epochs))
+    schedule = training.Schedule(
+        preset.teacher_epochs, preset.lr, milestones=training.teacher_milestones(preset.teacher_epochs)
+    )
     # FGSM-RS: one step of 1.25 ε from a uniform start (step_size is unused there).
     loss = training.adversarial_training_loss(teacher, epsilon=EPSILON, step_size=EPSILON, steps=1, fast=True)
     keep_best = training.KeepBest(teacher, lambda m: robustness.robust_accuracy(m, d.val_x, d.val_y, "pgd", steps=10))
     started = time.time()
-    extra = training.fit("teacher", teacher, loss, loader, schedule, folder, device=d.device, resume=True,
-                         sampler=loader, on_epoch_end=keep_best, progress=progress)
+    extra = training.fit(
+        "teacher",
+        teacher,
+        loss,
+        loader,
+        schedule,
+        folder,
+        device=d.device,
+        resume=True,
+        sampler=loader,
+        on_epoch_end=keep_best,
+        progress=progress,
+    )
     training.KeepBest.best(teacher, extra)
     seconds = time.time() - started
     training.save_checkpoint(teacher.state_dict(), folder / "teacher.pt")
     scores = evaluate(teacher, d, preset, progress, "evaluating the teacher")
-    info = {"key": teacher_key(preset), "arch": preset.teacher, "width": preset.teacher_width,
-            "train": "fast-AT (FGSM-RS), best epoch by PGD-10 on held-out images", "train_seconds": seconds,
-            "sha256": hashlib.sha256((folder / "teacher.pt").read_bytes()).hexdigest(), "results": scores}
+    info = {
+        "key": teacher_key(preset),
+        "arch": preset.teacher,
+        "width": preset.teacher_width,
+        "train": "fast-AT (FGSM-RS), best epoch by PGD-10 on held-out images",
+        "train_seconds": seconds,
+        "sha256": hashlib.sha256((folder / "teacher.pt").read_bytes()).hexdigest(),
+        "results": scores,
+    }
     info_path.write_text(json.dumps(info, indent=2))
     return teacher.eval(), info
 
@@ -167,10 +209,23 @@ def get_teacher(preset: Preset, d: Data, out: Path, progress: bool) -> tuple[nn.
 def evaluate(model: nn.Module, d: Data, preset: Preset, progress: bool, desc: str) -> dict:
     """Clean, PGD and CW∞ accuracy on the evaluation images, under the keys clean, pgd, cw."""
     batches = list(zip(d.eval_x.split(250), d.eval_y.split(250)))
-    scores = robustness.evaluate(model.eval(), batches, d.device, epsilon=EPSILON, pgd_steps=preset.eval_pgd_steps,
-                                 cw_steps=preset.eval_cw_steps, progress=progress, desc=desc)
-    return {"clean": scores["clean"], "pgd": scores[f"pgd{preset.eval_pgd_steps}"], "cw": scores["cw"],
-            "pgd_steps": preset.eval_pgd_steps, "cw_steps": preset.eval_cw_steps}
+    scores = robustness.evaluate(
+        model.eval(),
+        batches,
+        d.device,
+        epsilon=EPSILON,
+        pgd_steps=preset.eval_pgd_steps,
+        cw_steps=preset.eval_cw_steps,
+        progress=progress,
+        desc=desc,
+    )
+    return {
+        "clean": scores["clean"],
+        "pgd": scores[f"pgd{preset.eval_pgd_steps}"],
+        "cw": scores["cw"],
+        "pgd_steps": preset.eval_pgd_steps,
+        "cw_steps": preset.eval_cw_steps,
+    }
 
 
 # -- one run ----------------------------------------------------------------------------------------
@@ -180,9 +235,11 @@ def fidelity(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.T
         x_adv = robustness.adversarial(student, x, y, "pgd", epsilon=EPSILON, step_size=2 / 255, steps=10)
         with torch.no_grad():
             z_s, z_t = student(x_adv), teacher(x_adv)
-    return {"val_pgd": (z_s.argmax(1) == y).float().mean().item(),
-            "agree_top1": (z_s.argmax(1) == z_t.argmax(1)).float().mean().item(),
-            "hard_rho": hard_spearman(z_s, z_t).mean().item()}
+    return {
+        "val_pgd": (z_s.argmax(1) == y).float().mean().item(),
+        "agree_top1": (z_s.argmax(1) == z_t.argmax(1)).float().mean().item(),
+        "hard_rho": hard_spearman(z_s, z_t).mean().item(),
+    }
 
 
 def confidence(model: nn.Module, x: torch.Tensor) -> dict:
@@ -195,25 +252,36 @@ def confidence(model: nn.Module, x: torch.Tensor) -> dict:
 
 
 def objective_hparams(config: Config, preset: Preset) -> dict:
-    hparams = {"epsilon": EPSILON, "step_size": training.attack_step(EPSILON, preset.steps), "steps": preset.steps,
-               **config.hparams}
+    hparams = {
+        "epsilon": EPSILON,
+        "step_size": training.attack_step(EPSILON, preset.steps),
+        "steps": preset.steps,
+        **config.hparams,
+    }
     if config.method == "smaraad++":
         # The paper starts the weights at epoch 60 of 200: the same fraction of this schedule.
         hparams.setdefault("weights_from_epoch", int(0.3 * preset.epochs))
     return hparams
 
 
-def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module, teacher_info: dict, out: Path,
-            progress: bool) -> dict:
+def run_one(
+    name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module, teacher_info: dict, out: Path, progress: bool
+) -> dict:
     preset, config = PRESETS[preset_name], CONFIGS[name]
     folder = out / "runs" / f"{name}-s{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     training.seed_everything(seed)
     student = models.build(preset.student, d.classes, preset.student_width).to(d.device)
     teacher_used = teacher if config.teacher_sharpness == 1 else models.Sharpened(teacher, config.teacher_sharpness)
-    objective = make_objective(config.method, student, teacher_used, add=composed(config.add, preset.epochs),
-                               loss=composed(config.loss, preset.epochs), **objective_hparams(config, preset))
-    loader = data.TensorLoader(d.train_x[:preset.train_n], d.train_y[:preset.train_n], preset.batch_size, seed)
+    objective = make_objective(
+        config.method,
+        student,
+        teacher_used,
+        add=composed(config.add, preset.epochs),
+        loss=composed(config.loss, preset.epochs),
+        **objective_hparams(config, preset),
+    )
+    loader = data.TensorLoader(d.train_x[: preset.train_n], d.train_y[: preset.train_n], preset.batch_size, seed)
 
     def loss_fn(x, y, epoch):
         terms = objective.breakdown(x, y, epoch=epoch)
@@ -223,23 +291,46 @@ def run_one(name: str, seed: int, preset_name: str, d: Data, teacher: nn.Module,
         row.update(fidelity(student, teacher, d.val_x, d.val_y))
         return False
 
-    training.fit("student", student, loss_fn, loader, training.Schedule(preset.epochs, preset.lr,
-                 milestones=list(preset.milestones)), folder, device=d.device, resume=True,
-                 sampler=loader, on_epoch_end=log, progress=progress)
+    training.fit(
+        "student",
+        student,
+        loss_fn,
+        loader,
+        training.Schedule(preset.epochs, preset.lr, milestones=list(preset.milestones)),
+        folder,
+        device=d.device,
+        resume=True,
+        sampler=loader,
+        on_epoch_end=log,
+        progress=progress,
+    )
     history = training.read_csv(folder / "history.csv")
     train_seconds = sum(float(row["seconds"]) for row in history)  # a resumed run's epochs too
     training.save_checkpoint(student.state_dict(), folder / "student.pt")
     started = time.time()
     scores = evaluate(student, d, preset, progress, f"evaluating {name} s{seed}")
     result = {
-        "config": name, "seed": seed, "preset": preset_name, "method": config.method,
-        "hparams": objective_hparams(config, preset), "add": list(config.add), "loss": list(config.loss),
+        "config": name,
+        "seed": seed,
+        "preset": preset_name,
+        "method": config.method,
+        "hparams": objective_hparams(config, preset),
+        "add": list(config.add),
+        "loss": list(config.loss),
         "teacher_sharpness": config.teacher_sharpness,
-        "loss_scale": config.loss_scale, "note": config.note, "teacher": teacher_info["key"],
-        "teacher_sha256": teacher_info["sha256"], "results": {**scores, "autoattack": None, "autoattack_n": 0},
-        "history": history, "train_seconds": train_seconds,
-        "eval_seconds": time.time() - started, "device": str(d.device), "card": card(d.device), "dtype": "float32",
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "loss_scale": config.loss_scale,
+        "note": config.note,
+        "teacher": teacher_info["key"],
+        "teacher_sha256": teacher_info["sha256"],
+        "results": {**scores, "autoattack": None, "autoattack_n": 0},
+        "history": history,
+        "train_seconds": train_seconds,
+        "eval_seconds": time.time() - started,
+        "device": str(d.device),
+        "card": card(d.device),
+        "dtype": "float32",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
     }
     write_json(out / "runs" / f"{name}-s{seed}.json", result)
     return result
@@ -263,14 +354,18 @@ def add_autoattack(path: Path, d: Data, n: int, preset: Preset, progress: bool) 
         return result
     weights = path.with_suffix("") / "student.pt"
     if not weights.exists():
-        print(f"{path.stem}: no student weights at {weights} (the committed results keep only each run's "
-              "JSON); skipped. Delete the JSON to retrain that run, then rerun --autoattack.", flush=True)
+        print(
+            f"{path.stem}: no student weights at {weights} (the committed results keep only each run's "
+            "JSON); skipped. Delete the JSON to retrain that run, then rerun --autoattack.",
+            flush=True,
+        )
         return None
     student = models.build(preset.student, d.classes, preset.student_width).to(d.device)
     training.load_weights(student, weights)
     started = time.time()
-    acc = robustness.autoattack_accuracy(student.eval(), d.eval_x[:n], d.eval_y[:n], epsilon=EPSILON, seed=0,
-                                         progress=progress)
+    acc = robustness.autoattack_accuracy(
+        student.eval(), d.eval_x[:n], d.eval_y[:n], epsilon=EPSILON, seed=0, progress=progress
+    )
     result["results"].update(autoattack=acc, autoattack_n=n, autoattack_seconds=time.time() - started)
     write_json(path, result)
     return result
@@ -292,14 +387,22 @@ def summarise(runs: list[dict], pgd_key: str = "pgd") -> list[dict]:
         row = {"config": name, "seeds": sorted(seeds), "group": CONFIGS[name].group if name in CONFIGS else "?"}
         for metric in ("clean", pgd_key, "cw", "autoattack"):
             values = [s[metric] for s in seeds.values() if s.get(metric) is not None]
-            row[metric] = (statistics.mean(values) if values else None,
-                           statistics.stdev(values) if len(values) > 1 else None, len(values))
-            paired = [seeds[s][metric] - baseline[s][metric] for s in seeds
-                      if s in baseline and seeds[s].get(metric) is not None and baseline[s].get(metric) is not None]
+            row[metric] = (
+                statistics.mean(values) if values else None,
+                statistics.stdev(values) if len(values) > 1 else None,
+                len(values),
+            )
+            paired = [
+                seeds[s][metric] - baseline[s][metric]
+                for s in seeds
+                if s in baseline and seeds[s].get(metric) is not None and baseline[s].get(metric) is not None
+            ]
             row[f"pairs_{metric}"] = paired
             row[f"diff_{metric}"] = (statistics.mean(paired) if paired else None, paired_interval(paired), len(paired))
         # Over the seeds AutoAttack ran on (runs kept as JSON only may lack it).
-        row["autoattack_n"] = min((s["autoattack_n"] for s in seeds.values() if s.get("autoattack") is not None), default=0)
+        row["autoattack_n"] = min(
+            (s["autoattack_n"] for s in seeds.values() if s.get("autoattack") is not None), default=0
+        )
         rows.append(row)
     order = {name: i for i, name in enumerate(CONFIGS)}
     return sorted(rows, key=lambda r: order.get(r["config"], len(order)))
@@ -313,16 +416,28 @@ def _pct(stat) -> str:
 
 
 def markdown(rows: list[dict], pgd_key: str = "pgd") -> str:
-    lines = ["| configuration | seeds | clean | PGD | CW∞ | AutoAttack | Δ clean vs AdaAD | Δ PGD vs AdaAD | Δ AA vs AdaAD |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| configuration | seeds | clean | PGD | CW∞ | AutoAttack | Δ clean vs AdaAD | Δ PGD vs AdaAD | Δ AA vs AdaAD |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         attacked = r["autoattack"][2]
-        aa = _pct(r["autoattack"]) + (f" (n={r['autoattack_n']}" + (f", {attacked} seed{'s' if attacked > 1 else ''}" if attacked < len(r["seeds"]) else "")
-                                      + ")" if attacked else "")
-        diffs = ["(baseline)"] * 3 if r["config"] == BASELINE else [
-            format_difference(r[f"pairs_{m}"]) for m in ("clean", pgd_key, "autoattack")]
-        lines.append(f"| {r['config']} | {len(r['seeds'])} | {_pct(r['clean'])} | {_pct(r[pgd_key])} | {_pct(r['cw'])} | "
-                     f"{aa} | {' | '.join(diffs)} |")
+        aa = _pct(r["autoattack"]) + (
+            f" (n={r['autoattack_n']}"
+            + (f", {attacked} seed{'s' if attacked > 1 else ''}" if attacked < len(r["seeds"]) else "")
+            + ")"
+            if attacked
+            else ""
+        )
+        diffs = (
+            ["(baseline)"] * 3
+            if r["config"] == BASELINE
+            else [format_difference(r[f"pairs_{m}"]) for m in ("clean", pgd_key, "autoattack")]
+        )
+        lines.append(
+            f"| {r['config']} | {len(r['seeds'])} | {_pct(r['clean'])} | {_pct(r[pgd_key])} | {_pct(r['cw'])} | "
+            f"{aa} | {' | '.join(diffs)} |"
+        )
     return "\n".join(lines)
 
 
@@ -338,22 +453,41 @@ def plot(rows: list[dict], runs: list[dict], path: Path, pgd_key: str = "pgd") -
         marker = "o" if r["group"] == "headline" else "."
         points = [(x["results"]["clean"], x["results"][pgd_key]) for x in runs if x["config"] == r["config"]]
         left.scatter(*zip(*points), s=10, color=colour, alpha=0.3)
-        left.errorbar(r["clean"][0], r[pgd_key][0], xerr=r["clean"][1] or 0, yerr=r[pgd_key][1] or 0, fmt=marker,
-                      color=colour, ms=7 if marker == "o" else 4)
-        left.annotate(r["config"], (r["clean"][0], r[pgd_key][0]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    left.set(xlabel="clean accuracy", ylabel="PGD accuracy",
-             title="each configuration: mean ± std over seeds (faint: single seeds)\nred: SmaraAD family, blue: KL baselines")
+        left.errorbar(
+            r["clean"][0],
+            r[pgd_key][0],
+            xerr=r["clean"][1] or 0,
+            yerr=r[pgd_key][1] or 0,
+            fmt=marker,
+            color=colour,
+            ms=7 if marker == "o" else 4,
+        )
+        left.annotate(
+            r["config"], (r["clean"][0], r[pgd_key][0]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
+    left.set(
+        xlabel="clean accuracy",
+        ylabel="PGD accuracy",
+        title="each configuration: mean ± std over seeds (faint: single seeds)\nred: SmaraAD family, blue: KL baselines",
+    )
     named = [r for r in rows if r["config"] != BASELINE and r["diff_" + pgd_key][0] is not None]
     ys = range(len(named))
     for y, r in zip(ys, named):
         mean, interval, n = r["diff_" + pgd_key]
         lo, hi = (interval[1], interval[2]) if interval else (mean, mean)
-        right.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], fmt="o" if interval else "x",
-                       color="tab:red" if r["config"].startswith("smaraad") else "tab:blue")
+        right.errorbar(
+            mean,
+            y,
+            xerr=[[mean - lo], [hi - mean]],
+            fmt="o" if interval else "x",
+            color="tab:red" if r["config"].startswith("smaraad") else "tab:blue",
+        )
     right.axvline(0, color="k", lw=0.8)
     right.set_yticks(list(ys), [f"{r['config']} ({r['diff_' + pgd_key][2]} pairs)" for r in named], fontsize=7)
-    right.set(xlabel="PGD accuracy minus AdaAD's, same seed", title="paired difference vs AdaAD\n"
-              "(dot: mean and 95% t-interval; x: one pair, no interval)")
+    right.set(
+        xlabel="PGD accuracy minus AdaAD's, same seed",
+        title="paired difference vs AdaAD\n(dot: mean and 95% t-interval; x: one pair, no interval)",
+    )
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -368,22 +502,32 @@ def write_summary(out: Path) -> str:
     lines = [f"# Method study ({', '.join(sorted({r['preset'] for r in runs}))} preset)", ""]
     for t in info:
         s = t["results"]
-        lines.append(f"Teacher {t['key']} ({t['arch']}, width {t['width']}, {t['train']}): clean {100 * s['clean']:.1f}, "
-                     f"PGD-{s['pgd_steps']} {100 * s['pgd']:.1f}, CW∞ {100 * s['cw']:.1f} on the evaluation images.")
-    titles = {"headline": "Headline: each method as the library builds it", "probe": "Probes",
-              "relational": "Relational losses beside slack matching"}
+        lines.append(
+            f"Teacher {t['key']} ({t['arch']}, width {t['width']}, {t['train']}): clean {100 * s['clean']:.1f}, "
+            f"PGD-{s['pgd_steps']} {100 * s['pgd']:.1f}, CW∞ {100 * s['cw']:.1f} on the evaluation images."
+        )
+    titles = {
+        "headline": "Headline: each method as the library builds it",
+        "probe": "Probes",
+        "relational": "Relational losses beside slack matching",
+    }
     for group in GROUPS:
         with_baseline = group != "headline"  # other groups repeat the baseline row for reading
         chosen = [r for r in rows if r["group"] == group or (with_baseline and r["config"] == BASELINE)]
         if len(chosen) > with_baseline:
             lines += ["", f"## {titles[group]}", "", markdown(chosen)]
-    lines += ["",
-              "Mean ± std over seeds, accuracy in % on the first evaluation images of a fixed shuffle of the test set "
-              f"(AutoAttack on the first n of them); PGD-{runs[0]['results']['pgd_steps']} and "
-              f"CW∞-{runs[0]['results']['cw_steps']}, ε = 8/255. Δ: paired difference against AdaAD over the seeds both ran "
-              "(same teacher, initialisation and data order), mean [95% t-interval]; * where the interval "
-              "excludes 0.", "", f"Teachers used: {', '.join(teachers)}. Float32 throughout, on "
-              f"{', '.join(sorted({r.get('card', r['device']).split(',')[0].upper() for r in runs}))}.", ""]
+    lines += [
+        "",
+        "Mean ± std over seeds, accuracy in % on the first evaluation images of a fixed shuffle of the test set "
+        f"(AutoAttack on the first n of them); PGD-{runs[0]['results']['pgd_steps']} and "
+        f"CW∞-{runs[0]['results']['cw_steps']}, ε = 8/255. Δ: paired difference against AdaAD over the seeds both ran "
+        "(same teacher, initialisation and data order), mean [95% t-interval]; * where the interval "
+        "excludes 0.",
+        "",
+        f"Teachers used: {', '.join(teachers)}. Float32 throughout, on "
+        f"{', '.join(sorted({r.get('card', r['device']).split(',')[0].upper() for r in runs}))}.",
+        "",
+    ]
     text = "\n".join(lines)
     (out / "summary.md").write_text(text)
     plot(rows, runs, out / "summary.png")
@@ -394,15 +538,26 @@ def write_summary(out: Path) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
-    p.add_argument("--data-dir", help="CIFAR-10: an ImageFolder tree (train/<class>/*, test/<class>/*) or torchvision's layout")
+    p.add_argument(
+        "--data-dir", help="CIFAR-10: an ImageFolder tree (train/<class>/*, test/<class>/*) or torchvision's layout"
+    )
     p.add_argument("--out", type=Path, help="default runs/study-<preset>")
     p.add_argument("--groups", nargs="+", choices=GROUPS, default=["headline"])
-    p.add_argument("--configs", nargs="+", metavar="NAME", help=f"only these configurations; any of: {', '.join(CONFIGS)}")
+    p.add_argument(
+        "--configs", nargs="+", metavar="NAME", help=f"only these configurations; any of: {', '.join(CONFIGS)}"
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--autoattack", type=int, default=0, metavar="N",
-                   help="instead of training: AutoAttack on the first N evaluation images of every finished run selected")
+    p.add_argument(
+        "--autoattack",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of training: AutoAttack on the first N evaluation images of every finished run selected",
+    )
     p.add_argument("--summary", action="store_true", help="only write summary.md and summary.png from finished runs")
-    p.add_argument("--teacher-only", action="store_true", help="train (or load) the preset's teacher, print its scores, stop")
+    p.add_argument(
+        "--teacher-only", action="store_true", help="train (or load) the preset's teacher, print its scores, stop"
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -427,8 +582,10 @@ def selected(args) -> list[tuple[str, int]]:
 
 def main(argv=None) -> str:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise SystemExit("error: method_study.py runs in one process and does not support torchrun; on several "
-                         "GPUs, start one study per GPU (CUDA_VISIBLE_DEVICES=i) with its own --seeds and one --out")
+        raise SystemExit(
+            "error: method_study.py runs in one process and does not support torchrun; on several "
+            "GPUs, start one study per GPU (CUDA_VISIBLE_DEVICES=i) with its own --seeds and one --out"
+        )
     args = parse_args(argv)
     if args.summary:
         text = write_summary(args.out)
@@ -444,13 +601,18 @@ def main(argv=None) -> str:
             if path.exists():
                 r = add_autoattack(path, d, args.autoattack, preset, progress)
                 if r is not None:
-                    print(f"{name} s{seed}: AutoAttack {r['results']['autoattack']:.3f} on {args.autoattack}", flush=True)
+                    print(
+                        f"{name} s{seed}: AutoAttack {r['results']['autoattack']:.3f} on {args.autoattack}", flush=True
+                    )
         return write_summary(args.out)
     teacher, info = get_teacher(preset, d, args.out, progress)
     print(f"teacher {info['key']}: " + ", ".join(f"{k} {v:.3f}" for k, v in info["results"].items()), flush=True)
     sure = confidence(teacher, d.eval_x)
-    print(f"teacher {info['key']} on clean evaluation images: mean top probability {sure['top_probability']:.3f}, "
-          f"mean entropy {sure['entropy']:.3f} nats", flush=True)
+    print(
+        f"teacher {info['key']} on clean evaluation images: mean top probability {sure['top_probability']:.3f}, "
+        f"mean entropy {sure['entropy']:.3f} nats",
+        flush=True,
+    )
     if args.teacher_only:
         return json.dumps(info)
     todo = [(n, s) for n, s in pairs if not (args.out / "runs" / f"{n}-s{s}.json").exists()]
@@ -458,8 +620,11 @@ def main(argv=None) -> str:
     for name, seed in tqdm(todo, desc="runs", disable=not progress):
         r = run_one(name, seed, args.preset, d, teacher, info, args.out, progress)
         s = r["results"]
-        print(f"{name} s{seed}: clean {s['clean']:.3f}, PGD-{s['pgd_steps']} {s['pgd']:.3f}, CW {s['cw']:.3f} "
-              f"({r['train_seconds']:.0f}s train, {r['eval_seconds']:.0f}s eval)", flush=True)
+        print(
+            f"{name} s{seed}: clean {s['clean']:.3f}, PGD-{s['pgd_steps']} {s['pgd']:.3f}, CW {s['cw']:.3f} "
+            f"({r['train_seconds']:.0f}s train, {r['eval_seconds']:.0f}s eval)",
+            flush=True,
+        )
     return write_summary(args.out)
 
 

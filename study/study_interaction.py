@@ -49,8 +49,11 @@ def load_cell(folder: Path) -> dict[str, dict[int, dict]]:
 def differences(cell: dict[str, dict[int, dict]], config: str, metric: str) -> dict[int, float]:
     """seed → (config − AdaAD) on ``metric``, over the seeds both ran with the metric measured."""
     base, runs = cell.get(BASELINE, {}), cell.get(config, {})
-    return {s: runs[s][metric] - base[s][metric] for s in sorted(runs.keys() & base.keys())
-            if runs[s].get(metric) is not None and base[s].get(metric) is not None}
+    return {
+        s: runs[s][metric] - base[s][metric]
+        for s in sorted(runs.keys() & base.keys())
+        if runs[s].get(metric) is not None and base[s].get(metric) is not None
+    }
 
 
 def change(reference: dict[int, float], other: dict[int, float]) -> list[float]:
@@ -110,8 +113,7 @@ def panels(names: list[str]) -> list[tuple[str, list[str], list[str]]]:
     by_teacher = [n for n, p in zip(names, parts) if p[1] == width]
     by_width = [n for n, p in zip(names, parts) if p[0] == teacher]
     if len(by_teacher) > 1:
-        out.append((f"teacher strength (students of width {width})", by_teacher,
-                    [n.split("/")[0] for n in by_teacher]))
+        out.append((f"teacher strength (students of width {width})", by_teacher, [n.split("/")[0] for n in by_teacher]))
     if len(by_width) > 1:
         out.append((f"student width (teacher {teacher})", by_width, [n.split("/")[1] for n in by_width]))
     return out or [("cells", names, names)]
@@ -124,8 +126,14 @@ def plot(cells: dict[str, dict], configs: list[str], path: Path, metrics: tuple[
     import matplotlib.pyplot as plt
 
     layout = panels(list(cells))
-    fig, axes = plt.subplots(len(metrics), len(layout), figsize=(5.5 * len(layout), 4 * len(metrics)),
-                             sharey="row", squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(metrics),
+        len(layout),
+        figsize=(5.5 * len(layout), 4 * len(metrics)),
+        sharey="row",
+        squeeze=False,
+        constrained_layout=True,
+    )
     for row, metric in zip(axes, metrics):
         _plot_row(row, cells, configs, layout, metric)
     axes[0][-1].legend(fontsize=7, ncol=2)
@@ -158,11 +166,20 @@ def _plot_row(row, cells: dict[str, dict], configs: list[str], layout: list, met
 
 def main(argv: list[str] | None = None) -> str:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cell", action="append", required=True, metavar="NAME=FOLDER",
-                   help="a study's output folder and the cell's name; the first is the reference")
+    p.add_argument(
+        "--cell",
+        action="append",
+        required=True,
+        metavar="NAME=FOLDER",
+        help="a study's output folder and the cell's name; the first is the reference",
+    )
     p.add_argument("--out", type=Path, default=Path("runs/study-interaction"))
-    p.add_argument("--configs", nargs="+", metavar="NAME",
-                   help="the configurations to report (default: all that ran outside the reference cell)")
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        metavar="NAME",
+        help="the configurations to report (default: all that ran outside the reference cell)",
+    )
     args = p.parse_args(argv)
     cells = {}
     for spec in args.cell:
@@ -178,7 +195,8 @@ def main(argv: list[str] | None = None) -> str:
         "pairs); change: the cell's Δ minus the reference cell's Δ, paired by seed; * where the interval excludes 0.\n"
         f"\n## Agreement with the teacher\n\n{fidelity_table(cells, configs)}\n\n"
         "On the attacked held-out images of the last epoch (PGD-10 against the student): how often student and "
-        "teacher predict the same class, and Spearman's ρ between their logits; mean over seeds (n = runs).\n")
+        "teacher predict the same class, and Spearman's ρ between their logits; mean over seeds (n = runs).\n"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "interaction.md").write_text(text)
     plot(cells, configs, args.out / "interaction.png")

@@ -31,10 +31,22 @@ def _logits(shape=(6, 5), requires_grad=False):
 #: Every public distillation loss: (function, Module, tensors it takes, which of them are the
 #: teacher's, the reductions it accepts, extra options a "none" call needs).
 PAIR_LOSSES = {
-    "slack_matching": (softrank_ad.slack_matching_loss, softrank_ad.SlackMatchingLoss, 2, (1,),
-                       ("mean", "sum", "none"), {}),
-    "kendall_matching": (softrank_ad.kendall_matching_loss, softrank_ad.KendallMatchingLoss, 2, (1,),
-                         ("mean", "sum", "none"), {}),
+    "slack_matching": (
+        softrank_ad.slack_matching_loss,
+        softrank_ad.SlackMatchingLoss,
+        2,
+        (1,),
+        ("mean", "sum", "none"),
+        {},
+    ),
+    "kendall_matching": (
+        softrank_ad.kendall_matching_loss,
+        softrank_ad.KendallMatchingLoss,
+        2,
+        (1,),
+        ("mean", "sum", "none"),
+        {},
+    ),
     "kl": (softrank_ad.kl_divergence, softrank_ad.KLDivergenceLoss, 2, (1,), ("batchmean", "mean", "sum", "none"), {}),
     "dist": (softrank_ad.dist_loss, softrank_ad.DISTLoss, 2, (1,), ("mean", "sum", "none"), {"intra_weight": 0.0}),
     "igdm": (softrank_ad.igdm_loss, softrank_ad.IGDMLoss, 4, (2, 3), ("batchmean", "mean", "sum", "none"), {}),
@@ -43,24 +55,42 @@ PAIR_LOSSES = {
 #: Every public function, with the number of leading arguments that are data (tensors, models,
 #: a method's name): everything after them must be keyword-only.
 FUNCTIONS = {
-    "soft_rank": 1, "soft_spearman": 2, "soft_kendall": 2, "slack_matching_loss": 2, "kendall_matching_loss": 2,
-    "kl_divergence": 2, "igdm_loss": 4, "dist_loss": 2, "standardize": 1, "dcg_weights": 1, "grad_cam": 3,
-    "attribution_alignment_loss": 4, "cw_margin_loss": 2, "pgd": 2, "suggest_gamma": 2, "make_objective": 3,
+    "soft_rank": 1,
+    "soft_spearman": 2,
+    "soft_kendall": 2,
+    "slack_matching_loss": 2,
+    "kendall_matching_loss": 2,
+    "kl_divergence": 2,
+    "igdm_loss": 4,
+    "dist_loss": 2,
+    "standardize": 1,
+    "dcg_weights": 1,
+    "grad_cam": 3,
+    "attribution_alignment_loss": 4,
+    "cw_margin_loss": 2,
+    "pgd": 2,
+    "suggest_gamma": 2,
+    "make_objective": 3,
 }
 
 #: Function → Module pairs; a Module may take a tensor option per call instead of at construction.
 MODULE_OF = {
-    "soft_rank": ("SoftRank", set()), "soft_spearman": ("SoftSpearman", {"position_weights"}),
-    "soft_kendall": ("SoftKendall", set()), "slack_matching_loss": ("SlackMatchingLoss", set()),
-    "kendall_matching_loss": ("KendallMatchingLoss", set()), "kl_divergence": ("KLDivergenceLoss", set()),
-    "igdm_loss": ("IGDMLoss", set()), "dist_loss": ("DISTLoss", set()), "grad_cam": ("GradCAM", {"y"}),
-    "attribution_alignment_loss": ("AttributionAlignmentLoss", set()), "cw_margin_loss": ("CWMarginLoss", set()),
+    "soft_rank": ("SoftRank", set()),
+    "soft_spearman": ("SoftSpearman", {"position_weights"}),
+    "soft_kendall": ("SoftKendall", set()),
+    "slack_matching_loss": ("SlackMatchingLoss", set()),
+    "kendall_matching_loss": ("KendallMatchingLoss", set()),
+    "kl_divergence": ("KLDivergenceLoss", set()),
+    "igdm_loss": ("IGDMLoss", set()),
+    "dist_loss": ("DISTLoss", set()),
+    "grad_cam": ("GradCAM", {"y"}),
+    "attribution_alignment_loss": ("AttributionAlignmentLoss", set()),
+    "cw_margin_loss": ("CWMarginLoss", set()),
 }
 
 
 def _public(kind):
-    return {name: getattr(softrank_ad, name) for name in softrank_ad.__all__
-            if kind(getattr(softrank_ad, name))}
+    return {name: getattr(softrank_ad, name) for name in softrank_ad.__all__ if kind(getattr(softrank_ad, name))}
 
 
 def test_every_public_function_is_listed_here():
@@ -74,7 +104,9 @@ def test_hyperparameters_are_keyword_only(name):
     leading = FUNCTIONS[name]
     assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params[:leading]), name
     rest = [p for p in params[leading:] if p.kind is not p.VAR_KEYWORD]
-    assert all(p.kind is p.KEYWORD_ONLY for p in rest), f"{name}: {[p.name for p in rest if p.kind is not p.KEYWORD_ONLY]}"
+    assert all(p.kind is p.KEYWORD_ONLY for p in rest), (
+        f"{name}: {[p.name for p in rest if p.kind is not p.KEYWORD_ONLY]}"
+    )
 
 
 def test_every_module_takes_keyword_only_arguments():
@@ -151,8 +183,10 @@ def test_reductions_shapes_and_the_teacher_by_call(name, form):
 
 def test_alignment_loss_follows_the_convention_too():
     torch.manual_seed(0)
-    student, teacher = (nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                                      nn.Flatten(), nn.Linear(4, 3)) for _ in range(2))
+    student, teacher = (
+        nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+        for _ in range(2)
+    )
     x, y = torch.rand(5, 3, 6, 6, requires_grad=True), torch.tensor([0, 1, 2, 0, 1])
     for reduction, shape in (("mean", ()), ("sum", ()), ("none", (5,))):
         assert attribution_alignment_loss(student, teacher, x, y, reduction=reduction).loss.shape == shape
@@ -169,8 +203,14 @@ def test_alignment_loss_follows_the_convention_too():
 
 
 def test_every_term_takes_keyword_only_arguments():
-    leaves = [cls for cls in vars(terms).values() if inspect.isclass(cls) and issubclass(cls, terms.Term)
-              and cls not in (terms.Term, terms.Sum) and not cls.__name__.startswith("_")]
+    leaves = [
+        cls
+        for cls in vars(terms).values()
+        if inspect.isclass(cls)
+        and issubclass(cls, terms.Term)
+        and cls not in (terms.Term, terms.Sum)
+        and not cls.__name__.startswith("_")
+    ]
     assert len(leaves) >= 9
     for cls in leaves:
         params = list(inspect.signature(cls).parameters.values())
@@ -187,14 +227,17 @@ def test_old_alignment_tuple_name_warns_and_is_the_result_type():
     with _warns("softrank_ad.AlignmentResult"):
         assert softrank_ad.Alignment is softrank_ad.AlignmentResult
     from softrank_ad import attribution
+
     with _warns("softrank_ad.AlignmentResult"):
         assert attribution.Alignment is softrank_ad.AlignmentResult
     with pytest.raises(AttributeError):
         softrank_ad.Alignmnet  # noqa: B018
 
 
-@pytest.mark.parametrize(("module", "new"), [("softrank_ad.dist", "softrank_ad.relational"),
-                                             ("softrank_ad.objectives", "softrank_ad.engine")])
+@pytest.mark.parametrize(
+    ("module", "new"),
+    [("softrank_ad.dist", "softrank_ad.relational"), ("softrank_ad.objectives", "softrank_ad.engine")],
+)
 def test_old_modules_warn_and_still_export_their_names(module, new):
     sys.modules.pop(module, None)
     with _warns(new):
@@ -232,7 +275,9 @@ def test_weights_is_position_weights():
     with _warns("position_weights="):
         assert torch.equal(softrank_ad.slack_matching_loss(a, b, weights=w), expected)
     with _warns("position_weights="):
-        assert torch.equal(softrank_ad.soft_spearman(a, b, weights=w), softrank_ad.soft_spearman(a, b, position_weights=w))
+        assert torch.equal(
+            softrank_ad.soft_spearman(a, b, weights=w), softrank_ad.soft_spearman(a, b, position_weights=w)
+        )
     with _warns("position_weights="):
         assert torch.equal(softrank_ad.SlackMatchingLoss()(a, b, weights=w), expected)
     # The string form computes the same weights from the teacher side.
@@ -242,8 +287,10 @@ def test_weights_is_position_weights():
 
 def test_teacher_differentiable_is_the_inverse_of_detach_teacher():
     torch.manual_seed(0)
-    student, teacher = (nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                                      nn.Flatten(), nn.Linear(4, 3)) for _ in range(2))
+    student, teacher = (
+        nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+        for _ in range(2)
+    )
     x, y = torch.rand(2, 3, 6, 6), torch.tensor([0, 1])
     with _warns("detach_teacher="):
         old = attribution_alignment_loss(student, teacher, x, y, teacher_differentiable=True)
@@ -259,10 +306,16 @@ def test_positional_hyperparameters_warn_and_mean_what_they_meant():
     s, t = torch.randn(4, 6), torch.randn(4, 6)
     cases = [
         (lambda: softrank_ad.SoftRank(2.0, 0, True), lambda: softrank_ad.SoftRank(gamma=2.0, dim=0, descending=True)),
-        (lambda: softrank_ad.SlackMatchingLoss(2.0, "sum"), lambda: softrank_ad.SlackMatchingLoss(gamma=2.0, reduction="sum")),
+        (
+            lambda: softrank_ad.SlackMatchingLoss(2.0, "sum"),
+            lambda: softrank_ad.SlackMatchingLoss(gamma=2.0, reduction="sum"),
+        ),
         (lambda: softrank_ad.KendallMatchingLoss(2.0), lambda: softrank_ad.KendallMatchingLoss(gamma=2.0)),
         (lambda: softrank_ad.IGDMLoss("mean"), lambda: softrank_ad.IGDMLoss(reduction="mean")),
-        (lambda: AttributionAlignmentLoss(None, None, "predicted"), lambda: AttributionAlignmentLoss(target="predicted")),
+        (
+            lambda: AttributionAlignmentLoss(None, None, "predicted"),
+            lambda: AttributionAlignmentLoss(target="predicted"),
+        ),
         (lambda: terms.Alignment("clean"), lambda: terms.Alignment(view="clean")),
     ]
     for old, new in cases:
@@ -275,8 +328,10 @@ def test_positional_hyperparameters_warn_and_mean_what_they_meant():
     with _warns("dim="):
         assert torch.equal(softrank_ad.dcg_weights(t, 0), softrank_ad.dcg_weights(t, dim=0))
     with _warns("kappa="):
-        assert torch.equal(softrank_ad.cw_margin_loss(s, torch.tensor([0, 1, 2, 3]), 0.5),
-                           softrank_ad.cw_margin_loss(s, torch.tensor([0, 1, 2, 3]), kappa=0.5))
+        assert torch.equal(
+            softrank_ad.cw_margin_loss(s, torch.tensor([0, 1, 2, 3]), 0.5),
+            softrank_ad.cw_margin_loss(s, torch.tensor([0, 1, 2, 3]), kappa=0.5),
+        )
     with pytest.raises(TypeError, match="at most"):
         softrank_ad.SoftRank(1.0, -1, False, "std")
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DEVICES
 from torch import nn
 
+from conftest import DEVICES
 from softrank_ad import AttributionAlignmentLoss, attribution_alignment_loss, grad_cam
 from softrank_ad_examples import models
 
@@ -25,7 +25,8 @@ def small(name: str) -> nn.Module:
 
 
 @pytest.mark.parametrize(
-    "name,expected", [("resnet18", "layer4"), ("preact_resnet18", "relu"), ("wrn34_10", "relu"), ("mobilenet_v2", "relu")]
+    "name,expected",
+    [("resnet18", "layer4"), ("preact_resnet18", "relu"), ("wrn34_10", "relu"), ("mobilenet_v2", "relu")],
 )
 def test_automatic_layer_is_the_post_relu_feature_map(name, expected):
     # Every example model ends in a ReLU module, so the automatic choice is classic Grad-CAM's
@@ -296,8 +297,9 @@ class TinyViT(nn.Module):
         super().__init__()
         self.embed = nn.Conv2d(3, dim, 8, stride=8)  # 32×32 → 4×4 patches
         self.cls = nn.Parameter(torch.randn(1, 1, dim))
-        self.blocks = nn.Sequential(*[nn.TransformerEncoderLayer(dim, 2, 32, dropout=0.0, batch_first=True)
-                                      for _ in range(2)])
+        self.blocks = nn.Sequential(
+            *[nn.TransformerEncoderLayer(dim, 2, 32, dropout=0.0, batch_first=True) for _ in range(2)]
+        )
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, classes)
 
@@ -323,6 +325,7 @@ def test_a_transformer_student_trains_through_alignment():
 
     with sdpa_kernel(SDPBackend.MATH):
         loss = AttributionAlignmentLoss(student_layer="blocks.0", student_reshape_transform=tokens_to_grid)(
-            student, teacher, x, y).loss
+            student, teacher, x, y
+        ).loss
         loss.backward()
     assert loss > 0 and student.embed.weight.grad.abs().sum() > 0

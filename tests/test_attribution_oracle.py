@@ -50,8 +50,10 @@ def test_matches_pytorch_grad_cam(name, layer_name):
     np.testing.assert_allclose(final.detach().numpy(), renormalised, atol=1e-3)
     upsampled = np.stack([cv2.resize(np.float32(m), (32, 32)) for m in raw_oracle])
     np.testing.assert_allclose(
-        final.detach().numpy(), (upsampled - upsampled.min(axis=(1, 2), keepdims=True))
-        / (np.ptp(upsampled, axis=(1, 2), keepdims=True) + 1e-7), atol=1e-3
+        final.detach().numpy(),
+        (upsampled - upsampled.min(axis=(1, 2), keepdims=True))
+        / (np.ptp(upsampled, axis=(1, 2), keepdims=True) + 1e-7),
+        atol=1e-3,
     )
 
 
@@ -68,8 +70,9 @@ def test_reshape_transform_matches_pytorch_grad_cam_on_a_vit(frozen):
     oracle = np.maximum(cam.get_cam_image(x, layer, None, acts, grads), 0)
     cam.activations_and_grads.release()
     model.requires_grad_(not frozen)
-    _, maps = grad_cam(model, x, targets, layer="blocks.0", reshape_transform=tokens_to_grid, normalize="none",
-                       output_size="layer")
+    _, maps = grad_cam(
+        model, x, targets, layer="blocks.0", reshape_transform=tokens_to_grid, normalize="none", output_size="layer"
+    )
     assert maps.shape == (2, 4, 4) and (maps > 0).any()  # not a trivially all-zero comparison
     np.testing.assert_allclose(maps.detach().numpy(), oracle, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="reshape_transform needs a named layer"):

@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-
 import soft_rank_throughput
 import train_step
 
@@ -17,7 +15,13 @@ import train_step
 def test_soft_rank_throughput_quick(tmp_path):
     report = soft_rank_throughput.main(["--quick", "--repeats", "2", "--out", str(tmp_path)])
     impls = {r["impl"] for r in report["rows"]}
-    assert {"softrank_ad[auto]", "softrank_ad[compiled]", "softrank_ad[native]", "naive pairwise", "authors' loop"} <= impls
+    assert {
+        "softrank_ad[auto]",
+        "softrank_ad[compiled]",
+        "softrank_ad[native]",
+        "naive pairwise",
+        "authors' loop",
+    } <= impls
     files = sorted(p.suffix for p in tmp_path.iterdir())
     assert files == [".json", ".md", ".png"]
     saved = json.loads(next(tmp_path.glob("*.json")).read_text())
@@ -27,8 +31,23 @@ def test_soft_rank_throughput_quick(tmp_path):
 
 
 def test_train_step_tiny(tmp_path):
-    report = train_step.main(["--device", "cpu", "--steps", "1", "--repeats", "2", "--batch", "4",
-                              "--methods", "adaad", "smaraad", "--out", str(tmp_path)])
+    report = train_step.main(
+        [
+            "--device",
+            "cpu",
+            "--steps",
+            "1",
+            "--repeats",
+            "2",
+            "--batch",
+            "4",
+            "--methods",
+            "adaad",
+            "smaraad",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert [r["method"] for r in report["rows"]] == ["adaad", "smaraad"]
     assert "| smaraad | fp32 |" in next(tmp_path.glob("*.md")).read_text()
 
@@ -42,10 +61,18 @@ def test_run_gpu_stops_with_one_clear_message_without_a_gpu():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the precheck passes here, run_gpu.sh runs for real")
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "run_gpu.sh"
-    done = subprocess.run(["bash", str(script), "--check"], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]})
+    done = subprocess.run(
+        ["bash", str(script), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]},
+    )
     assert done.returncode == 2
-    assert "cannot run the GPU checks here; missing:" in done.stderr and "torch.cuda.is_available() is False" in done.stderr
+    assert (
+        "cannot run the GPU checks here; missing:" in done.stderr
+        and "torch.cuda.is_available() is False" in done.stderr
+    )
     assert "Traceback" not in done.stderr
 
 
@@ -67,8 +94,15 @@ def test_run_gpu_dry_run_goes_through_every_stage_and_sums_up(tmp_path):
     out.mkdir()
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "run_gpu.sh"
     env = {"OUT": str(out), "PATH": f"{env_dir / 'bin'}:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root")}
-    done = subprocess.run(["bash", str(script), "--dry-run"], capture_output=True, text=True, timeout=600, env=env,
-                          check=False, cwd=tmp_path)
+    done = subprocess.run(
+        ["bash", str(script), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        check=False,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == ["gpu_run.tgz", "gpu_summary_cpu.md"]  # the device returns <= 8
     summary = (out / "gpu_summary_cpu.md").read_text()
@@ -92,8 +126,9 @@ def test_a_stage_cut_short_keeps_its_rows_in_the_summary(tmp_path):
 
     (tmp_path / "gpu_stages.tsv").write_text("train_step\t124\t120\t120\n")
     cut = tmp_path / "train_step_2026-12-02_cuda.partial.jsonl"
-    _partial.start(cut, {"card": "H200", "config": {"student": "resnet18", "teacher": "wrn34_10", "batch": 128,
-                                                    "pgd_steps": 10}})
+    _partial.start(
+        cut, {"card": "H200", "config": {"student": "resnet18", "teacher": "wrn34_10", "batch": 128, "pgd_steps": 10}}
+    )
     _partial.add_row(cut, {"method": "adaad", "precision": "fp32", "step_ms": 100.0, "peak_mb": 1.0})
     _partial.add_row(cut, {"method": "smaraad", "precision": "fp32", "step_ms": 110.0, "peak_mb": 1.0})
     summary = gpu_summary.main([str(tmp_path), "cuda"])
@@ -103,8 +138,20 @@ def test_a_stage_cut_short_keeps_its_rows_in_the_summary(tmp_path):
 
 def test_missing_peers_are_named_with_their_install_command(monkeypatch, capsys):
     monkeypatch.setattr(soft_rank_throughput, "missing_peers", lambda: ["torchsort"])
-    report = soft_rank_throughput.run(type("Args", (), {"grid": "quick", "device": "cpu", "only": ["naive"],
-                                                       "gamma": 1.0, "gamma_long": 100.0, "repeats": 1,
-                                                       "command": "test"})())
+    report = soft_rank_throughput.run(
+        type(
+            "Args",
+            (),
+            {
+                "grid": "quick",
+                "device": "cpu",
+                "only": ["naive"],
+                "gamma": 1.0,
+                "gamma_long": 100.0,
+                "repeats": 1,
+                "command": "test",
+            },
+        )()
+    )
     assert "not installed, so not compared: torchsort (pip install torchsort)" in capsys.readouterr().out
     assert "torchsort (`pip install torchsort`)" in soft_rank_throughput.markdown(report)

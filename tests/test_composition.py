@@ -35,16 +35,28 @@ def _sm(a, b, **kw):
 # Each published method against its formula written out with the library's primitives, in the
 # order the pre-composition classes evaluated it: torch.equal, not allclose.
 FORMULAS = {
-    "adaad": ({"adv_weight": 0.6}, lambda s, t, x, xa, y: 0.6 * kl_divergence(s(xa), t(xa))
-              + (1 - 0.6) * kl_divergence(s(x), t(x))),
+    "adaad": (
+        {"adv_weight": 0.6},
+        lambda s, t, x, xa, y: 0.6 * kl_divergence(s(xa), t(xa)) + (1 - 0.6) * kl_divergence(s(x), t(x)),
+    ),
     "rslad": ({}, lambda s, t, x, xa, y: 5 / 6 * kl_divergence(s(xa), t(x)) + (1 - 5 / 6) * kl_divergence(s(x), t(x))),
-    "ard": ({"ce_weight": 0.3, "temperature": 4.0}, lambda s, t, x, xa, y: (1 - 0.3) * 4.0 * 4.0
-            * kl_divergence(s(xa), t(x), temperature=4.0) + 0.3 * F.cross_entropy(s(x), y)),
-    "smaraad": ({"adv_weight": 0.8, "align_weight": 0.0, "kl_weight": 0.5, "gamma": 2.0},
-                lambda s, t, x, xa, y: 0.8 * (_sm(s(xa), t(xa), gamma=2.0) + 0.5 * kl_divergence(s(xa), t(xa)))
-                + (1 - 0.8) * (_sm(s(x), t(x), gamma=2.0) + 0.5 * kl_divergence(s(x), t(x)))),
-    "smaraad-samples": ({"rank_axis": "both", "align_weight": 0.0},
-                        lambda s, t, x, xa, y: _sm(s(xa), t(xa)) + _sm(s(xa), t(xa), dim=0)),
+    "ard": (
+        {"ce_weight": 0.3, "temperature": 4.0},
+        lambda s, t, x, xa, y: (
+            (1 - 0.3) * 4.0 * 4.0 * kl_divergence(s(xa), t(x), temperature=4.0) + 0.3 * F.cross_entropy(s(x), y)
+        ),
+    ),
+    "smaraad": (
+        {"adv_weight": 0.8, "align_weight": 0.0, "kl_weight": 0.5, "gamma": 2.0},
+        lambda s, t, x, xa, y: (
+            0.8 * (_sm(s(xa), t(xa), gamma=2.0) + 0.5 * kl_divergence(s(xa), t(xa)))
+            + (1 - 0.8) * (_sm(s(x), t(x), gamma=2.0) + 0.5 * kl_divergence(s(x), t(x)))
+        ),
+    ),
+    "smaraad-samples": (
+        {"rank_axis": "both", "align_weight": 0.0},
+        lambda s, t, x, xa, y: _sm(s(xa), t(xa)) + _sm(s(xa), t(xa), dim=0),
+    ),
 }
 
 
@@ -59,8 +71,9 @@ def test_published_methods_equal_their_formulas_bit_for_bit(name, fixed):
 
 def test_smaraad_pp_equals_its_formula_bit_for_bit(fixed):
     s, t, x, x_adv, y = fixed
-    objective = make_objective("smaraad++", s, t, ce_weight=0.1, align_weight=0.0, weight_power=0.5,
-                               position_weights="dcg")
+    objective = make_objective(
+        "smaraad++", s, t, ce_weight=0.1, align_weight=0.0, weight_power=0.5, position_weights="dcg"
+    )
     with torch.no_grad():
         z_sa, z_ta, z_s = s(x_adv), t(x_adv), s(x)
         w = F.softmax(z_ta, 1).gather(1, y[:, None]).squeeze(1).pow(0.5)
@@ -81,8 +94,11 @@ def test_smaraad_with_alignment_equals_its_formula_bit_for_bit():
 
 def test_attack_losses_equal_their_formulas(fixed):
     s, t, x, x_adv, y = fixed
-    expected = {"adaad": kl_divergence(s(x_adv), t(x_adv)), "rslad": kl_divergence(s(x_adv), t(x)),
-                "ard": F.cross_entropy(s(x_adv), y)}
+    expected = {
+        "adaad": kl_divergence(s(x_adv), t(x_adv)),
+        "rslad": kl_divergence(s(x_adv), t(x)),
+        "ard": F.cross_entropy(s(x_adv), y),
+    }
     for name, value in expected.items():
         assert torch.equal(make_objective(name, s, t).inner_loss(x_adv, x, y), value), name
 
@@ -106,8 +122,13 @@ def test_a_new_combination_is_one_line(fixed):
 def test_a_composed_loss_trains_and_the_teacher_stays_frozen():
     student, teacher = fresh_pair()
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
-    objective = make_objective("adaad", student, teacher, steps=2,
-                               add=0.5 * KendallMatching() + DIST() + SlackMatching(rank_axis="samples") + IGDM())
+    objective = make_objective(
+        "adaad",
+        student,
+        teacher,
+        steps=2,
+        add=0.5 * KendallMatching() + DIST() + SlackMatching(rank_axis="samples") + IGDM(),
+    )
     optimizer = torch.optim.SGD(objective.parameters(), lr=0.1)
     x, y = blobs(16)
     for _ in range(2):

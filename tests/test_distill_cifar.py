@@ -18,8 +18,21 @@ from softrank_ad_examples import data, training
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TINY = [
-    "--preset", "smoke", "--train-subset", "64", "--test-subset", "16", "--batch-size", "32",
-    "--eval-pgd-steps", "2", "--eval-cw-steps", "2", "--autoattack-n", "0", "--no-progress",
+    "--preset",
+    "smoke",
+    "--train-subset",
+    "64",
+    "--test-subset",
+    "16",
+    "--batch-size",
+    "32",
+    "--eval-pgd-steps",
+    "2",
+    "--eval-cw-steps",
+    "2",
+    "--autoattack-n",
+    "0",
+    "--no-progress",
 ]
 
 
@@ -33,11 +46,31 @@ def history(out: Path) -> list[dict]:
 def test_smoke_preset_writes_every_artefact(tmp_path, layout):
     root = data.write_fake_cifar(tmp_path / "data", layout, per_class=8)
     out = tmp_path / "run"
-    args = ["--data-dir", str(root), "--out", str(out), "--method", "smaraad++", "--weights-from-epoch", "1",
-            "--autoattack-n", "4", *TINY[:-3], "--no-progress"]
+    args = [
+        "--data-dir",
+        str(root),
+        "--out",
+        str(out),
+        "--method",
+        "smaraad++",
+        "--weights-from-epoch",
+        "1",
+        "--autoattack-n",
+        "4",
+        *TINY[:-3],
+        "--no-progress",
+    ]
     result = distill_cifar.main(args)
-    for name in ("results.json", "results.md", "history.csv", "curves.png", "teacher.pt", "student.pt",
-                 "student_ckpt.pt", "teacher_ckpt.pt"):
+    for name in (
+        "results.json",
+        "results.md",
+        "history.csv",
+        "curves.png",
+        "teacher.pt",
+        "student.pt",
+        "student_ckpt.pt",
+        "teacher_ckpt.pt",
+    ):
         assert (out / name).is_file(), name
     saved = json.loads((out / "results.json").read_text())
     assert set(saved["results"]) == {"teacher", "smaraad++"}
@@ -90,8 +123,15 @@ def _torchrun(args: list[str]) -> list[str]:
     with socket.socket() as sock:  # a free port, so parallel runs on one machine do not collide
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-            str(EXAMPLES / "distill_cifar.py"), *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={port}",
+        str(EXAMPLES / "distill_cifar.py"),
+        *args,
+    ]
 
 
 @pytest.mark.slow
@@ -105,8 +145,9 @@ def test_two_process_ddp_on_cpu_writes_from_rank_0_and_resumes_after_a_kill(tmp_
     run = ["--data-dir", str(root), "--out", str(out), "--epochs", "5", "--teacher-epochs", "1", *TINY]
     # Killed (SIGKILL to torchrun and both workers) once the first student epoch is checkpointed,
     # four epochs before the end.
-    started = subprocess.Popen(_torchrun(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    started = subprocess.Popen(
+        _torchrun(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 300
     while not (out / "student_ckpt.pt").exists() and started.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -144,8 +185,13 @@ def test_method_flags_are_case_insensitive_and_checked_against_the_method(capsys
     assert "--gamma does not apply to --method adaad" in capsys.readouterr().err
     args = distill_cifar.parse_args(["--method", "ard", "--kl-reduction", "mean", "--attack-mode", "train"])
     # The training attack's step is the study's convention, 2.5 ε / steps (smoke: 2 steps).
-    assert distill_cifar.method_hparams(args) == {"epsilon": 8 / 255, "step_size": 2.5 * (8 / 255) / 2, "steps": 2,
-                                                  "kl_reduction": "mean", "attack_mode": "train"}
+    assert distill_cifar.method_hparams(args) == {
+        "epsilon": 8 / 255,
+        "step_size": 2.5 * (8 / 255) / 2,
+        "steps": 2,
+        "kl_reduction": "mean",
+        "attack_mode": "train",
+    }
     assert distill_cifar.parse_args(["--steps", "10"]).step_size == pytest.approx(2 / 255)
     assert distill_cifar.parse_args(["--step-size", "0.01"]).step_size == 0.01
 
@@ -189,8 +235,9 @@ def test_a_damaged_image_tree_is_reported_by_name(tmp_path, capsys, damage):
         target.write_bytes(target.read_bytes()[:60])
         expected = f"{target}: cannot read this image"
     with pytest.raises(SystemExit) as exit_info:
-        distill_cifar.main(["--data-dir", str(root), "--out", str(tmp_path / "o"), "--epochs", "1", "--teacher-epochs",
-                            "1", *TINY])
+        distill_cifar.main(
+            ["--data-dir", str(root), "--out", str(tmp_path / "o"), "--epochs", "1", "--teacher-epochs", "1", *TINY]
+        )
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and expected in err and "Traceback" not in err
 
@@ -213,6 +260,7 @@ def test_resume_is_exact_after_a_kill_before_any_write(tmp_path, monkeypatch):
             if len(writes) == kill_at:
                 raise Killed
             return originals[kind](*args, **kwargs)
+
         return write
 
     def patch(kill_at):

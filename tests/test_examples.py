@@ -13,10 +13,21 @@ import toy_distill
 
 
 def test_toy_demo_writes_table_and_figure(tmp_path, capsys):
-    result = toy_distill.main([
-        "--out", str(tmp_path), "--seeds", "2", "--points", "12", "--teacher-iterations", "150",
-        "--student-iterations", "80", "--no-progress",
-    ])
+    result = toy_distill.main(
+        [
+            "--out",
+            str(tmp_path),
+            "--seeds",
+            "2",
+            "--points",
+            "12",
+            "--teacher-iterations",
+            "150",
+            "--student-iterations",
+            "80",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert "| Teacher (PGD-AT, 256 wide) |" in out and "| SmaraAD student" in out and "| AdaAD student" in out
     assert "2 seeds, mean ± std" in out and "agrees with the teacher" in out

@@ -72,8 +72,10 @@ def test_expansion_is_no_further_from_float64_than_the_exact_float32_sweep(n, ga
     errors = {}
     for mode in ("never", "always"):
         with native.farfield(mode):
-            errors[mode] = ((native.forward(x, gamma).double() - ranks).abs().max(),
-                            (native.backward(x, grad, gamma).double() - grads).abs().max())
+            errors[mode] = (
+                (native.forward(x, gamma).double() - ranks).abs().max(),
+                (native.backward(x, grad, gamma).double() - grads).abs().max(),
+            )
     assert errors["always"][0] <= errors["never"][0]
     assert errors["always"][1] <= errors["never"][1] * 1.05  # both at float32 rounding of |∂| ~ 1e3
 

@@ -281,7 +281,9 @@ def test_kl_reduction_mean_divides_by_the_class_count():
     mean = AdaADObjective(student, teacher, kl_reduction="mean")(x, y, x_adv=x_adv)
     torch.testing.assert_close(mean, batchmean / 5)
     s, t = torch.randn(4, 5), torch.randn(4, 5)
-    torch.testing.assert_close(kl_divergence(s, t, reduction="mean"), F.kl_div(F.log_softmax(s, 1), F.softmax(t, 1), reduction="sum") / 20)
+    torch.testing.assert_close(
+        kl_divergence(s, t, reduction="mean"), F.kl_div(F.log_softmax(s, 1), F.softmax(t, 1), reduction="sum") / 20
+    )
 
 
 def test_adaad_attack_starts_near_x_like_the_official_code():
@@ -373,7 +375,13 @@ def test_pgd_validates_its_inputs():
     with pytest.raises(ValueError, match=r"x must lie in \[0, 1\]"):
         pgd(loss, x * 255, epsilon=0.03, step_size=0.01, steps=1)
     with pytest.raises(ValueError, match="x contains 1 non-finite"):
-        pgd(loss, torch.where(torch.arange(x.numel()).view_as(x) == 0, float("nan"), x), epsilon=0.03, step_size=0.01, steps=1)
+        pgd(
+            loss,
+            torch.where(torch.arange(x.numel()).view_as(x) == 0, float("nan"), x),
+            epsilon=0.03,
+            step_size=0.01,
+            steps=1,
+        )
     with pytest.raises(TypeError, match="x must have a floating dtype"):
         pgd(loss, (x * 255).to(torch.uint8), epsilon=0.03, step_size=0.01, steps=1)
     with pytest.raises(ValueError, match=r"x_start must have the shape of x \(4, 3, 8, 8\), got \(2, 3, 8, 8\)"):
@@ -400,9 +408,17 @@ def test_any_integer_label_dtype_works_and_bad_types_name_the_argument():
         make_objective("smaraad++", student, teacher, weights_from_epoch="60")
 
 
-@pytest.mark.parametrize("method,bad", [("smaraad", {"gamma": -1.0}), ("ard", {"temperature": 0.0}),
-                                        ("adaad", {"kl_reduction": "none"}), ("rslad", {"adv_weight": 2.0}),
-                                        ("smaraad", {"alignment": "mine"}), ("smaraad", {"alignment": 1})])
+@pytest.mark.parametrize(
+    "method,bad",
+    [
+        ("smaraad", {"gamma": -1.0}),
+        ("ard", {"temperature": 0.0}),
+        ("adaad", {"kl_reduction": "none"}),
+        ("rslad", {"adv_weight": 2.0}),
+        ("smaraad", {"alignment": "mine"}),
+        ("smaraad", {"alignment": 1}),
+    ],
+)
 def test_a_constructor_that_raises_leaves_the_models_untouched(method, bad):
     student, teacher = fresh_pair()
     shared = nn.Linear(2, 2)
@@ -446,7 +462,6 @@ def test_alignment_loss_never_updates_a_train_mode_teacher():
     before = bn_state(teacher)
     AttributionAlignmentLoss()(student, teacher, *blobs(4))
     assert teacher.training and all(torch.equal(before[k], v) for k, v in bn_state(teacher).items())
-
 
 
 # -- one class per method; devices -----------------------------------------------------------------

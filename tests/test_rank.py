@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import rankdata
 
+from conftest import DEVICES
 from softrank_ad import SoftRank, soft_rank, soft_spearman
 
 BACKENDS = ["reference", "window", "compiled", "native"]
@@ -324,10 +324,15 @@ def test_the_layer_picture_in_docs_matches_the_imports():
         if not path.exists():
             continue
         tree = ast.parse(path.read_text())
-        imported = {alias.name if isinstance(node, ast.ImportFrom) and node.module == "softrank_ad" else
-                    node.module.split(".")[1] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                    and node.module and node.module.startswith("softrank_ad") for alias in node.names}
-        later = set(order[order.index(module):])
+        imported = {
+            alias.name
+            if isinstance(node, ast.ImportFrom) and node.module == "softrank_ad"
+            else node.module.split(".")[1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("softrank_ad")
+            for alias in node.names
+        }
+        later = set(order[order.index(module) :])
         assert not imported & later, f"{module} imports {imported & later}, listed at or below it"
 
 

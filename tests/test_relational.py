@@ -180,12 +180,17 @@ def test_standardize_and_kl_on_standardised_logits():
     zs = standardize(z_t)
     torch.testing.assert_close(zs.mean(1), torch.zeros(6), atol=1e-6, rtol=0)
     torch.testing.assert_close(zs.std(1), torch.ones(6), atol=1e-5, rtol=0)
-    expected = F.kl_div(F.log_softmax(standardize(z_s) / 2, 1), F.softmax(standardize(z_t) / 2, 1),
-                        reduction="batchmean")
+    expected = F.kl_div(
+        F.log_softmax(standardize(z_s) / 2, 1), F.softmax(standardize(z_t) / 2, 1), reduction="batchmean"
+    )
     torch.testing.assert_close(kl_divergence(z_s, z_t, temperature=2.0, standardize_logits=True), expected)
     # Invariant to each model's logit scale and shift.
-    torch.testing.assert_close(kl_divergence(3 * z_s - 1, z_t, standardize_logits=True),
-                               kl_divergence(z_s, z_t, standardize_logits=True), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        kl_divergence(3 * z_s - 1, z_t, standardize_logits=True),
+        kl_divergence(z_s, z_t, standardize_logits=True),
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
 def test_kl_of_bfloat16_logits_is_computed_in_float32():
@@ -248,5 +253,8 @@ def test_suggest_gamma_bad_input():
     with pytest.raises(ValueError, match="gamma must be finite"):
         suggest_gamma(torch.randn(4, 10), gammas=(1.0, -2.0))
     with pytest.raises(ValueError, match="logits contains 1 non-finite"):
-        suggest_gamma(torch.randn(4, 10).index_fill_(0, torch.tensor([0]), 0).index_put_(
-            (torch.tensor([0]), torch.tensor([0])), torch.tensor(float("nan"))))
+        suggest_gamma(
+            torch.randn(4, 10)
+            .index_fill_(0, torch.tensor([0]), 0)
+            .index_put_((torch.tensor([0]), torch.tensor([0])), torch.tensor(float("nan")))
+        )

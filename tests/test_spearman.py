@@ -202,8 +202,12 @@ def test_hyperparameters_are_keyword_only():
     from softrank_ad import grad_cam, soft_rank
 
     x = torch.randn(2, 5)
-    for call in (lambda: soft_rank(x, 2.0), lambda: soft_spearman(x, x, 2.0), lambda: slack_matching_loss(x, x, 2.0),
-                 lambda: grad_cam(torch.nn.Linear(5, 2), x, "predicted", None)):
+    for call in (
+        lambda: soft_rank(x, 2.0),
+        lambda: soft_spearman(x, x, 2.0),
+        lambda: slack_matching_loss(x, x, 2.0),
+        lambda: grad_cam(torch.nn.Linear(5, 2), x, "predicted", None),
+    ):
         with pytest.raises(TypeError, match="positional argument"):
             call()
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from pathlib import Path
 
+import method_study
 import pytest
 import torch
 from torch import nn
-
-import method_study
 
 from softrank_ad_examples import data
 
@@ -20,12 +18,32 @@ from softrank_ad_examples import data
 def test_tiny_grid_runs_resumes_and_summarises(tmp_path, capsys):
     root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=12)
     out = tmp_path / "study"
-    grid = ["--preset", "test", "--data-dir", str(root), "--out", str(out), "--configs", "adaad", "smaraad",
-            "smaraad-k3", "--seeds", "0", "1", "--no-progress"]
+    grid = [
+        "--preset",
+        "test",
+        "--data-dir",
+        str(root),
+        "--out",
+        str(out),
+        "--configs",
+        "adaad",
+        "smaraad",
+        "smaraad-k3",
+        "--seeds",
+        "0",
+        "1",
+        "--no-progress",
+    ]
     method_study.main(grid)
     runs = method_study.load_runs(out)
     assert sorted((r["config"], r["seed"]) for r in runs) == [
-        ("adaad", 0), ("adaad", 1), ("smaraad", 0), ("smaraad", 1), ("smaraad-k3", 0), ("smaraad-k3", 1)]
+        ("adaad", 0),
+        ("adaad", 1),
+        ("smaraad", 0),
+        ("smaraad", 1),
+        ("smaraad-k3", 0),
+        ("smaraad-k3", 1),
+    ]
     for r in runs:
         assert 0 <= r["results"]["pgd"] <= r["results"]["clean"] <= 1
         assert [int(h["epoch"]) for h in r["history"]] == [1, 2]
@@ -53,7 +71,9 @@ def test_same_seed_same_batches_other_seed_other_batches():
     first = [y for _, y in data.TensorLoader(images, labels, 8, seed=3)]
     again = [y for _, y in data.TensorLoader(images, labels, 8, seed=3)]
     other = [y for _, y in data.TensorLoader(images, labels, 8, seed=4)]
-    assert all(torch.equal(a, b) for a, b in zip(first, again)) and not all(torch.equal(a, b) for a, b in zip(first, other))
+    assert all(torch.equal(a, b) for a, b in zip(first, again)) and not all(
+        torch.equal(a, b) for a, b in zip(first, other)
+    )
     x, _ = next(iter(data.TensorLoader(images, labels, 8, seed=3)))
     assert x.shape == (8, 3, 32, 32) and 0 <= x.min() and x.max() <= 1
 
@@ -79,7 +99,7 @@ def test_the_dataset_transform_is_the_same_augmentation():
     torch.manual_seed(11)
     assert torch.equal(one, data.crop_and_flip(image[None])[0])
     padded = torch.nn.functional.pad(image, (4, 4, 4, 4))
-    crops = {padded[:, b:b + 32, a:a + 32] for a in range(9) for b in range(9)}
+    crops = {padded[:, b : b + 32, a : a + 32] for a in range(9) for b in range(9)}
     assert any(torch.equal(one, c) or torch.equal(one, c.flip(2)) for c in crops)
 
 
@@ -97,7 +117,8 @@ def test_paired_statistics_against_a_hand_computed_case():
     assert n == 3 and mean == pytest.approx(0.02)
     assert interval[1] == pytest.approx(0.02 - half, abs=1e-6) and interval[2] == pytest.approx(0.02 + half, abs=1e-6)
     assert rows["smaraad"]["pgd"][0] == pytest.approx(1.02 / 3) and rows["smaraad"]["pgd"][1] == pytest.approx(
-        torch.tensor([0.31, 0.35, 0.36]).std().item(), abs=1e-6)
+        torch.tensor([0.31, 0.35, 0.36]).std().item(), abs=1e-6
+    )
     assert rows["smaraad-c0.0"]["diff_pgd"] == (pytest.approx(-0.1), None, 1)  # one pair: no interval
     table = method_study.markdown(list(rows.values()))
     assert "| smaraad | 3 | 62.0 ± 0.0 | 34.0 ± 2.6 |" in table and "+2.0 [-0.5, +4.5]" in table
@@ -106,8 +127,11 @@ def test_paired_statistics_against_a_hand_computed_case():
 
 def test_autoattack_column_counts_the_seeds_it_ran_on():
     def run(seed, aa):
-        return {"config": "adaad", "seed": seed,
-                "results": {"clean": 0.6, "pgd": 0.3, "cw": 0.3, "autoattack": aa, "autoattack_n": 500 if aa else 0}}
+        return {
+            "config": "adaad",
+            "seed": seed,
+            "results": {"clean": 0.6, "pgd": 0.3, "cw": 0.3, "autoattack": aa, "autoattack_n": 500 if aa else 0},
+        }
 
     one = method_study.markdown(method_study.summarise([run(0, 0.2), run(1, None), run(2, None)]))
     two = method_study.markdown(method_study.summarise([run(0, 0.2), run(1, 0.3), run(2, None)]))
@@ -124,8 +148,11 @@ def test_unknown_configuration_is_a_clear_error(capsys):
 def test_teacher_only_trains_the_teacher_and_no_student(tmp_path, capsys):
     root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=12)
     out = tmp_path / "study"
-    info = json.loads(method_study.main(["--preset", "test", "--data-dir", str(root), "--out", str(out),
-                                         "--teacher-only", "--no-progress"]))
+    info = json.loads(
+        method_study.main(
+            ["--preset", "test", "--data-dir", str(root), "--out", str(out), "--teacher-only", "--no-progress"]
+        )
+    )
     assert info["key"] == method_study.teacher_key(method_study.PRESETS["test"])
     assert (out / "teachers" / info["key"] / "teacher.pt").exists() and not (out / "runs").exists()
     assert "mean top probability" in capsys.readouterr().out
@@ -161,8 +188,21 @@ def test_torchrun_is_refused_with_directions(monkeypatch):
 def test_relational_configurations_run_and_record_their_terms(tmp_path):
     root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=12)
     out = tmp_path / "study"
-    method_study.main(["--preset", "test", "--data-dir", str(root), "--out", str(out), "--groups", "relational",
-                       "--seeds", "0", "--no-progress"])
+    method_study.main(
+        [
+            "--preset",
+            "test",
+            "--data-dir",
+            str(root),
+            "--out",
+            str(out),
+            "--groups",
+            "relational",
+            "--seeds",
+            "0",
+            "--no-progress",
+        ]
+    )
     runs = {r["config"]: r for r in method_study.load_runs(out)}
     assert set(runs) == {n for n, c in method_study.CONFIGS.items() if c.group == "relational"}
     assert runs["adaad-dist"]["loss"] == ["dist"] and runs["adaad+igdm"]["add"] == ["igdm"]
@@ -178,20 +218,29 @@ def test_interaction_summary_on_fixture_runs_with_a_known_answer(tmp_path):
     def write(cell, config, seed, pgd, aa=None):
         folder = tmp_path / cell / "runs"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{config}-s{seed}.json").write_text(json.dumps(
-            {"config": config, "seed": seed, "results": {"pgd": pgd, "clean": pgd + 0.25, "autoattack": aa},
-             "history": [{"agree_top1": "0.1"}, {"agree_top1": str(pgd), "hard_rho": str(2 * pgd)}]}))
+        (folder / f"{config}-s{seed}.json").write_text(
+            json.dumps(
+                {
+                    "config": config,
+                    "seed": seed,
+                    "results": {"pgd": pgd, "clean": pgd + 0.25, "autoattack": aa},
+                    "history": [{"agree_top1": "0.1"}, {"agree_top1": str(pgd), "hard_rho": str(2 * pgd)}],
+                }
+            )
+        )
 
     for seed, (a_base, a_sm, b_base, b_sm) in enumerate(
-            [(0.20, 0.18, 0.30, 0.31), (0.22, 0.19, 0.31, 0.33), (0.21, 0.19, 0.30, 0.32)]):
+        [(0.20, 0.18, 0.30, 0.31), (0.22, 0.19, 0.31, 0.33), (0.21, 0.19, 0.30, 0.32)]
+    ):
         write("A", "adaad", seed, a_base)
         write("A", "smaraad", seed, a_sm)
         write("B", "adaad", seed, b_base)
         write("B", "smaraad", seed, b_sm)
     write("B", "adaad+dist", 0, 0.35)  # one pair, and nothing in the reference cell
     write("A", "smaraad-x5", 0, 0.19)  # a probe of the reference cell only: no change to report
-    text = study_interaction.main(["--cell", f"A={tmp_path / 'A'}", "--cell", f"B={tmp_path / 'B'}",
-                                   "--out", str(tmp_path / "out")])
+    text = study_interaction.main(
+        ["--cell", f"A={tmp_path / 'A'}", "--cell", f"B={tmp_path / 'B'}", "--out", str(tmp_path / "out")]
+    )
     # Δ_A = (−2, −3, −2) points, Δ_B = (+1, +2, +2); the change (+3, +5, +4): mean 4, sd 1,
     # t(0.975, 2) · 1 / √3 = 2.48.
     assert "| smaraad | -2.3 [-3.8, -0.9] * (n=3) | +1.7 [+0.2, +3.1] * (n=3) | +4.0 [+1.5, +6.5] * (n=3) |" in text
@@ -201,8 +250,18 @@ def test_interaction_summary_on_fixture_runs_with_a_known_answer(tmp_path):
     assert "smaraad-x5" not in text
     # Agreement: the last epoch's values, averaged over seeds (A's AdaAD: 0.20, 0.22, 0.21).
     assert "| adaad | 0.21 (n=3) | 0.42 (n=3) | 0.30 (n=3) | 0.61 (n=3) |" in text
-    chosen = study_interaction.main(["--cell", f"A={tmp_path / 'A'}", "--cell", f"B={tmp_path / 'B'}",
-                                     "--out", str(tmp_path / "out"), "--configs", "smaraad-x5"])
+    chosen = study_interaction.main(
+        [
+            "--cell",
+            f"A={tmp_path / 'A'}",
+            "--cell",
+            f"B={tmp_path / 'B'}",
+            "--out",
+            str(tmp_path / "out"),
+            "--configs",
+            "smaraad-x5",
+        ]
+    )
     assert "| smaraad-x5 | -1.0 (1 pair) | – | – |" in chosen and "adaad+dist" not in chosen
     assert (tmp_path / "out" / "interaction.png").stat().st_size > 5_000
     with pytest.raises(SystemExit):
@@ -216,5 +275,7 @@ def test_interaction_figure_moves_one_factor_per_panel():
         ("teacher strength (students of width 8)", ["A/8", "B/8"], ["A", "B"]),
         ("student width (teacher A)", ["A/8", "A/4"], ["8", "4"]),
     ]
-    assert study_interaction.panels(["A/8", "B/8"]) == [("teacher strength (students of width 8)", ["A/8", "B/8"], ["A", "B"])]
+    assert study_interaction.panels(["A/8", "B/8"]) == [
+        ("teacher strength (students of width 8)", ["A/8", "B/8"], ["A", "B"])
+    ]
     assert study_interaction.panels(["A", "B"]) == [("cells", ["A", "B"], ["A", "B"])]

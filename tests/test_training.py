@@ -32,8 +32,13 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
 
 def test_weights_load_from_plain_wrapped_and_ddp_state_dicts(tmp_path):
     source = torch.nn.Linear(3, 2)
-    for i, obj in enumerate([source.state_dict(), {"state_dict": source.state_dict()},
-                             {"model": {f"module.{k}": v for k, v in source.state_dict().items()}}]):
+    for i, obj in enumerate(
+        [
+            source.state_dict(),
+            {"state_dict": source.state_dict()},
+            {"model": {f"module.{k}": v for k, v in source.state_dict().items()}},
+        ]
+    ):
         training.save_checkpoint(obj, tmp_path / f"{i}.pt")
         target = torch.nn.Linear(3, 2)
         training.load_weights(target, tmp_path / f"{i}.pt")
@@ -55,8 +60,10 @@ def test_history_csv_keeps_every_column_and_no_temporary_file(tmp_path):
     training.append_csv(path, {"stage": "teacher", "epoch": 1, "loss": 0.5, "val_pgd": 0.25})
     training.append_csv(path, {"stage": "student", "epoch": 1, "loss": 0.25, "hard_rho": 0.9})
     rows = training.read_csv(path)
-    assert rows == [{"stage": "teacher", "epoch": "1", "loss": "0.5", "val_pgd": "0.25", "hard_rho": ""},
-                    {"stage": "student", "epoch": "1", "loss": "0.25", "val_pgd": "", "hard_rho": "0.9"}]
+    assert rows == [
+        {"stage": "teacher", "epoch": "1", "loss": "0.5", "val_pgd": "0.25", "hard_rho": ""},
+        {"stage": "student", "epoch": "1", "loss": "0.25", "val_pgd": "", "hard_rho": "0.9"},
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["history.csv"]
 
 
@@ -72,8 +79,9 @@ def test_resume_writes_the_row_lost_between_checkpoint_and_csv(tmp_path):
     rows = training.read_csv(tmp_path / "history.csv")
     training.append_csv(tmp_path / "kept.csv", rows[0])  # as if killed after epoch 2's checkpoint
     (tmp_path / "kept.csv").replace(tmp_path / "history.csv")
-    training.fit("student", model, loss_fn, data, schedule, tmp_path, device=torch.device("cpu"), resume=True,
-                 progress=False)
+    training.fit(
+        "student", model, loss_fn, data, schedule, tmp_path, device=torch.device("cpu"), resume=True, progress=False
+    )
     assert [r["epoch"] for r in training.read_csv(tmp_path / "history.csv")] == ["1", "2"]
 
 

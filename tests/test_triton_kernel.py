@@ -73,8 +73,21 @@ GPU_MACHINE_TRITON = "3.6.0"
 @pytest.mark.slow
 def test_triton_kernel_matches_float64_reference_under_the_gpu_machines_triton(tmp_path):
     target = tmp_path / "triton"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
-                    f"triton=={GPU_MACHINE_TRITON}"], check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            f"triton=={GPU_MACHINE_TRITON}",
+        ],
+        check=True,
+        timeout=600,
+    )
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": str(target)}
     code = "import triton; print('triton', triton.__version__)\n" + CHECKS
     done = subprocess.run([sys.executable, "-c", code, "cpu"], env=env, capture_output=True, text=True, timeout=600)

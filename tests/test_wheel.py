@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import softrank_ad
+
 REPO = Path(__file__).resolve().parent.parent
 
 USE = """
@@ -35,28 +37,49 @@ print("ok", softrank_ad.__version__, sorted(p.name for p in pathlib.Path(sys.arg
 @pytest.mark.slow
 def test_wheel_installs_into_a_fresh_venv_and_runs_outside_the_repo(tmp_path):
     dist = tmp_path / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(dist), str(REPO)], check=True, cwd=tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)],
+        check=True,
+        cwd=tmp_path,
+    )
     (wheel,) = dist.glob("softrank_ad-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert any(n.endswith("dist-info/licenses/LICENSE") or n.endswith("dist-info/LICENSE") for n in names), names
-    assert "softrank_ad/_kernels/native.c" in names and not any(n.startswith("tests/") for n in names)
+    assert any(n.endswith("dist-info/licenses/LICENSE") for n in names), names
+    assert "softrank_ad/_kernels/native.c" in names
+    # The library and its metadata, nothing else: no examples' package, tests or conftest.
+    info = f"softrank_ad-{softrank_ad.__version__}.dist-info/"
+    strays = [n for n in names if not (n.startswith("softrank_ad/") or n.startswith(info))]
+    assert not strays, strays
+    assert not any("conftest" in n or "softrank_ad_examples" in n for n in names)
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     # torch (5 GB) is borrowed from the test's own environment through a plain path entry: a .pth
     # line adds the folder to the import path without running the .pth files in it, so the editable
     # install of the repository there stays invisible.
     (site / "borrowed_torch.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)], check=True
+    )
     cache = tmp_path / "kernel-cache"
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    done = subprocess.run([str(python), "-c", USE, str(site), str(cache)], cwd=outside, capture_output=True, text=True,
-                          env={"SOFTRANK_AD_CACHE": str(cache), "PATH": "/usr/bin:/bin"}, timeout=600)
+    done = subprocess.run(
+        [str(python), "-c", USE, str(site), str(cache)],
+        cwd=outside,
+        capture_output=True,
+        text=True,
+        env={"SOFTRANK_AD_CACHE": str(cache), "PATH": "/usr/bin:/bin"},
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.startswith("ok 0.1.0") and "softrank_native" in done.stdout
+    assert done.stdout.startswith(f"ok {softrank_ad.__version__}") and "softrank_native" in done.stdout

@@ -58,8 +58,8 @@ def test_torchvision_students_train_with_the_automatic_layer(name):
 
 @pytest.mark.slow
 def test_a_torchvision_vit_student_trains_through_reshape_transform():
-    vit = tv.VisionTransformer(image_size=64, patch_size=16, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
-                               num_classes=10)
+    vit = tv.VisionTransformer(
+        image_size=64, patch_size=16, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64, num_classes=10
+    )
     with sdpa_kernel(SDPBackend.MATH):  # a double backward: the math attention kernel has one
-        one_step(vit, student_layer="encoder.layers.encoder_layer_0",
-                 student_reshape_transform=vit_tokens_to_grid)
+        one_step(vit, student_layer="encoder.layers.encoder_layer_0", student_reshape_transform=vit_tokens_to_grid)

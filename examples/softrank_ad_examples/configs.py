@@ -50,26 +50,43 @@ CONFIGS: dict[str, Config] = {
     "rslad": Config("rslad", group="headline"),
     "ard": Config("ard", group="headline"),
     # -- probes, most informative first (a study cut short keeps these) ------------------------
-    **{f"smaraad-x{k}": Config("smaraad", loss_scale=float(k), note="slack-matching loss (and gradient) times k")
-       for k in (5, 10)},
-    **{f"{m}-k{k}": Config(m, teacher_sharpness=float(k), note="teacher logits sharpened by k")
-       for k in (3, 10) for m in ("adaad", "smaraad")},
-    **{f"smaraad-kl{w}": Config("smaraad", {"kl_weight": w}, note="extension: KL added to slack matching")
-       for w in (0.5, 1.0)},
+    **{
+        f"smaraad-x{k}": Config("smaraad", loss_scale=float(k), note="slack-matching loss (and gradient) times k")
+        for k in (5, 10)
+    },
+    **{
+        f"{m}-k{k}": Config(m, teacher_sharpness=float(k), note="teacher logits sharpened by k")
+        for k in (3, 10)
+        for m in ("adaad", "smaraad")
+    },
+    **{
+        f"smaraad-kl{w}": Config("smaraad", {"kl_weight": w}, note="extension: KL added to slack matching")
+        for w in (0.5, 1.0)
+    },
     "smaraad-c0.0": Config("smaraad", {"align_weight": 0.0}, note="no alignment in the outer loss"),
-    "adaad-official": Config("adaad", {"kl_reduction": "mean", "clean_bn_forward": True},
-                             note="official code: KL mean over B*C, clean train-mode forward"),
-    "ard-official": Config("ard", {"kl_reduction": "mean", "attack_mode": "train", "clean_bn_forward": True},
-                           note="official code: KL mean over B*C, attack in train mode, clean forward"),
+    "adaad-official": Config(
+        "adaad",
+        {"kl_reduction": "mean", "clean_bn_forward": True},
+        note="official code: KL mean over B*C, clean train-mode forward",
+    ),
+    "ard-official": Config(
+        "ard",
+        {"kl_reduction": "mean", "attack_mode": "train", "clean_bn_forward": True},
+        note="official code: KL mean over B*C, attack in train mode, clean forward",
+    ),
     "adaad-klmean": Config("adaad", {"kl_reduction": "mean"}, note="official CIFAR-10 KL (mean over B*C)"),
     "rslad-klmean": Config("rslad", {"kl_reduction": "mean"}, note="official CIFAR-10 KL (mean over B*C)"),
     **{f"smaraad-gamma{g}": Config("smaraad", {"gamma": g}, note="soft-rank sharpness") for g in (0.3, 3.0, 10.0)},
     "smaraad-std": Config("smaraad", {"scale": "std"}, note="rows divided by their spread first"),
-    **{f"smaraad-c{c}": Config("smaraad", {"align_weight": c}, note="alignment weight in the outer loss")
-       for c in (0.3, 3.0)},
+    **{
+        f"smaraad-c{c}": Config("smaraad", {"align_weight": c}, note="alignment weight in the outer loss")
+        for c in (0.3, 3.0)
+    },
     "smaraad-dcg": Config("smaraad", {"position_weights": "dcg"}, note="extension: DCG-weighted soft Spearman"),
-    **{f"smaraad-atk{w:.4g}": Config("smaraad", {"attack_align_weight": w}, note="alignment weight in the attack")
-       for w in (0.0, 1 / 128)},
+    **{
+        f"smaraad-atk{w:.4g}": Config("smaraad", {"attack_align_weight": w}, note="alignment weight in the attack")
+        for w in (0.0, 1 / 128)
+    },
     # Named for the paper's alpha = 1 - ce_weight.
     "smaraad++-alpha0.9": Config("smaraad++", {"ce_weight": 0.1}, note="Eq. 10 with its CE anchor, alpha 0.9"),
     # -- relational losses beside slack matching (the teacher-strength study) ------------------
@@ -77,12 +94,18 @@ CONFIGS: dict[str, Config] = {
     "adaad+dist": Config("adaad", add=("dist",), group="relational", note="AdaAD plus DIST"),
     "adaad+kendall": Config("adaad", add=("kendall",), group="relational", note="AdaAD plus soft Kendall (as RKKD)"),
     "adaad+igdm": Config("adaad", add=("igdm",), group="relational", note="AdaAD plus IGDM, ramped over the run"),
-    "smaraad-samples": Config("smaraad", {"rank_axis": "samples"}, group="relational",
-                              note="slack matching ranks each class over the batch"),
-    "smaraad-both": Config("smaraad", {"rank_axis": "both"}, group="relational",
-                           note="slack matching over classes and over samples"),
-    "smaraad-std-kl1.0": Config("smaraad", {"scale": "std", "kl_weight": 1.0}, group="relational",
-                                note="standardised logits (scale std) in slack matching, KL added"),
+    "smaraad-samples": Config(
+        "smaraad", {"rank_axis": "samples"}, group="relational", note="slack matching ranks each class over the batch"
+    ),
+    "smaraad-both": Config(
+        "smaraad", {"rank_axis": "both"}, group="relational", note="slack matching over classes and over samples"
+    ),
+    "smaraad-std-kl1.0": Config(
+        "smaraad",
+        {"scale": "std", "kl_weight": 1.0},
+        group="relational",
+        note="standardised logits (scale std) in slack matching, KL added",
+    ),
 }
 GROUPS = ("headline", "probe", "relational")
 BASELINE = "adaad"

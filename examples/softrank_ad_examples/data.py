@@ -71,7 +71,7 @@ def crop_and_flip(images: torch.Tensor, generator: torch.Generator | None = None
     when None)."""
     x = F.pad(images, (4, 4, 4, 4))
     dx, dy = torch.randint(0, 9, (2, len(images)), generator=generator).tolist()
-    x = torch.stack([img[:, b:b + 32, a:a + 32] for img, a, b in zip(x, dx, dy)])
+    x = torch.stack([img[:, b : b + 32, a : a + 32] for img, a, b in zip(x, dx, dy)])
     flip = torch.rand(len(images), generator=generator) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
@@ -106,7 +106,7 @@ class TensorLoader:
         g = torch.Generator().manual_seed(1_000_003 * self.seed + self.epoch)
         order = torch.randperm(len(self.labels), generator=g)
         for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             yield crop_and_flip(self.images[idx].float() / 255, g), self.labels[idx]
 
 
@@ -151,8 +151,10 @@ def check_image_tree(root: Path) -> list[str]:
     if classes["train"] != classes["test"]:
         only_train = sorted(set(classes["train"]) - set(classes["test"]))
         only_test = sorted(set(classes["test"]) - set(classes["train"]))
-        raise DatasetError(f"{root}: train/ and test/ hold different class folders: only in train/ {only_train}, "
-                           f"only in test/ {only_test}")
+        raise DatasetError(
+            f"{root}: train/ and test/ hold different class folders: only in train/ {only_train}, "
+            f"only in test/ {only_test}"
+        )
     return classes["train"]
 
 
@@ -160,8 +162,10 @@ def _image_folder(root: Path, train_tf, test_tf):
     if not ((root / "train").is_dir() and (root / "test").is_dir()):
         return None
     check_image_tree(root)
-    return (datasets.ImageFolder(root / "train", train_tf, loader=read_image),
-            datasets.ImageFolder(root / "test", test_tf, loader=read_image))
+    return (
+        datasets.ImageFolder(root / "train", train_tf, loader=read_image),
+        datasets.ImageFolder(root / "test", test_tf, loader=read_image),
+    )
 
 
 def load(dataset: str, data_dir: str | Path, *, download: bool = False, augment: bool = True):

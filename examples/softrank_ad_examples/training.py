@@ -81,8 +81,12 @@ def rng_state() -> dict:
     version, mt, gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": {"version": version, "mt": torch.tensor(mt, dtype=torch.int64), "gauss": gauss},
     }
     if torch.cuda.is_available():
@@ -140,8 +144,9 @@ def grad_norm(parameters) -> float:
 LossFn = Callable[[torch.Tensor, torch.Tensor, int], dict]
 
 
-def adversarial_training_loss(model: nn.Module, *, epsilon: float, step_size: float, steps: int, fast: bool = False,
-                              amp=contextlib.nullcontext) -> LossFn:
+def adversarial_training_loss(
+    model: nn.Module, *, epsilon: float, step_size: float, steps: int, fast: bool = False, amp=contextlib.nullcontext
+) -> LossFn:
     """PGD-AT (Madry et al. 2018), or with ``fast`` FGSM-RS (Wong et al. 2020: one step of 1.25 ε
     from a uniform start), as a ``fit`` loss; the attack runs with the model in eval mode."""
 
@@ -154,6 +159,8 @@ def adversarial_training_loss(model: nn.Module, *, epsilon: float, step_size: fl
             return {"loss": F.cross_entropy(model(x_adv), y)}
 
     return loss_fn
+
+
 EpochHook = Callable[[int, dict, dict], bool]
 
 
@@ -182,8 +189,10 @@ class KeepBest:
         row["val_pgd"] = self.score(self.model)
         best = extra.get("best_pgd", -1.0)
         if row["val_pgd"] >= best:
-            extra.update(best_pgd=row["val_pgd"],
-                         best_state={k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
+            extra.update(
+                best_pgd=row["val_pgd"],
+                best_state={k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+            )
             return False
         return self.stop_drop is not None and row["val_pgd"] < best - self.stop_drop
 
@@ -240,8 +249,12 @@ def fit(
             sampler.set_epoch(epoch)
         module.train()
         started, seen, sums = time.time(), 0, {}
-        bar = tqdm(loader, desc=f"{stage} epoch {epoch + 1}/{schedule.epochs}", disable=not (progress and main_process),
-                   leave=False)
+        bar = tqdm(
+            loader,
+            desc=f"{stage} epoch {epoch + 1}/{schedule.epochs}",
+            disable=not (progress and main_process),
+            leave=False,
+        )
         for x, y in bar:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             terms = loss_fn(x, y, epoch)
@@ -258,17 +271,34 @@ def fit(
             bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}")
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        row = {"stage": stage, "epoch": epoch + 1, "lr": lr, **{k: v / max(seen, 1) for k, v in sums.items()},
-               "seconds": time.time() - started}
+        row = {
+            "stage": stage,
+            "epoch": epoch + 1,
+            "lr": lr,
+            **{k: v / max(seen, 1) for k, v in sums.items()},
+            "seconds": time.time() - started,
+        }
         stop = on_epoch_end(epoch, row, extra) if on_epoch_end is not None else False
         if main_process:
             # Checkpoint (holding the row) before the row: a kill between the two writes is
             # mended on resume, and a row is never written twice.
-            save_checkpoint({"model": unwrap(module).state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "rng": rng_state(), "epoch": epoch + 1,
-                             "extra": extra, "row": row}, ckpt_path)
+            save_checkpoint(
+                {
+                    "model": unwrap(module).state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": rng_state(),
+                    "epoch": epoch + 1,
+                    "extra": extra,
+                    "row": row,
+                },
+                ckpt_path,
+            )
             append_csv(out / "history.csv", row)
-            print(f"{stage} epoch {epoch + 1}: " + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
+            print(
+                f"{stage} epoch {epoch + 1}: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
+            )
         if barrier is not None:
             barrier()
         if stop:

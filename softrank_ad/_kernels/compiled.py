@@ -34,6 +34,7 @@ def _cannot_compile() -> tuple[type[BaseException], ...]:
 
     return (BackendCompilerFailed, InductorError, OSError, subprocess.CalledProcessError)
 
+
 _compiled: dict[str, Callable] = {}
 _failures: list[BaseException] = []
 
@@ -68,8 +69,12 @@ def run(name: str, fn: Callable, fallback: Callable[[], torch.Tensor], *args) ->
         if not isinstance(err, _cannot_compile()):
             raise
         _failures.append(err)
-        warnings.warn(f"softrank_ad: torch.compile cannot build the fused CPU kernels here ({build_error()}); "
-                      "the eager torch path is used instead", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"softrank_ad: torch.compile cannot build the fused CPU kernels here ({build_error()}); "
+            "the eager torch path is used instead",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return fallback()
 
 

@@ -106,8 +106,9 @@ def _build_key(compiler: list[str]) -> str:
 def _run_command(command: list[str], timeout: float) -> subprocess.CompletedProcess:
     """``command`` in its own process group, all of which is killed on timeout (a compiler
     driver's children would otherwise run on and write their output later)."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

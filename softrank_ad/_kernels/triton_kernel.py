@@ -94,8 +94,9 @@ def _forward_kernel(x_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl
 
 
 @triton.jit
-def _backward_kernel(x_ptr, g_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr,
-                     ROW_END: tl.constexpr):
+def _backward_kernel(
+    x_ptr, g_ptr, out_ptr, n, gamma, BLOCK_I: tl.constexpr, BLOCK_J: tl.constexpr, ROW_END: tl.constexpr
+):
     row = tl.program_id(0)
     offs_i = tl.program_id(1) * BLOCK_I + tl.arange(0, BLOCK_I)
     mask_i = offs_i < n
@@ -163,8 +164,9 @@ def _launch(kernel, inputs: tuple[torch.Tensor, ...], gamma: float) -> torch.Ten
     try:
         # Launches go to the current CUDA device unless told otherwise: make it x's.
         with torch.cuda.device(x.device) if x.is_cuda else nullcontext():
-            kernel[(rows, triton.cdiv(n, block_i))](*inputs, out, n, gamma, BLOCK_I=block_i, BLOCK_J=block_j,
-                                                    ROW_END=triton.cdiv(n, block_j) * block_j)
+            kernel[(rows, triton.cdiv(n, block_i))](
+                *inputs, out, n, gamma, BLOCK_I=block_i, BLOCK_J=block_j, ROW_END=triton.cdiv(n, block_j) * block_j
+            )
     except Exception as err:  # noqa: BLE001 - any compile or launch error means: not here
         _failure = f"the Triton kernel failed to compile or launch on {x.device}: {type(err).__name__}: {err}"
         raise KernelFailure(_failure) from err
