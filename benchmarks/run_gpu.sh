@@ -19,6 +19,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
 py=${PYTHON:-python3}
+# A bare machine has nothing installed: the library and the examples' shared code come from the
+# checkout.
+export PYTHONPATH="$PWD:$PWD/examples${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 # Prechecks: stop with one clear line instead of running on into tracebacks.

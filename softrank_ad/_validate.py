@@ -8,6 +8,7 @@ never surfaces as an obscure error deep inside torch.
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 import torch
 
@@ -85,7 +86,7 @@ def check_finite_from(result: torch.Tensor, *inputs: tuple[torch.Tensor, str]) -
 def check_images(x: object, name: str) -> torch.Tensor:
     """``x`` must be a non-empty floating (B, ...) batch with finite values in [0, 1] (one host
     sync; the value checks are skipped under ``torch.compile``)."""
-    check_tensor(x, name)
+    x = check_tensor(x, name)
     if x.dim() < 2 or x.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty batch (B, ...), got shape {tuple(x.shape)}")
     if is_traced(x):
@@ -170,7 +171,7 @@ def check_gamma(gamma: object, dtype: torch.dtype = torch.float64) -> float:
     return value
 
 
-def _is_real(value: object) -> bool:
+def _is_real(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

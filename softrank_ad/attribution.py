@@ -11,7 +11,7 @@ import functools
 import inspect
 import weakref
 from collections.abc import Callable
-from typing import Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, TypeGuard, get_args
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,7 @@ NORMALIZATIONS = get_args(Normalization)
 MINMAX_EPS = 1e-7
 
 
-def _is_spatial(output: object) -> bool:
+def _is_spatial(output: object) -> TypeGuard[torch.Tensor]:
     return isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[-2] * output.shape[-1] > 1
 
 
@@ -282,6 +282,7 @@ def grad_cam(
             # changed in place later in the forward. Run again with that layer named, from the
             # same BatchNorm statistics, so the model's buffers see one forward.
             _MODIFIED_AFTER[unwrap(model)] = name
+            assert restore_buffers is not None  # set on the automatic search, the only way here
             restore_buffers()
             logits, capture = _forward(model, x, resolve_layer(model, name), reshape_transform, copy=True)
             name, activation = _pick_activation(capture, name, reshape_transform)
@@ -324,6 +325,8 @@ class GradCAM(nn.Module):
         >>> maps.shape
         torch.Size([2, 4, 4])
     """
+
+    layer: LayerSpec
 
     def __init__(
         self,
@@ -371,7 +374,7 @@ def minmax_scale(maps: torch.Tensor) -> torch.Tensor:
 
 def _output_size(output_size: OutputSize, x: torch.Tensor) -> tuple[int, int] | None:
     if output_size is None:
-        return tuple(x.shape[-2:])
+        return (int(x.shape[-2]), int(x.shape[-1]))
     if output_size == "layer":
         return None
     if (
@@ -379,7 +382,7 @@ def _output_size(output_size: OutputSize, x: torch.Tensor) -> tuple[int, int] | 
         and len(output_size) == 2
         and all(isinstance(s, int) and s > 0 for s in output_size)
     ):
-        return tuple(output_size)
+        return (int(output_size[0]), int(output_size[1]))
     raise ValueError(f'output_size must be None, "layer" or (h, w) positive ints, got {output_size!r}')
 
 
@@ -481,7 +484,6 @@ def attribution_alignment_loss(
     if target == "label" and y is None:
         raise ValueError('target="label" needs the labels: pass y=')
     size = _output_size(output_size, x)
-    common = dict(normalize=normalize, output_size=size)
     with modes_restored(teacher):
         teacher.eval()
         z_t, cam_t = grad_cam(
@@ -493,9 +495,10 @@ def attribution_alignment_loss(
             create_graph=not detach_teacher,
             reshape_transform=teacher_reshape_transform,
             check_finite=check_finite,
-            **common,
+            normalize=normalize,
+            output_size=size,
         )
-    student_target = y if target == "label" else z_t.detach().argmax(-1)
+    student_target: torch.Tensor = y if y is not None and target == "label" else z_t.detach().argmax(-1)
     z_s, cam_s = grad_cam(
         student,
         x,
@@ -504,7 +507,8 @@ def attribution_alignment_loss(
         create_graph=True,
         reshape_transform=student_reshape_transform,
         check_finite=False,
-        **common,
+        normalize=normalize,
+        output_size=size,
     )
     if detach_teacher:
         cam_t, z_t = cam_t.detach(), z_t.detach()
@@ -571,7 +575,7 @@ class AttributionAlignmentLoss(nn.Module):
         self.teacher_reshape_transform = teacher_reshape_transform
         self.check_finite = check_finite
 
-    def __setattr__(self, name: str, value: object) -> None:
+    def __setattr__(self, name: str, value: Any) -> None:
         if name in ("student_layer", "teacher_layer"):
             # Keep layer modules out of this loss's parameters() and state_dict().
             object.__setattr__(self, name, value)

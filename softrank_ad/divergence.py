@@ -41,13 +41,15 @@ def standardize(logits: torch.Tensor, *, dim: int = -1) -> torch.Tensor:
     return (logits - mean) / (logits.std(dim, keepdim=True) + STANDARDIZE_EPS)
 
 
-def check_logit_pair(student_logits: object, teacher_logits: object, names=("student_logits", "teacher_logits")):
+def check_logit_pair(
+    student_logits: object, teacher_logits: object, names: tuple[str, str] = ("student_logits", "teacher_logits")
+) -> None:
     """Two floating (B, C) tensors of one shape."""
-    for tensor, name in zip((student_logits, teacher_logits), names):
-        _validate.check_tensor(tensor, name)
-    _validate.check_same_shape(student_logits, teacher_logits, *names)  # type: ignore[arg-type]
-    if student_logits.dim() != 2:  # type: ignore[union-attr]
-        raise ValueError(f"{names[0]} must be (B, C) logits, got shape {tuple(student_logits.shape)}")  # type: ignore[union-attr]
+    s = _validate.check_tensor(student_logits, names[0])
+    t = _validate.check_tensor(teacher_logits, names[1])
+    _validate.check_same_shape(s, t, *names)
+    if s.dim() != 2:
+        raise ValueError(f"{names[0]} must be (B, C) logits, got shape {tuple(s.shape)}")
 
 
 def _kl(z_s: torch.Tensor, z_t: torch.Tensor, temperature: float, reduction: str) -> torch.Tensor:

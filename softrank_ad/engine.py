@@ -203,6 +203,9 @@ class DistillationObjective(nn.Module):
     the teacher (and any module it shares with the student) as it was.
     """
 
+    # Not a submodule (see __init__): declared for type checkers.
+    teacher: nn.Module
+
     def __init__(
         self,
         student: nn.Module,

@@ -50,15 +50,14 @@ class _SoftKendallFunction(torch.autograd.Function):
         # (k, j) contribute, which doubles the 1/2 of tanh's derivative.
         scale = grad[:, None] * (gamma / (n * (n - 1)))
         need_a, need_b = ctx.needs_input_grad[:2]
-        grad_a = torch.empty_like(a) if need_a else None
-        grad_b = torch.empty_like(b) if need_b else None
+        grad_a, grad_b = torch.empty_like(a), torch.empty_like(b)
         for sl in _chunks(rows, n):
             ta, tb = _pair_signs(a[sl], gamma), _pair_signs(b[sl], gamma)
             if need_a:
                 grad_a[sl] = scale[sl] * ((1 - ta.square()) * tb).sum(2)
             if need_b:
                 grad_b[sl] = scale[sl] * ((1 - tb.square()) * ta).sum(2)
-        return grad_a, grad_b, None
+        return grad_a if need_a else None, grad_b if need_b else None, None
 
 
 def soft_kendall(

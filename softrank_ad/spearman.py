@@ -84,7 +84,7 @@ def dcg_weights(reference: torch.Tensor, *, dim: int = -1) -> torch.Tensor:
 
 
 def _check_weights(weights: object, like: torch.Tensor, dim: int, check_values: bool) -> torch.Tensor:
-    _validate.check_tensor(weights, "position_weights")
+    weights = _validate.check_tensor(weights, "position_weights")
     try:
         expanded = weights.expand_as(like)
     except RuntimeError:

@@ -123,7 +123,8 @@ class Sum(Term):
             raise ValueError(f"two terms of one loss share the name(s) {duplicates}; pass name= to tell them apart")
 
     def evaluate(self, inputs: Batch) -> tuple[torch.Tensor, Parts]:
-        total, parts = None, {}
+        total: torch.Tensor | None = None
+        parts: Parts = {}
         for weight, term in self.items:
             if weight == 0:
                 continue

@@ -234,7 +234,8 @@ def _build_and_open() -> tuple[ctypes.CDLL | None, str | None]:
 
 def uses_openmp() -> bool:
     """Whether the loaded kernels split rows over torch's OpenMP workers (else a Python pool)."""
-    return _load() is not None and bool(_library.softrank_openmp())
+    library = _load()
+    return library is not None and bool(library.softrank_openmp())
 
 
 METHODS = {0: "dense", 1: "window", 2: "far-field"}
@@ -261,6 +262,8 @@ def farfield(mode: str):
     (the default) where it is cheaper, ``"auto"``: for tests and benchmarks that compare it with
     the exact sweep on the same input. Process-wide; not for concurrent use."""
     library = _load()
+    if library is None:
+        raise RuntimeError(f"the native kernels are not available here: {build_error()}")
     modes = ("never", "auto", "always")
     library.softrank_set_farfield(modes.index(mode))
     try:
