@@ -18,6 +18,7 @@ the resumable checkpoints ``teacher_ckpt.pt`` / ``student_ckpt.pt`` (written ato
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import os
@@ -35,6 +36,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from softrank_ad import OBJECTIVES, DistillationObjective, make_objective
 from softrank_ad_examples import data, models, robustness
+from softrank_ad_examples.presets import PRESETS
 from softrank_ad_examples.training import (
     KeepBest,
     Schedule,
@@ -48,67 +50,6 @@ from softrank_ad_examples.training import (
     seed_everything,
     teacher_milestones,
 )
-
-PRESETS = {
-    "smoke": dict(
-        student="resnet18",
-        student_width=8,
-        teacher_arch="preact_resnet18",
-        teacher_width=8,
-        epochs=2,
-        teacher_epochs=2,
-        train_teacher="fast",
-        steps=2,
-        batch_size=32,
-        lr=0.05,
-        milestones=[],
-        train_subset=256,
-        test_subset=64,
-        eval_pgd_steps=20,
-        eval_cw_steps=30,
-        autoattack_n=8,
-        workers=0,
-    ),
-    "quick": dict(
-        student="resnet18",
-        student_width=None,
-        teacher_arch="preact_resnet18",
-        teacher_width=None,
-        epochs=5,
-        teacher_epochs=10,
-        train_teacher="fast",
-        steps=5,
-        batch_size=128,
-        lr=0.1,
-        milestones=[4],
-        train_subset=None,
-        test_subset=1000,
-        eval_pgd_steps=20,
-        eval_cw_steps=30,
-        autoattack_n=1000,
-        workers=8,
-    ),
-    "paper": dict(
-        student="resnet18",
-        student_width=None,
-        teacher_arch="wrn34_10",
-        teacher_width=None,
-        epochs=200,
-        teacher_epochs=100,
-        train_teacher="pgd",
-        steps=10,
-        batch_size=128,
-        lr=0.1,
-        milestones=[100, 150],
-        train_subset=None,
-        test_subset=None,
-        eval_pgd_steps=20,
-        eval_cw_steps=30,
-        autoattack_n=10000,
-        workers=8,
-    ),
-}
-
 
 #: (flag, type or choices, help): passed to make_objective only when given.
 METHOD_FLAGS = [
@@ -182,8 +123,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             method.add_argument(flag, choices=kind, help=text)
         else:
             method.add_argument(flag, type=kind, help=text)
-    p.add_argument("--train-subset", type=int)
-    p.add_argument("--test-subset", type=int)
+    p.add_argument("--train-subset", type=int, dest="train_n", help="train on the first N of a seeded shuffle")
+    p.add_argument("--test-subset", type=int, dest="eval_n", help="evaluate on the first N test images")
     p.add_argument("--eval-pgd-steps", type=int)
     p.add_argument("--eval-cw-steps", type=int)
     p.add_argument(
@@ -196,9 +137,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    for key, value in PRESETS[args.preset].items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
+    preset = PRESETS[args.preset]
+    for field in dataclasses.fields(preset):
+        if getattr(args, field.name, None) is None:
+            setattr(args, field.name, getattr(preset, field.name))
     if args.step_size is None:
         args.step_size = attack_step(args.epsilon, args.steps)
     if args.out is None:
@@ -410,10 +352,10 @@ def load_data(r: Run) -> Data:
     except data.DatasetError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    train_set = data.first(train_set, args.train_subset, args.seed, shuffle=True)
+    train_set = data.first(train_set, args.train_n, args.seed, shuffle=True)
     # A fixed shuffle (seed 0): ImageFolder lists the test set class by class, so its literal
     # first N images would all be airplanes. AutoAttack takes the first N of the same shuffle.
-    eval_set = data.first(test_set, args.test_subset, seed=0, shuffle=True)
+    eval_set = data.first(test_set, args.eval_n, seed=0, shuffle=True)
     sampler = DistributedSampler(train_set, seed=args.seed) if r.world > 1 else None
     loader = DataLoader(
         train_set,

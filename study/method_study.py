@@ -46,70 +46,11 @@ from tqdm import tqdm
 from softrank_ad import make_objective
 from softrank_ad.diagnostics import hard_spearman
 from softrank_ad_examples import data, models, robustness, training
+from softrank_ad_examples.presets import PRESETS, Preset
 from softrank_ad_examples.configs import BASELINE, CONFIGS, GROUPS, Config, composed
 from softrank_ad_examples.stats import format_difference, paired_interval
 
 EPSILON = 8 / 255
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Everything a run depends on besides its configuration and seed."""
-
-    teacher: str = "preact_resnet18"
-    teacher_width: float | None = 16
-    teacher_epochs: int = 5
-    teacher_train_n: int | None = None  # None: the whole training set
-    student: str = "resnet18"
-    student_width: float | None = 8
-    train_n: int = 10_240
-    epochs: int = 4
-    milestones: tuple[int, ...] = (3,)
-    batch_size: int = 128
-    lr: float = 0.1
-    steps: int = 3  # PGD steps of the training attacks, step 2.5 ε / steps
-    eval_n: int = 1000
-    val_n: int = 256
-    eval_pgd_steps: int = 20
-    eval_cw_steps: int = 30
-
-
-PRESETS = {
-    # Sized for 2 CPU cores: teacher ≈ 10 min, one student run ≈ 4 min including evaluation.
-    "cpu": Preset(),
-    # Teacher B of the teacher-strength study: the cpu recipe trained 3x longer (15 epochs, ≈ 55
-    # min on 2 slow cores); students as in "cpu".
-    "cpu-strong": Preset(teacher_epochs=15),
-    # The capacity-gap cell: teacher A (the same key as "cpu"), students of width 4.
-    "cpu-narrow": Preset(student_width=4),
-    # Sized (not yet measured) for one H100: teacher and three students within ≈ 6 minutes.
-    "gpu-mini": Preset(
-        teacher_width=None,
-        teacher_epochs=8,
-        student_width=None,
-        train_n=25_000,
-        epochs=3,
-        milestones=(2,),
-        batch_size=256,
-        lr=0.2,
-        steps=5,
-    ),
-    # A tiny preset for tests on generated data.
-    "test": Preset(
-        teacher_width=4,
-        teacher_epochs=1,
-        student_width=4,
-        train_n=64,
-        epochs=2,
-        milestones=(1,),
-        batch_size=32,
-        steps=1,
-        eval_n=16,
-        val_n=16,
-        eval_pgd_steps=2,
-        eval_cw_steps=2,
-    ),
-}
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -138,7 +79,7 @@ class Data:
 
 def load_data(data_dir: str, preset: Preset, device: torch.device) -> Data:
     train_set, test_set, classes, _ = data.load("cifar10", data_dir, augment=False)
-    n_train = max(preset.train_n, preset.teacher_train_n or len(train_set))
+    n_train = max(preset.train_n or len(train_set), preset.teacher_train_n or len(train_set))
     train_x, train_y = as_tensors(train_set, n_train, seed=0)
     # A fixed shuffle: ImageFolder lists the test set class by class. Evaluation takes its first
     # eval_n images; the per-epoch curve uses val_n images of another shuffle.
@@ -150,18 +91,22 @@ def load_data(data_dir: str, preset: Preset, device: torch.device) -> Data:
 
 # -- teacher ----------------------------------------------------------------------------------------
 def teacher_key(preset: Preset) -> str:
-    fields = {
-        k: getattr(preset, k)
-        for k in ("teacher", "teacher_width", "teacher_epochs", "teacher_train_n", "batch_size", "lr")
+    # The field names as the committed teachers were hashed with (teacher_arch was "teacher").
+    fields = {"teacher": preset.teacher_arch} | {
+        k: getattr(preset, k) for k in ("teacher_width", "teacher_epochs", "teacher_train_n", "batch_size", "lr")
     }
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def get_teacher(preset: Preset, d: Data, out: Path, progress: bool) -> tuple[nn.Module, dict]:
     """The preset's teacher: loaded from the cache, or trained (fast-AT, seed 0) and cached."""
+    if preset.train_teacher != "fast":
+        raise ValueError(
+            f"the study trains its teachers with fast-AT; preset has train_teacher={preset.train_teacher!r}"
+        )
     folder = out / "teachers" / teacher_key(preset)
     folder.mkdir(parents=True, exist_ok=True)
-    teacher = models.build(preset.teacher, d.classes, preset.teacher_width).to(d.device)
+    teacher = models.build(preset.teacher_arch, d.classes, preset.teacher_width).to(d.device)
     info_path = folder / "teacher.json"
     if info_path.exists():
         training.load_weights(teacher, folder / "teacher.pt")
@@ -195,7 +140,7 @@ def get_teacher(preset: Preset, d: Data, out: Path, progress: bool) -> tuple[nn.
     scores = evaluate(teacher, d, preset, progress, "evaluating the teacher")
     info = {
         "key": teacher_key(preset),
-        "arch": preset.teacher,
+        "arch": preset.teacher_arch,
         "width": preset.teacher_width,
         "train": "fast-AT (FGSM-RS), best epoch by PGD-10 on held-out images",
         "train_seconds": seconds,
@@ -492,7 +437,8 @@ def plot(rows: list[dict], runs: list[dict], path: Path, pgd_key: str = "pgd") -
     plt.close(fig)
 
 
-def write_summary(out: Path) -> str:
+def summary_text(out: Path) -> str:
+    """summary.md's text for the finished runs under ``out``."""
     runs = load_runs(out)
     if not runs:
         raise SystemExit(f"error: no finished runs under {out / 'runs'}")
@@ -528,9 +474,13 @@ def write_summary(out: Path) -> str:
         f"{', '.join(sorted({r.get('card', r['device']).split(',')[0].upper() for r in runs}))}.",
         "",
     ]
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def write_summary(out: Path) -> str:
+    text = summary_text(out)
     (out / "summary.md").write_text(text)
-    plot(rows, runs, out / "summary.png")
+    plot(summarise(load_runs(out)), load_runs(out), out / "summary.png")
     return text
 
 

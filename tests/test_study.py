@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from pathlib import Path
 
 import method_study
 import pytest
@@ -12,6 +13,8 @@ import torch
 from torch import nn
 
 from softrank_ad_examples import data
+
+STUDY = Path(__file__).resolve().parent.parent / "study"
 
 
 @pytest.mark.slow
@@ -175,7 +178,19 @@ def test_confidence_of_a_uniform_and_of_a_certain_model():
 def test_committed_teacher_keys_stay_put():
     # The committed teacher A is found by this hash; a recipe change must change it, nothing else may.
     assert method_study.teacher_key(method_study.PRESETS["cpu"]) == "6129713a6937"
-    assert method_study.teacher_key(method_study.PRESETS["cpu-strong"]) != "6129713a6937"
+    assert method_study.teacher_key(method_study.PRESETS["cpu-strong"]) == "8956f8a4844d"
+    assert method_study.teacher_key(method_study.PRESETS["cpu-narrow"]) == "6129713a6937"
+    for preset, folder in (("cpu", "method_study_cpu"), ("cpu-strong", "method_study_cpu_strong")):
+        committed = STUDY / "results" / folder / "teachers" / method_study.teacher_key(method_study.PRESETS[preset])
+        assert (committed / "teacher.json").exists() and (committed / "teacher.pt").exists()
+
+
+@pytest.mark.parametrize("folder", ["method_study_cpu", "method_study_cpu_strong", "method_study_cpu_narrow"])
+def test_every_committed_result_loads_and_summarises_as_committed(folder):
+    out = STUDY / "results" / folder
+    runs = method_study.load_runs(out)
+    assert len(runs) == len(list((out / "runs").glob("*.json"))) > 0
+    assert method_study.summary_text(out) == (out / "summary.md").read_text()
 
 
 def test_torchrun_is_refused_with_directions(monkeypatch):
