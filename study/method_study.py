@@ -46,8 +46,8 @@ from tqdm import tqdm
 from softrank_ad import make_objective
 from softrank_ad.diagnostics import hard_spearman
 from softrank_ad_examples import data, models, robustness, training
-from softrank_ad_examples.presets import PRESETS, Preset
 from softrank_ad_examples.configs import BASELINE, CONFIGS, GROUPS, Config, composed
+from softrank_ad_examples.presets import PRESETS, Preset
 from softrank_ad_examples.stats import format_difference, paired_interval
 
 EPSILON = 8 / 255
