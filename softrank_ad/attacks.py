@@ -63,7 +63,7 @@ def pgd(
             is taken: no parameter ``.grad`` is written.
         x: clean inputs: a floating (B, ...) batch with finite values in [0, 1].
         epsilon, step_size, steps: the budget ε, the step η and the number of steps K.
-        start: the random start (see :func:`random_start`), unless ``x_start`` is given.
+        start: the random start (see ``random_start``), unless ``x_start`` is given.
         x_start: an explicit start, of ``x``'s shape (projected into the ball first).
 
     Returns:

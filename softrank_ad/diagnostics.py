@@ -75,7 +75,7 @@ def suggest_gamma(
 
     - **live pairs**: the share of class pairs (i, j) of ``logits`` whose σ'(γ(z_i − z_j)) is
       above 1% of its peak, i.e. whose ranks still pass gradient to each other. Falls as γ grows.
-    - **ρ gap**: mean over rows of |soft ρ − hard ρ| between ``logits`` and ``other`` (each row
+    - **ρ gap**: mean over rows of abs(soft ρ − hard ρ) between ``logits`` and ``other`` (each row
       with the next row of ``logits`` when ``other`` is None): how far the soft Spearman is from
       the one it stands for. Falls as γ grows.
 

@@ -256,8 +256,8 @@ class DistillationObjective(nn.Module):
 
     @property
     def loss(self) -> Term:
-        """The outer loss (fixed at construction: build a new objective, e.g. with
-        ``make_objective(..., loss=)``, to compose another)."""
+        """The outer loss, fixed at construction; build a new objective (for instance with
+        ``make_objective(..., loss=)``) to compose another."""
         return self._loss
 
     @property

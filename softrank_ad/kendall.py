@@ -93,7 +93,7 @@ def soft_kendall(
         check_finite: raise on NaN/inf input (one device sync); False skips it.
 
     Returns:
-        τ per row: the shape of ``a`` without ``dim``, in ``a``'s dtype.
+        τ per row, with the shape of ``a`` without ``dim`` and ``a``'s dtype.
 
     Example:
         >>> a = torch.tensor([[1.0, 2.0, 3.0]])

@@ -259,7 +259,7 @@ class SoftRank(nn.Module):
         check_finite: raise on NaN/inf input (one device sync).
 
     Shape:
-        - Input: (*, n, *), floating; half precision is computed in float32.
+        - Input: ``(*, n, *)``, floating; half precision is computed in float32.
         - Output: the input's shape and dtype.
 
     Example:

@@ -47,7 +47,7 @@ def soft_spearman(
             in the paper]. Their values are checked with ``check_finite`` (one device sync).
 
     Returns:
-        ρ per row: the shape of ``a`` without ``dim``, in ``a``'s dtype.
+        ρ per row, with the shape of ``a`` without ``dim`` and ``a``'s dtype.
 
     Example:
         >>> a = torch.tensor([[1.0, 2.0, 3.0]])

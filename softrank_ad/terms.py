@@ -16,7 +16,7 @@ Terms combine with ``*`` (a float weight ≥ 0) and ``+``::
 
 Evaluating a sum multiplies each term by its weight and adds them in the order written; a term
 of weight 0 is not evaluated at all (so its inputs are never computed). Each leaf term has a
-``name`` under which :meth:`~softrank_ad.engine.DistillationObjective.breakdown` logs its value; names must be unique
+``name`` under which :meth:`~softrank_ad.DistillationObjective.breakdown` logs its value; names must be unique
 within one loss (pass ``name=`` to tell two apart).
 
 A new leaf term subclasses :class:`Term` and defines ``evaluate(batch) -> (value, parts)`` (a
@@ -44,15 +44,15 @@ from softrank_ad.spearman import POSITION_WEIGHTS, PositionWeights, slack_matchi
 Parts = dict[str, torch.Tensor]
 View = Literal["adv", "clean", "reflected"]
 VIEWS = get_args(View)
-#: What slack matching ranks: each sample's logits over its classes, each class's logit over
-#: the batch, or both added.
+# What slack matching ranks: each sample's logits over its classes, each class's logit over
+# the batch, or both added.
 RankAxis = Literal["classes", "samples", "both"]
 RANK_AXES = get_args(RankAxis)
 
 
 class Batch(Protocol):
     """What a term sees of one evaluation: the named inputs, each computed on first use by the
-    engine (:class:`softrank_ad.engine.Inputs`) and reused, and the settings that apply to it.
+    engine (``softrank_ad.engine.Inputs``) and reused, and the settings that apply to it.
 
     In the attack (``attack`` True) the teacher's logits at x' (and x − δ) keep their graph
     w.r.t. x'; in the outer loss they are data."""
