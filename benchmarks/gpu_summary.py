@@ -83,7 +83,9 @@ def train_step_lines(report: dict) -> list[str]:
 
 def main(argv: list[str]) -> str:
     folder, device = Path(argv[0]), argv[1]
-    parts = [stage_lines(folder)]
+    verified = folder / "gpu_verify.txt"
+    parts = [[f"Triton kernel check: {verified.read_text().strip()}"]] if verified.exists() else []
+    parts.append(stage_lines(folder))
     throughput = newest(folder, f"soft_rank_*_{device}_[gt]*")  # the gpu or tiny grid
     if throughput:
         parts.append(throughput_lines(throughput) + cut_note(throughput))

@@ -68,6 +68,11 @@ stage() {
 }
 
 tests=(tests/test_triton_kernel.py tests/test_rank.py tests/test_attribution.py)
+# First, whether the Triton kernel proves itself on this device (auto trusts it only then).
+verify() {
+    "$py" -c "from softrank_ad._kernels import triton_kernel as t; v = t.verify('$1'); print(('ok: ' if v.ok else 'FAILED: ') + v.message)" \
+        | tee "$work/gpu_verify.txt"
+}
 if [ "$mode" = "--dry-run" ]; then
     export TRITON_INTERPRET=1
     device=cpu
@@ -79,6 +84,7 @@ if [ "$mode" = "--dry-run" ]; then
             > "$blocked/$module/__init__.py"
     done
     export PYTHONPATH="$blocked:$PYTHONPATH"
+    verify cpu
     stage tests 300 "$py" -m pytest -q -p no:cacheprovider tests/test_triton_kernel.py
     stage throughput 120 "$py" benchmarks/soft_rank_throughput.py --device cpu --grid tiny --repeats 2 \
         --only "auto]" triton naive torchsort --out "$work"
@@ -88,6 +94,7 @@ else
     device=cuda
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$work/gpu.txt"
     "$py" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$work/gpu.txt"
+    verify cuda
     stage tests 90 "$py" -m pytest -q -p no:cacheprovider "${tests[@]}" -k "cuda or triton or autocast"
     stage throughput 120 "$py" benchmarks/soft_rank_throughput.py --device cuda --grid gpu --repeats 10 \
         --only "auto]" triton reference naive torchsort --out "$work"

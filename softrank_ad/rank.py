@@ -19,7 +19,7 @@ Scale = Literal["none", "std"]
 BACKENDS = get_args(Backend)
 SCALES = get_args(Scale)
 
-#: Default sharpness. Chosen on logits of CIFAR-10 classifiers (README, "Choosing γ"): at γ = 1
+#: Default sharpness. Chosen on logits of CIFAR-10 classifiers (docs/guide/gamma.md): at γ = 1
 #: soft ρ orders rows as hard ρ does while nearly every class pair still passes gradient.
 DEFAULT_GAMMA = 1.0
 
@@ -45,6 +45,7 @@ def _triton():
                 available=lambda: False,
                 build_error=lambda: reason,
                 worthwhile=lambda x, gamma: False,
+                trusted=lambda device: False,
             )
         _triton_module = module
     return _triton_module
@@ -70,7 +71,7 @@ def _pick_backend(x: torch.Tensor, gamma: float, backend: str) -> str:
         # other backends' choices depend on the data, and inductor fuses the dense formula itself.
         # Traced code cannot import or build (imports, locks), so only kernels that an eager call
         # already loaded are used; the first call in a process, if traced, takes the formula.
-        if _triton_module is not None and _triton_module.supports(x):
+        if _triton_module is not None and _triton_module.supports(x) and _triton_module.trusted(x.device):
             return "triton"
         if native.loaded() and native.supports(x):
             return "native"

@@ -107,6 +107,9 @@ def test_run_gpu_dry_run_goes_through_every_stage_and_sums_up(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["gpu_run.tgz", "gpu_summary_cpu.md"]  # the device returns <= 8
     summary = (out / "gpu_summary_cpu.md").read_text()
     assert summary.strip() in done.stdout  # the table is printed, not only written
+    # The Triton kernel's check comes first, and heads the summary.
+    assert done.stdout.startswith("ok: the Triton kernel checked out on cpu"), done.stdout[:300]
+    assert summary.startswith("Triton kernel check: ok: the Triton kernel checked out on cpu")
     for stage in ("tests", "throughput", "train_step"):
         assert f"| {stage} | ok |" in summary
     assert "softrank_ad[triton]" in summary and "| 100 | 16 | 1 |" in summary

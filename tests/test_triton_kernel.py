@@ -151,3 +151,61 @@ def test_a_failing_triton_kernel_warns_once_and_falls_back(side):
     done = subprocess.run([sys.executable, "-c", FAILURES, side], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
     assert f"fallback ok {side}" in done.stdout
+
+
+VERIFICATION = textwrap.dedent(
+    """
+    import os, sys, warnings, torch
+    from softrank_ad import soft_rank
+    from softrank_ad import rank
+    from softrank_ad._kernels import reference, triton_kernel
+
+    case = sys.argv[1]
+    x = torch.randn(4, 30)
+    if case == "correct":
+        assert rank._pick_backend(x, 2.0, "auto") == "triton"
+        verdict = triton_kernel.verify("cpu")
+        assert verdict.ok and "checked out on cpu" in verdict.message, verdict
+        print("verified:", verdict.message)
+    elif case in ("wrong", "forced-on"):
+        right = triton_kernel.forward
+        triton_kernel.forward = lambda v, gamma: right(v, gamma) + 1.0   # runs, returns wrong ranks
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = soft_rank(x, gamma=2.0)
+            r2 = soft_rank(x, gamma=2.0)
+        # (The interpreter's NumPy also warns of exp overflow in the saturated sigmoid form.)
+        messages = [str(w.message) for w in caught if "Triton kernel" in str(w.message)]
+        if case == "wrong":
+            assert len(messages) == 1, messages
+            assert "returned wrong numbers on cpu" in messages[0] and "ranks 1" in messages[0], messages
+            assert "torch backends instead" in messages[0], messages
+            assert rank._pick_backend(x, 2.0, "auto") != "triton"
+            torch.testing.assert_close(r, reference.forward(x, 2.0))      # the wrong kernel never ran
+            torch.testing.assert_close(r2, r)
+            # Named explicitly, it runs as asked.
+            assert (soft_rank(x, gamma=2.0, backend="triton") - r).abs().min() > 0.5
+        else:  # SOFTRANK_AD_TRITON=1: no check, the kernel is used as it is
+            assert not messages, messages
+            assert rank._pick_backend(x, 2.0, "auto") == "triton"
+            torch.testing.assert_close(r, reference.forward(x, 2.0) + 1.0)
+    elif case == "forced-off":
+        assert rank._pick_backend(x, 2.0, "auto") != "triton" and "cpu" not in triton_kernel._verdicts
+    print("verification ok", case)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("case", "force"), [("correct", None), ("wrong", None), ("forced-on", "1"), ("forced-off", "0")]
+)
+def test_the_kernel_proves_itself_before_auto_trusts_it(case, force):
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    env.pop("SOFTRANK_AD_TRITON", None)
+    if force is not None:
+        env["SOFTRANK_AD_TRITON"] = force
+    done = subprocess.run(
+        [sys.executable, "-c", VERIFICATION, case], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert f"verification ok {case}" in done.stdout

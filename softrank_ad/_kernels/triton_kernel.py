@@ -22,12 +22,23 @@ lower triangle of a tile would idle half of them rather than save time.
 Importing this module needs ``triton``; ``softrank_ad.rank`` imports it lazily and falls back to
 the torch backends when it is missing. With ``TRITON_INTERPRET=1`` the kernels also run on CPU
 tensors (slowly), which is how CI tests them.
+
+**Trusted only once verified.** ``backend="auto"`` takes this kernel on a device only after it has
+proved itself there: the first automatic call on each device runs forward and backward on a
+small fixed input that covers both forms (:func:`verify`, milliseconds, once per process) and
+compares them with the float64 reference. A mismatch beyond tolerance, or an exception, warns
+once with the numbers and sends that device to the torch backends for the rest of the process;
+a kernel that ran and returned wrong numbers never reaches a training step. The environment
+variable ``SOFTRANK_AD_TRITON`` overrides this: ``0`` never picks Triton automatically, ``1``
+picks it without verifying. A call that names ``backend="triton"`` runs it as asked.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import nullcontext
+from typing import NamedTuple
 
 import torch
 import triton
@@ -146,8 +157,96 @@ def build_error() -> str | None:
     return _failure
 
 
+class Verdict(NamedTuple):
+    """The outcome of :func:`verify` on one device."""
+
+    ok: bool
+    message: str
+
+
+#: Forced on or off by SOFTRANK_AD_TRITON ("1" / "0"); unset: verify each device first.
+FORCE_ENV = "SOFTRANK_AD_TRITON"
+#: Float32 kernels against the float64 reference, on inputs whose ranks reach 301.
+RANK_TOLERANCE = 2e-3
+GRAD_TOLERANCE = 2e-3
+
+_verdicts: dict[str, Verdict] = {}
+
+
+def _verification_inputs(device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+    # Fixed, not random: the same check everywhere. Short rows in the exponential-ratio form,
+    # a long row with γ·range beyond 150 in the sigmoid form, and a tail that is not a whole tile.
+    k = torch.arange(4 * 37, dtype=torch.float64)
+    short = (torch.sin(k * 0.731) * 3).reshape(4, 37)
+    j = torch.arange(301, dtype=torch.float64)
+    long = (torch.cos(j * 1.37) * 4 + j / 301).reshape(1, 301)
+    grads = [torch.cos(t * 0.5 + 1) for t in (short, long)]
+    return [
+        (x.float().to(device), g.float().to(device), gamma)
+        for x, g, gamma in ((short, grads[0], 1.5), (long, grads[1], 40.0))
+    ]
+
+
+def verify(device: torch.device | str) -> Verdict:
+    """Run the kernels on a small fixed input on ``device`` and compare forward and backward
+    with the float64 reference (both forms of the kernel, one row that is not a whole tile).
+    The verdict is cached per device; a failed one warns once."""
+    from softrank_ad._kernels import reference
+
+    key = str(torch.device(device))
+    if key in _verdicts:
+        return _verdicts[key]
+    worst = {"ranks": 0.0, "gradients": 0.0}
+    try:
+        with warnings.catch_warnings():
+            # The interpreter's NumPy warns of exp overflow in the saturated sigmoid form: expected.
+            warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
+            for x, g, gamma in _verification_inputs(torch.device(device)):
+                ranks, grad = forward(x, gamma), backward(x, g, gamma)
+                exact_ranks = reference.forward(x.double(), gamma)
+                exact_grad = reference.backward(x.double(), g.double(), gamma)
+                worst["ranks"] = max(worst["ranks"], (ranks.double() - exact_ranks).abs().max().item())
+                worst["gradients"] = max(worst["gradients"], (grad.double() - exact_grad).abs().max().item())
+    except Exception as err:  # noqa: BLE001 - any failure here means: do not trust it on this device
+        verdict = Verdict(False, f"the Triton kernel failed its check on {key}: {type(err).__name__}: {err}")
+    else:
+        bad = worst["ranks"] > RANK_TOLERANCE or worst["gradients"] > GRAD_TOLERANCE  # NaN is bad too
+        bad = bad or not all(v == v for v in worst.values())
+        summary = (
+            f"max abs error against the float64 reference: ranks {worst['ranks']:.3g} (tolerance "
+            f"{RANK_TOLERANCE:g}), gradients {worst['gradients']:.3g} (tolerance {GRAD_TOLERANCE:g})"
+        )
+        verdict = Verdict(
+            not bad, f"the Triton kernel {'returned wrong numbers' if bad else 'checked out'} on {key}: {summary}"
+        )
+    _verdicts[key] = verdict
+    if not verdict.ok:
+        warnings.warn(
+            f"{verdict.message}; soft_rank uses the torch backends instead on {key} (set "
+            f"{FORCE_ENV}=1 to use Triton anyway)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return verdict
+
+
+def trusted(device: torch.device) -> bool:
+    """Whether ``auto`` may pick the kernel on ``device`` without running anything: verified
+    there already, or forced on."""
+    force = os.environ.get(FORCE_ENV)
+    if force in ("0", "1"):
+        return force == "1"
+    verdict = _verdicts.get(str(device))
+    return verdict is not None and verdict.ok
+
+
 def worthwhile(x: torch.Tensor, gamma: float) -> bool:
-    return True
+    """``auto`` takes the kernel on a device that it has been verified on (the first call there
+    verifies it), unless ``SOFTRANK_AD_TRITON`` says otherwise."""
+    force = os.environ.get(FORCE_ENV)
+    if force in ("0", "1"):
+        return force == "1"
+    return verify(x.device).ok
 
 
 def _launch(kernel, inputs: tuple[torch.Tensor, ...], gamma: float) -> torch.Tensor:
