@@ -41,6 +41,24 @@ def test_toy_demo_writes_table_and_figure(tmp_path, capsys):
         assert rows[toy_distill.TEACHER]["clean"] >= 0.75
 
 
+def test_toy_demo_gives_the_same_table_in_parallel_processes_as_in_one(tmp_path):
+    small = [
+        "--seeds",
+        "2",
+        "--points",
+        "8",
+        "--teacher-iterations",
+        "40",
+        "--student-iterations",
+        "20",
+        "--no-progress",
+    ]
+    one = toy_distill.main(["--out", str(tmp_path / "one"), "--workers", "1", *small])
+    two = toy_distill.main(["--out", str(tmp_path / "two"), "--workers", "2", *small])
+    assert one["per_seed"] == two["per_seed"]
+    assert (tmp_path / "one" / "toy_results.md").read_text() == (tmp_path / "two" / "toy_results.md").read_text()
+
+
 def test_toy_agreement_is_one_for_the_teacher_itself_and_counts_box_points():
     torch.manual_seed(0)
     model = toy_distill.mlp(8, 3)
