@@ -243,6 +243,8 @@ def trusted(device: torch.device) -> bool:
 def worthwhile(x: torch.Tensor, gamma: float) -> bool:
     """``auto`` takes the kernel on a device that it has been verified on (the first call there
     verifies it), unless ``SOFTRANK_AD_TRITON`` says otherwise."""
+    if not supports(x):
+        return False  # nothing to verify on a device it cannot run on
     force = os.environ.get(FORCE_ENV)
     if force in ("0", "1"):
         return force == "1"
