@@ -28,3 +28,55 @@ def median_ms(
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
     return 1e3 * statistics.median(times)
+
+
+#: The instruction-set extensions that decide how fast the CPU kernels run.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512vl", "asimd", "sve")
+
+
+def hardware(device: str) -> dict:
+    """What a timing was measured on: CPU model, ISA flags, cores and threads, the C compiler the
+    native kernels are built with, torch's version, and the GPU when ``device`` is CUDA."""
+    import os
+    import platform
+    import subprocess
+
+    from softrank_ad._kernels import native
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in open("/proc/cpuinfo").read().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model") and model in ("", platform.machine(), platform.processor()):
+                model = value.strip()
+            if key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+    except OSError:  # not Linux: the model from platform, no flags
+        pass
+    try:
+        compiler = subprocess.run(
+            [*native._compiler(), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        compiler = "none found"
+    info = {
+        "cpu": model,
+        "isa": [f for f in ISA_FLAGS if f in flags],
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "compiler": compiler,
+        "torch": torch.__version__,
+    }
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def hardware_line(info: dict) -> str:
+    """``hardware()`` in one line, for the Markdown reports."""
+    isa = ", ".join(info.get("isa", [])) or "no ISA flags read"
+    gpu = f"{info['gpu']} · " if "gpu" in info else ""
+    return (
+        f"{gpu}{info['cpu']} ({isa}) · {info['cores']} cores, {info['threads']} threads · "
+        f"{info['compiler']} · torch {info['torch']}"
+    )

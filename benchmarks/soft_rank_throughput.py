@@ -40,7 +40,7 @@ from pathlib import Path
 
 import _partial as partial
 import torch
-from _timing import median_ms
+from _timing import hardware, hardware_line, median_ms
 
 import softrank_ad
 from softrank_ad import soft_rank
@@ -249,6 +249,7 @@ def run(args) -> dict:
         "device": args.device,
         "card": torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
+        "hardware": hardware(args.device),
         "softrank_ad": softrank_ad.__version__,
         "command": args.command,
         "missing_peers": missing,
@@ -296,6 +297,8 @@ def markdown(report: dict) -> str:
     index = {(r["impl"], r["n"], r["B"], r["dtype"], r["gamma"]): r for r in rows}
     lines = [
         f"{report['date']} · {report['card']} · torch {report['torch']} · `{report['command']}`",
+        "",
+        "Hardware: " + (hardware_line(report["hardware"]) if "hardware" in report else "not recorded"),
         "",
         "| impl | n | B | dtype | γ | fwd ms | fwd+bwd ms | peak MB | × vs naive (fwd+bwd) | × vs torchsort (fwd+bwd) |",
         "|---|---|---|---|---|---|---|---|---|---|",

@@ -22,7 +22,7 @@ from pathlib import Path
 import _partial as partial
 import torch
 import torch.nn.functional as F
-from _timing import median_ms
+from _timing import hardware, hardware_line, median_ms
 
 from softrank_ad import make_objective, pgd
 from softrank_ad.terms import DIST, IGDM, KendallMatching, SlackMatching
@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
         "date": date,
         "card": torch.cuda.get_device_name() if device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
         "torch": torch.__version__,
+        "hardware": hardware(device),
         "command": command,
         "config": {
             "student": "resnet18" + (" (width 16)" if tiny else ""),
@@ -161,6 +162,8 @@ def main(argv: list[str] | None = None) -> dict:
     lines = [
         f"{report['date']} · {report['card']} · torch {report['torch']} · `{report['command']}` · "
         f"student {report['config']['student']}, teacher {report['config']['teacher']}, batch {batch}, PGD-{args.steps}",
+        "",
+        f"Hardware: {hardware_line(report['hardware'])}",
         "",
         "| method | precision | ms / step | × AdaAD | peak MB |",
         "|---|---|---|---|---|",

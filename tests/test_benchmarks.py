@@ -28,6 +28,9 @@ def test_soft_rank_throughput_quick(tmp_path):
     assert saved["rows"] == report["rows"]
     assert all(r["fwd_bwd_ms"] > 0 for r in report["rows"] if "error" not in r)
     assert "× vs naive" in next(tmp_path.glob("*.md")).read_text()
+    # Every results file names its hardware.
+    assert {"cpu", "isa", "cores", "threads", "compiler", "torch"} <= set(saved["hardware"])
+    assert "Hardware: " in next(tmp_path.glob("*.md")).read_text()
 
 
 def test_train_step_tiny(tmp_path):
@@ -50,6 +53,7 @@ def test_train_step_tiny(tmp_path):
     )
     assert [r["method"] for r in report["rows"]] == ["adaad", "smaraad"]
     assert "| smaraad | fp32 |" in next(tmp_path.glob("*.md")).read_text()
+    assert report["hardware"]["cpu"] and "Hardware: " in next(tmp_path.glob("*.md")).read_text()
 
 
 def test_run_gpu_stops_with_one_clear_message_without_a_gpu():
