@@ -101,6 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--teacher-width", type=float)
     p.add_argument("--teacher-ckpt", type=Path, help="state_dict or {'state_dict': ...}; 'module.' prefixes handled")
     p.add_argument(
+        "--teacher",
+        help="robustbench:<zoo name>: a RobustBench teacher (pip install -e '.[robustbench]'), e.g. "
+        "robustbench:Wong2020Fast; its checkpoint is read from (or downloaded into) --model-dir",
+    )
+    p.add_argument("--model-dir", type=Path, default=Path("models"), help="RobustBench's checkpoint folder")
+    p.add_argument(
         "--train-teacher", choices=["pgd", "fast"], help="PGD-AT, or FGSM with random start + early stopping"
     )
     p.add_argument("--teacher-epochs", type=int)
@@ -141,6 +147,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for field in dataclasses.fields(preset):
         if getattr(args, field.name, None) is None:
             setattr(args, field.name, getattr(preset, field.name))
+    if args.teacher is not None:
+        if not args.teacher.startswith("robustbench:") or not args.teacher.split(":", 1)[1]:
+            p.error(f"--teacher takes robustbench:<zoo name>, got {args.teacher!r}")
+        if args.teacher_ckpt is not None:
+            p.error("give --teacher or --teacher-ckpt, not both")
     if args.step_size is None:
         args.step_size = attack_step(args.epsilon, args.steps)
     if args.out is None:
@@ -381,6 +392,17 @@ def get_teacher(r: Run, d: Data) -> nn.Module:
     FGSM-RS, its best epoch by PGD-10 on held-out images kept; FGSM stops on catastrophic
     overfitting), in eval mode."""
     args = r.args
+    if args.teacher is not None:
+        from softrank_ad.teachers import robustbench_teacher
+
+        teacher, info = robustbench_teacher(args.teacher.split(":", 1)[1], model_dir=args.model_dir)
+        args.teacher_info = info._asdict() | {"checkpoint": str(info.checkpoint)}
+        if r.main:
+            print(
+                f"teacher: RobustBench {info.name} ({info.architecture}), listed clean {info.clean_acc}%, "
+                f"AutoAttack {info.autoattack_acc}% (RobustBench's full test set)"
+            )
+        return teacher.to(r.device)
     teacher = r.build(args.teacher_arch, args.teacher_width, d.classes)
     teacher_path = args.out / "teacher.pt"
     if args.teacher_ckpt is not None:
@@ -497,6 +519,14 @@ def evaluate_and_report(
         f"{torch.__version__}, bf16 autocast {r.amp is not nullcontext}; wall-clock {result['wall_seconds']:.0f} s "
         f"in this process (student training {train_seconds:.0f} s).",
     ]
+    info = getattr(args, "teacher_info", None)
+    if info is not None:
+        lines.append(
+            f"Teacher: RobustBench {info['name']} ({info['architecture']}); RobustBench lists clean "
+            f"{info['clean_acc']}% and AutoAttack {info['autoattack_acc']}% on the full CIFAR-10 test set."
+        )
+        result["teacher_listed"] = info
+        (args.out / "results.json").write_text(json.dumps(result, indent=2))
     if args.preset == "smoke":
         lines.append(
             "Smoke preset: tiny models and data; these numbers only show that the pipeline runs and "
