@@ -21,27 +21,24 @@ def _cnn(seed: int, classes: int = 10) -> nn.Module:
     )
 
 
-def _mlp(seed: int, classes: int = 10) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 16), nn.ReLU(), nn.Linear(16, classes))
-
-
 @pytest.fixture(autouse=True)
 def _doctest_names(doctest_namespace):
     torch.manual_seed(0)
+    images, labels = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
     doctest_namespace.update(
         torch=torch,
         F=F,
         nn=nn,
-        # Any classifiers on [0, 1] inputs: an MLP pair, and a CNN pair for Grad-CAM.
-        student=_mlp(1),
-        teacher=_mlp(2),
-        x=torch.rand(4, 3, 4, 4),
-        y=torch.tensor([0, 1, 2, 3]),
+        # Any classifiers of images in [0, 1]; small CNNs, since Grad-CAM needs a spatial layer.
+        student=_cnn(1),
+        teacher=_cnn(2),
+        x=images,
+        y=labels,
+        loader=[(images, labels)],
         cnn=_cnn(3),
         cnn_teacher=_cnn(4),
-        images=torch.rand(4, 3, 8, 8),
-        labels=torch.tensor([0, 1, 2, 3]),
+        images=images.clone(),
+        labels=labels.clone(),
     )
 
 
