@@ -142,3 +142,11 @@ def test_the_site_in_a_real_browser(tmp_path):
         driver.quit()
         server.shutdown()
     print(f"screenshots in {tmp_path}")
+
+
+def test_the_api_reference_names_every_public_name():
+    import softrank_ad
+
+    text = "".join(p.read_text() for p in (REPO / "docs" / "api").glob("*.md"))
+    missing = [n for n in softrank_ad.__all__ if n not in ("__version__", "terms") and not re.search(rf"\b{n}\b", text)]
+    assert not missing, f"add these to docs/api/: {missing}"
