@@ -35,7 +35,10 @@ autodoc_default_options = {"members": True}
 # A reference that does not resolve is an error in the strict build.
 nitpicky = True
 nitpick_ignore_regex = [
-    (r"py:class", r"(torch|nn|typing|collections|types|pathlib|Path|Tensor|Module|Literal|Callable|Iterator|optional|T)(\..*)?"),
+    (
+        r"py:class",
+        r"(torch|nn|typing|collections|types|pathlib|Path|Tensor|Module|Literal|Callable|Iterator|optional|T)(\..*)?",
+    ),
     (
         r"py:class",
         r"softrank_ad\..*\.(Scale|Backend|View|RankAxis|PositionWeights|KLReduction|AttackMode|Start|"
