@@ -23,18 +23,22 @@ def warn(old: str, new: str, *, stacklevel: int = 3) -> None:
     )
 
 
-def renamed_keyword(kwargs: dict[str, Any], old: str, new: str, where: str) -> None:
-    """Move ``kwargs[old]`` to ``kwargs[new]`` with a warning; both given is an error."""
+def renamed_keyword(kwargs: dict[str, Any], old: str, new: str, where: str, *, inverse: bool = False) -> None:
+    """Move ``kwargs[old]`` to ``kwargs[new]`` with a warning (negated, for a flag whose new name
+    means the opposite); both given is an error."""
     if old not in kwargs:
         return
+    kind = "deprecated inverse" if inverse else "deprecated name"
     if new in kwargs:
-        raise TypeError(f"{where}: pass {new}= only ({old}= is its deprecated name), got both")
-    warn(f"{where}({old}=...)", f"{new}=", stacklevel=4)
-    kwargs[new] = kwargs.pop(old)
+        raise TypeError(f"{where}: pass {new}= only ({old}= is its {kind}), got both")
+    warn(f"{where}({old}=...)", f"{new}=" + (" (its inverse)" if inverse else ""), stacklevel=4)
+    value = kwargs.pop(old)
+    kwargs[new] = not value if inverse else value
 
 
-def renamed_keywords(**old_to_new: str) -> Callable[[F], F]:
-    """Accept, with a warning, the 0.1 names of keyword arguments: ``old=new``."""
+def renamed_keywords(*, inverted: tuple[str, ...] = (), **old_to_new: str) -> Callable[[F], F]:
+    """Accept, with a warning, the 0.1 names of keyword arguments: ``old=new``; the old names in
+    ``inverted`` meant the opposite of the new ones (``teacher_differentiable`` → ``detach_teacher``)."""
 
     def decorate(fn: F) -> F:
         where = fn.__qualname__.replace(".__init__", "").replace(".forward", "")
@@ -42,7 +46,7 @@ def renamed_keywords(**old_to_new: str) -> Callable[[F], F]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             for old, new in old_to_new.items():
-                renamed_keyword(kwargs, old, new, where)
+                renamed_keyword(kwargs, old, new, where, inverse=old in inverted)
             return fn(*args, **kwargs)
 
         wrapper.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]

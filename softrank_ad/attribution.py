@@ -7,8 +7,6 @@ between two maps trains the student and has a gradient with respect to the input
 
 from __future__ import annotations
 
-import functools
-import inspect
 import weakref
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple, TypeGuard, get_args
@@ -402,24 +400,10 @@ class AlignmentResult(NamedTuple):
     teacher_logits: torch.Tensor
 
 
-def _accepts_teacher_differentiable(fn):
-    """0.1's ``teacher_differentiable=v`` is 0.2's ``detach_teacher=not v``, the name every loss
-    uses; accepted with a warning for one release."""
-    where = fn.__qualname__.replace(".__init__", "")
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if "teacher_differentiable" in kwargs:
-            if "detach_teacher" in kwargs:
-                raise TypeError(
-                    f"{where}: pass detach_teacher= only (teacher_differentiable= is its deprecated inverse)"
-                )
-            _deprecation.warn(f"{where}(teacher_differentiable=...)", "detach_teacher= (its inverse)")
-            kwargs["detach_teacher"] = not kwargs.pop("teacher_differentiable")
-        return fn(*args, **kwargs)
-
-    wrapper.__signature__ = inspect.signature(fn)
-    return wrapper
+# 0.1's teacher_differentiable=v is 0.2's detach_teacher=not v, the name every loss uses.
+_accepts_teacher_differentiable = _deprecation.renamed_keywords(
+    teacher_differentiable="detach_teacher", inverted=("teacher_differentiable",)
+)
 
 
 @_accepts_teacher_differentiable
