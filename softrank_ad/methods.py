@@ -197,22 +197,23 @@ class SmaraADObjective(Method):
         kl_weight = _validate.check_non_negative(kl_weight, "kl_weight")
         attack_align_weight = _validate.check_non_negative(attack_align_weight, "attack_align_weight")
         cam = _cam(alignment)
-        # Built once: the term checks γ, scale and position weights.
-        rank = SlackMatching(gamma=gamma, scale=scale, position_weights=position_weights, rank_axis=rank_axis)
+        gamma = _validate.check_gamma(gamma)
 
         def bracket(view: View) -> Term:
             ranks = SlackMatching(
                 student=view,
                 teacher=view,
-                gamma=rank.gamma,
+                gamma=gamma,
                 scale=scale,
                 position_weights=position_weights,
                 rank_axis=rank_axis,
             )
             return ranks + align_weight * Alignment(view=view, loss_fn=cam) + kl_weight * KL(student=view, teacher=view)
 
+        # Both brackets are built (and their settings checked) before the models are touched.
+        loss = adv_weight * bracket("adv") + (1 - adv_weight) * bracket("clean")
         hparams = dict(
-            gamma=rank.gamma,
+            gamma=gamma,
             adv_weight=adv_weight,
             align_weight=align_weight,
             kl_weight=kl_weight,
@@ -226,7 +227,7 @@ class SmaraADObjective(Method):
             student,
             teacher,
             _smaraad_attack(attack_align_weight, cam),
-            adv_weight * bracket("adv") + (1 - adv_weight) * bracket("clean"),
+            loss,
             hparams,
             _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite),
         )
