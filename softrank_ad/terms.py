@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from softrank_ad import _deprecation, _validate
 from softrank_ad.attribution import AttributionAlignmentLoss
-from softrank_ad.divergence import KL_REDUCTIONS, KLReduction, igdm_loss, kl_divergence
+from softrank_ad.divergence import KL_REDUCTIONS, KLReduction, distillation_kl, igdm_loss
 from softrank_ad.kendall import kendall_matching_loss
 from softrank_ad.rank import BACKENDS, DEFAULT_GAMMA, SCALES, Backend, Scale
 from softrank_ad.relational import dist_loss
@@ -250,14 +250,14 @@ class KL(_LogitTerm):
         self.standardize_logits = bool(standardize_logits)
 
     def loss(self, z_s, z_t, inputs: Batch):
-        return kl_divergence(
+        # Settings were checked at construction and the engine checks the logits' shapes: the
+        # unchecked core, since this runs on every step of an attack.
+        return distillation_kl(
             z_s,
-            z_t,
-            temperature=self.temperature,
-            reduction=self.reduction or inputs.kl_reduction,
-            standardize_logits=self.standardize_logits,
-            detach_teacher=not inputs.attack,
-            check_finite=False,
+            z_t if inputs.attack else z_t.detach(),
+            self.temperature,
+            self.reduction or inputs.kl_reduction,
+            self.standardize_logits,
         )
 
 
