@@ -1,6 +1,6 @@
 """Adversarial distillation on CIFAR-10/100, end to end: teacher, student, evaluation.
 
-    # a pipeline check on tiny data the script writes itself: about 45 s on 2 CPU cores
+    # a pipeline check on tiny data the script writes itself: about 45 s on 2 CPU cores (an earlier session; CPU model not recorded)
     python examples/distill_cifar.py --preset smoke --data-dir /tmp/fake --make-fake-data
     # sized (not measured) for about 10 minutes on one H100: fast-AT teacher, ResNet-18 students, AutoAttack on 1,000 images
     python examples/distill_cifar.py --preset quick --data-dir /data/cifar10-jpeg --method smaraad
