@@ -23,14 +23,17 @@ from softrank_ad.engine import Attack, DistillationObjective
 from softrank_ad.kendall import KendallMatchingLoss, SoftKendall, kendall_matching_loss, soft_kendall
 from softrank_ad.methods import (
     AdaADObjective,
+    AdaIADObjective,
     ARDObjective,
+    IADObjective,
     Method,
     RSLADObjective,
+    SAADObjective,
     SmaraADObjective,
     SmaraADPlusPlusObjective,
 )
 from softrank_ad.rank import DEFAULT_GAMMA, SoftRank, soft_rank
-from softrank_ad.registry import OBJECTIVES, make_objective
+from softrank_ad.registry import OBJECTIVES, make_objective, official_options
 from softrank_ad.relational import DISTLoss, dist_loss
 from softrank_ad.spearman import SlackMatchingLoss, SoftSpearman, dcg_weights, slack_matching_loss, soft_spearman
 
@@ -46,6 +49,7 @@ __all__ = [
     "OBJECTIVES",
     "ARDObjective",
     "AdaADObjective",
+    "AdaIADObjective",
     "AlignmentResult",
     "Attack",
     "AttributionAlignmentLoss",
@@ -54,11 +58,13 @@ __all__ = [
     "DistillationObjective",
     "GammaReport",
     "GradCAM",
+    "IADObjective",
     "IGDMLoss",
     "KLDivergenceLoss",
     "KendallMatchingLoss",
     "Method",
     "RSLADObjective",
+    "SAADObjective",
     "SlackMatchingLoss",
     "SmaraADObjective",
     "SmaraADPlusPlusObjective",
@@ -75,6 +81,7 @@ __all__ = [
     "kendall_matching_loss",
     "kl_divergence",
     "make_objective",
+    "official_options",
     "pgd",
     "slack_matching_loss",
     "soft_kendall",

@@ -23,9 +23,12 @@ def check_budget(epsilon: float, step_size: float, steps: int) -> None:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
 
 
-def random_start(x: torch.Tensor, epsilon: float, start: Start = "uniform", std: float = 0.001) -> torch.Tensor:
+def random_start(
+    x: torch.Tensor, epsilon: float, start: Start = "uniform", std: float = 0.001, clip: bool = True
+) -> torch.Tensor:
     """x plus uniform noise in [−ε, ε] (``"uniform"``), std·N(0, 1) (``"normal"``, RSLAD) or nothing,
-    clipped to the ε-ball and to [0, 1]."""
+    clipped to the ε-ball and to [0, 1]; ``clip=False`` keeps x + noise as it is, as the official
+    training attacks of ARD, RSLAD, AdaAD, IAD and SAAD start (the first step's projection clips)."""
     if start == "uniform":
         noisy = x + torch.empty_like(x).uniform_(-epsilon, epsilon)
     elif start == "normal":
@@ -34,7 +37,7 @@ def random_start(x: torch.Tensor, epsilon: float, start: Start = "uniform", std:
         noisy = x.clone()
     else:
         raise ValueError(f"start must be one of {STARTS}, got {start!r}")
-    return project(noisy, x, epsilon)
+    return project(noisy, x, epsilon) if clip else noisy
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -51,6 +54,7 @@ def pgd(
     steps: int,
     start: Start = "uniform",
     x_start: torch.Tensor | None = None,
+    clip_start: bool = True,
 ) -> torch.Tensor:
     r"""L∞ PGD that maximises ``loss_fn`` around ``x``.
 
@@ -65,6 +69,9 @@ def pgd(
         epsilon, step_size, steps: the budget ε, the step η and the number of steps K.
         start: the random start (see ``random_start``), unless ``x_start`` is given.
         x_start: an explicit start, of ``x``'s shape (projected into the ball first).
+        clip_start: project the start (random or given) into the ε-ball and [0, 1] (default);
+            False starts from it as it is, as the official training attacks of ARD, RSLAD and
+            AdaAD do: on pixels at 0 or 1 their first gradient is taken outside [0, 1].
 
     Returns:
         The adversarial inputs, detached.
@@ -80,18 +87,20 @@ def pgd(
     """
     check_budget(epsilon, step_size, steps)
     _validate.check_images(x, "x")
+    if not isinstance(clip_start, bool):
+        raise TypeError(f"clip_start must be a bool, got {type(clip_start).__name__}")
     if x_start is not None:
         _validate.check_tensor(x_start, "x_start")
         if x_start.shape != x.shape:
             raise ValueError(f"x_start must have the shape of x {tuple(x.shape)}, got {tuple(x_start.shape)}")
-        x_start = project(x_start.detach(), x.detach(), epsilon)
+        x_start = project(x_start.detach(), x.detach(), epsilon) if clip_start else x_start.detach()
     return ascend(
         loss_fn,
         x,
         epsilon=epsilon,
         step_size=step_size,
         steps=steps,
-        x_start=x_start if x_start is not None else random_start(x.detach(), epsilon, start),
+        x_start=x_start if x_start is not None else random_start(x.detach(), epsilon, start, clip=clip_start),
     )
 
 

@@ -32,6 +32,15 @@ default, where the student's BN statistics come from adversarial batches alone):
   is 0), so BN running statistics mix clean and adversarial batches. It runs before the outer
   loss when the loss never reads S(x), as the official AdaAD code does, and after it when the
   loss may read S(x) but did not in this call (SmaraAD++ during its warm-up).
+
+Where the order of the student's forwards matters too (each train-mode forward moves the BN
+running statistics, so their order sets them), ``student_forwards`` names it: the views the
+student runs first in every call of the outer loss, in order, e.g. ``("clean", "adv")`` for
+official AdaAD, which evaluates S(x) before S(x') whatever its weights. The first forward of a
+view is the one the loss then uses; a view named again runs again without gradient, for the
+statistics only, as official code that calls the model anew inside its loss expression does.
+``clip_start=False`` starts the attack from x + noise unclipped, as the official training
+attacks do. :func:`~softrank_ad.registry.official_options` gives each method's settings.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ from softrank_ad._modes import eval_mode, modes_restored
 from softrank_ad.attacks import STARTS, Start, ascend, check_budget, random_start
 from softrank_ad.attribution import AttributionAlignmentLoss, attribution_alignment_loss
 from softrank_ad.divergence import KL_REDUCTIONS, KLReduction
-from softrank_ad.terms import Term, View, view_alignments
+from softrank_ad.terms import VIEWS, Term, View, view_alignments
 
 AttackMode = Literal["eval", "train"]
 ATTACK_MODES = get_args(AttackMode)
@@ -124,6 +133,20 @@ class Inputs:
                     self._persistent[key] = self._cache[key]
         return self._cache[key]
 
+    def teacher_label_gradient(self) -> torch.Tensor:
+        """∇_x Σ_b T(x)_{b, y_b}: the teacher's input gradient of each sample's true-class logit at
+        the clean x (one forward and backward, kept across the steps of an attack)."""
+        key = "gradient_teacher_label"  # not "teacher_…": the logit-shape checks skip it
+        if key not in self._cache:
+            x = self.x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                logits = self._teacher(x)
+                (gradient,) = torch.autograd.grad(logits.gather(1, self.y[:, None]).sum(), x)
+            self._cache[key] = gradient
+            if self._persistent is not None:
+                self._persistent[key] = gradient
+        return self._cache[key]
+
     def alignment(self, view: View) -> torch.Tensor:
         key = f"alignment_{view}"
         if key not in self._cache:
@@ -143,6 +166,17 @@ class Inputs:
             if other.split("_")[0] in {"student", "teacher"} - {model}:
                 _validate.check_logit_shapes(*((logits, seen) if model == "student" else (seen, logits)))
         self._cache[key] = logits
+
+
+def check_forwards(student_forwards: object) -> tuple[View, ...]:
+    """``student_forwards`` as a tuple of views, or a named error."""
+    if isinstance(student_forwards, str) or not isinstance(student_forwards, (tuple, list)):
+        raise TypeError(
+            f"student_forwards must be a tuple of views such as ('clean', 'adv'), got {student_forwards!r}"
+        )
+    for view in student_forwards:
+        _validate.check_choice(view, "student_forwards", VIEWS)
+    return tuple(student_forwards)
 
 
 @dataclass(frozen=True)
@@ -180,6 +214,12 @@ class DistillationObjective(nn.Module):
             (official ARD; its BN running statistics then follow the attack's forwards).
         clean_bn_forward: a clean train-mode forward of the student (no gradient) in calls whose
             loss evaluates no S(x), as the official AdaAD and ARD code do (see the module's notes).
+        student_forwards: the student's views (``"adv"``, ``"clean"``, ``"reflected"``) to run
+            first in every call of the outer loss, in this order; a repeated view runs again
+            without gradient (see the module's notes). Default ``()``: each input is computed
+            when a term first reads it. Not together with ``clean_bn_forward``.
+        clip_start: clip the attack's random start into [0, 1] (default); False keeps x + noise
+            as the official training attacks do.
         check_finite: the data-dependent checks, each a host sync: ``x`` (and a given ``x_adv``)
             finite and in [0, 1], labels within the classes, and every logit the rank and
             correlation terms see finite (so a diverged student raises instead of training on
@@ -220,13 +260,22 @@ class DistillationObjective(nn.Module):
         attack_mode: AttackMode = "eval",
         clean_bn_forward: bool = False,
         check_finite: bool = True,
+        student_forwards: tuple[View, ...] = (),
+        clip_start: bool = True,
     ) -> None:
         super().__init__()
         _validate.check_choice(kl_reduction, "kl_reduction", OBJECTIVE_KL_REDUCTIONS)
         _validate.check_choice(attack_mode, "attack_mode", ATTACK_MODES)
-        for name, flag in (("clean_bn_forward", clean_bn_forward), ("check_finite", check_finite)):
+        for name, flag in (
+            ("clean_bn_forward", clean_bn_forward),
+            ("check_finite", check_finite),
+            ("clip_start", clip_start),
+        ):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        student_forwards = check_forwards(student_forwards)
+        if student_forwards and clean_bn_forward:
+            raise ValueError("pass student_forwards or clean_bn_forward, not both: name the clean view in student_forwards")
         for name, model in (("student", student), ("teacher", teacher)):
             if not isinstance(model, nn.Module):
                 raise TypeError(f"{name} must be an nn.Module, got {type(model).__name__}")
@@ -249,6 +298,8 @@ class DistillationObjective(nn.Module):
         self.attack_mode = attack_mode
         self.clean_bn_forward = clean_bn_forward
         self.check_finite = check_finite
+        self.student_forwards = student_forwards
+        self.clip_start = clip_start
         self._classes: int | None = None  # learnt on the first call
         # Last, after every check (subclasses check theirs before calling this). Not a submodule:
         # the teacher's parameters stay out of parameters() and state_dict(); _apply moves it.
@@ -271,6 +322,8 @@ class DistillationObjective(nn.Module):
             attack_mode=self.attack_mode,
             clean_bn_forward=self.clean_bn_forward,
             check_finite=self.check_finite,
+            student_forwards=self.student_forwards,
+            clip_start=self.clip_start,
         )
 
     def _apply(self, fn, recurse=True):
@@ -308,6 +361,11 @@ class DistillationObjective(nn.Module):
         if self.clean_bn_forward and not may_read_clean:
             self._bn_forward(x)
         with eval_mode(self.teacher):
+            for view in self._forwards(epoch):
+                if inputs.computed(f"student_{view}"):
+                    self._bn_forward(inputs.point(view))
+                else:
+                    inputs.student(view)
             loss, parts = self.loss.evaluate(inputs)
         if self.clean_bn_forward and may_read_clean and not inputs.computed("student_clean"):
             self._bn_forward(x)
@@ -327,6 +385,11 @@ class DistillationObjective(nn.Module):
         return self.breakdown(x, y, x_adv, epoch)
 
     # -- helpers -------------------------------------------------------------------------------
+    def _forwards(self, epoch: int | None) -> tuple[View, ...]:
+        """The student's forwards to run before the loss in a call at ``epoch``; a method whose
+        official code runs a forward only in some epochs overrides this."""
+        return self.student_forwards
+
     def _bn_forward(self, x: torch.Tensor) -> None:
         with torch.no_grad():
             self.student(x)  # for its BN running statistics only
@@ -367,7 +430,7 @@ class DistillationObjective(nn.Module):
                 epsilon=self.epsilon,
                 step_size=self.step_size,
                 steps=self.steps,
-                x_start=random_start(x, self.epsilon, self.attack.start),
+                x_start=random_start(x, self.epsilon, self.attack.start, clip=self.clip_start),
             )
 
     def _check_batch(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -398,4 +461,6 @@ class DistillationObjective(nn.Module):
             f"attack={self.attack.loss!r} from {self.attack.start!r}, loss={self.loss!r}, "
             f"epsilon={self.epsilon:.4g}, step_size={self.step_size:.4g}, steps={self.steps}, "
             f"kl_reduction={self.kl_reduction!r}, attack_mode={self.attack_mode!r}"
+            + (f", student_forwards={self.student_forwards!r}" if self.student_forwards else "")
+            + ("" if self.clip_start else ", clip_start=False")
         )

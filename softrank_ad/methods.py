@@ -4,7 +4,8 @@
 A method class only validates its hyperparameters, builds those two values and keeps its
 hyperparameters in one place, :attr:`hparams`. Every class takes the engine's options
 (``epsilon``, ``step_size``, ``steps``, ``kl_reduction``, ``attack_mode``, ``clean_bn_forward``,
-``check_finite``) as :class:`~softrank_ad.engine.DistillationObjective` documents them.
+``check_finite``, ``student_forwards``, ``clip_start``) as
+:class:`~softrank_ad.engine.DistillationObjective` documents them.
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ from softrank_ad.terms import (
     Alignment,
     ConfidenceWeightedSlackMatching,
     CrossEntropy,
+    Introspection,
+    LinearizedTeacherKL,
     RankAxis,
     SlackMatching,
     Term,
+    TransferWeightedKL,
     View,
 )
 
@@ -90,7 +94,9 @@ class Method(DistillationObjective):
         return f"{shown}, {super().extra_repr()}"
 
 
-def _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite) -> dict:
+def _options(
+    epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite, student_forwards, clip_start
+) -> dict:
     return dict(
         epsilon=epsilon,
         step_size=step_size,
@@ -99,6 +105,8 @@ def _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forw
         attack_mode=attack_mode,
         clean_bn_forward=clean_bn_forward,
         check_finite=check_finite,
+        student_forwards=student_forwards,
+        clip_start=clip_start,
     )
 
 
@@ -115,8 +123,10 @@ def _smaraad_attack(attack_align_weight: float, cam: AttributionAlignmentLoss) -
     return Attack(KL() + attack_align_weight * Alignment(view="adv", loss_fn=cam), start="uniform")
 
 
-_ENGINE_ARGS = """epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite: the
-            engine's options, as in :class:`~softrank_ad.engine.DistillationObjective`."""
+_ENGINE_ARGS = """epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite,
+            student_forwards, clip_start: the engine's options, as in
+            :class:`~softrank_ad.engine.DistillationObjective`;
+            :func:`~softrank_ad.official_options` gives those that reproduce the official code."""
 
 
 class SmaraADObjective(Method):
@@ -190,6 +200,8 @@ class SmaraADObjective(Method):
         attack_mode: AttackMode = "eval",
         clean_bn_forward: bool = False,
         check_finite: bool = True,
+        student_forwards: tuple[View, ...] = (),
+        clip_start: bool = True,
     ) -> None:
         _validate.check_choice(rank_axis, "rank_axis", RANK_AXES)
         adv_weight = _validate.check_unit_interval(adv_weight, "adv_weight")
@@ -229,7 +241,17 @@ class SmaraADObjective(Method):
             _smaraad_attack(attack_align_weight, cam),
             loss,
             hparams,
-            _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite),
+            _options(
+                epsilon,
+                step_size,
+                steps,
+                kl_reduction,
+                attack_mode,
+                clean_bn_forward,
+                check_finite,
+                student_forwards,
+                clip_start,
+            ),
         )
 
 
@@ -292,6 +314,8 @@ class SmaraADPlusPlusObjective(Method):
         attack_mode: AttackMode = "eval",
         clean_bn_forward: bool = False,
         check_finite: bool = True,
+        student_forwards: tuple[View, ...] = (),
+        clip_start: bool = True,
     ) -> None:
         ce_weight = _validate.check_unit_interval(ce_weight, "ce_weight")
         align_weight = _validate.check_non_negative(align_weight, "align_weight")
@@ -326,7 +350,17 @@ class SmaraADPlusPlusObjective(Method):
             _smaraad_attack(attack_align_weight, cam),
             loss,
             hparams,
-            _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite),
+            _options(
+                epsilon,
+                step_size,
+                steps,
+                kl_reduction,
+                attack_mode,
+                clean_bn_forward,
+                check_finite,
+                student_forwards,
+                clip_start,
+            ),
         )
 
 
@@ -362,6 +396,8 @@ class AdaADObjective(Method):
         attack_mode: AttackMode = "eval",
         clean_bn_forward: bool = False,
         check_finite: bool = True,
+        student_forwards: tuple[View, ...] = (),
+        clip_start: bool = True,
     ) -> None:
         adv_weight = _validate.check_unit_interval(adv_weight, "adv_weight")
         loss = adv_weight * KL() + (1 - adv_weight) * KL(student="clean", teacher="clean")
@@ -372,7 +408,17 @@ class AdaADObjective(Method):
             Attack(KL(), start="normal"),
             loss,
             dict(adv_weight=adv_weight),
-            _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite),
+            _options(
+                epsilon,
+                step_size,
+                steps,
+                kl_reduction,
+                attack_mode,
+                clean_bn_forward,
+                check_finite,
+                student_forwards,
+                clip_start,
+            ),
         )
 
 
@@ -408,6 +454,8 @@ class RSLADObjective(Method):
         attack_mode: AttackMode = "eval",
         clean_bn_forward: bool = False,
         check_finite: bool = True,
+        student_forwards: tuple[View, ...] = (),
+        clip_start: bool = True,
     ) -> None:
         adv_weight = _validate.check_unit_interval(adv_weight, "adv_weight")
         loss = adv_weight * KL(teacher="clean") + (1 - adv_weight) * KL(student="clean", teacher="clean")
@@ -417,7 +465,17 @@ class RSLADObjective(Method):
             Attack(KL(teacher="clean"), start="normal"),
             loss,
             dict(adv_weight=adv_weight),
-            _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite),
+            _options(
+                epsilon,
+                step_size,
+                steps,
+                kl_reduction,
+                attack_mode,
+                clean_bn_forward,
+                check_finite,
+                student_forwards,
+                clip_start,
+            ),
         )
 
 
@@ -456,6 +514,8 @@ class ARDObjective(Method):
         attack_mode: AttackMode = "eval",
         clean_bn_forward: bool = False,
         check_finite: bool = True,
+        student_forwards: tuple[View, ...] = (),
+        clip_start: bool = True,
     ) -> None:
         ce_weight = _validate.check_unit_interval(ce_weight, "ce_weight")
         tau = _validate.check_positive(temperature, "temperature")
@@ -466,5 +526,301 @@ class ARDObjective(Method):
             Attack(CrossEntropy(student="adv")),
             loss,
             dict(ce_weight=ce_weight, temperature=tau),
-            _options(epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite),
+            _options(
+                epsilon,
+                step_size,
+                steps,
+                kl_reduction,
+                attack_mode,
+                clean_bn_forward,
+                check_finite,
+                student_forwards,
+                clip_start,
+            ),
+        )
+
+
+class _Introspective(Method):
+    """IAD's family: the official code evaluates S(x) once more inside the introspection term,
+    which exists only from its first epoch, so one of the named forwards drops out before it."""
+
+    _introspection: Introspection
+
+    def _forwards(self, epoch: int | None) -> tuple[View, ...]:
+        forwards = self.student_forwards
+        if self._introspection.active(epoch) or forwards.count("clean") < 2:
+            return forwards
+        last = len(forwards) - 1 - forwards[::-1].index("clean")
+        return forwards[:last] + forwards[last + 1 :]
+
+
+def _introspective_loss(
+    teacher_view: View, ce_weight: float, temperature: float, weight_power: float, from_epoch: int
+) -> tuple[Term, Introspection, dict[str, Any]]:
+    ce_weight = _validate.check_unit_interval(ce_weight, "ce_weight")
+    tau = _validate.check_positive(temperature, "temperature")
+    introspection = Introspection(weight_power=weight_power, from_epoch=from_epoch)
+    loss = (
+        (1 - ce_weight) * tau * tau * KL(teacher=teacher_view, temperature=tau)
+        + (1 - ce_weight) * introspection
+        + ce_weight * CrossEntropy()
+    )
+    hparams = dict(
+        ce_weight=ce_weight,
+        temperature=tau,
+        weight_power=introspection.weight_power,
+        introspection_from_epoch=introspection.from_epoch,
+    )
+    return loss, introspection, hparams
+
+
+_IAD_LOSS = r"""
+
+    .. math::
+        (1 - c_{ce}) \big[\tau^2 \mathrm{KL}(S(x')/\tau \| T(%s)/\tau)
+            + \operatorname{mean}_b (1 - w_b) \mathrm{KL}(S(x'_b) \| S(x_b))\big] + c_{ce} \mathrm{CE}(S(x), y)
+
+    with :math:`w_b = p_T(y_b \mid x'_b)^{\beta}` (no gradient) and the introspection term (see
+    :class:`~softrank_ad.terms.Introspection`) on from epoch ``introspection_from_epoch``. As in
+    the official code the teacher term is not weighted by w (the paper's text weights both) and
+    the gradient flows through S(x) in the introspection term."""
+
+
+class IADObjective(_Introspective):
+    (
+        r"""IAD (IAD-I, Zhu et al., ICLR 2022): ARD's attack (CE(S(x'), y) from a uniform start) and
+    ARD's loss with the student's introspection, trusting the teacher on a sample only as far as
+    the teacher is right on it:"""
+        + _IAD_LOSS % "x"
+        + r"""
+
+    Args:
+        student, teacher: classifiers on [0, 1] inputs with the same classes.
+        ce_weight: c_ce (the code's 1 − α; 0 by default, as its α = 1).
+        temperature: τ (1, the code's default).
+        weight_power: β (0.1).
+        introspection_from_epoch: the first epoch of the introspection term (60 of 200).
+        """
+        + _ENGINE_ARGS
+        + r"""
+
+    Shape: as :class:`~softrank_ad.engine.DistillationObjective`; ``breakdown`` adds the (B,)
+    ``sample_weights`` once the introspection is on.
+
+    Example:
+        >>> IADObjective(student, teacher, steps=2)(x, y, epoch=60).backward()
+
+    Reference: Zhu et al., "Reliable Adversarial Distillation with Unreliable Teachers",
+    ICLR 2022; official code ZFancy/IAD, ``IAD-I.py``.
+    """
+    )
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        *,
+        ce_weight: float = 0.0,
+        temperature: float = 1.0,
+        weight_power: float = 0.1,
+        introspection_from_epoch: int = 60,
+        epsilon: float = 8 / 255,
+        step_size: float = 2 / 255,
+        steps: int = 10,
+        kl_reduction: KLReduction = "batchmean",
+        attack_mode: AttackMode = "eval",
+        clean_bn_forward: bool = False,
+        check_finite: bool = True,
+        student_forwards: tuple[View, ...] = (),
+        clip_start: bool = True,
+    ) -> None:
+        loss, self._introspection, hparams = _introspective_loss(
+            "clean", ce_weight, temperature, weight_power, introspection_from_epoch
+        )
+        self._build(
+            student,
+            teacher,
+            Attack(CrossEntropy(student="adv"), start="uniform"),
+            loss,
+            hparams,
+            _options(
+                epsilon,
+                step_size,
+                steps,
+                kl_reduction,
+                attack_mode,
+                clean_bn_forward,
+                check_finite,
+                student_forwards,
+                clip_start,
+            ),
+        )
+
+
+class AdaIADObjective(_Introspective):
+    (
+        r"""AdaIAD (Huang et al., CVPR 2023): AdaAD's attack (KL(S(x') ‖ T(x')) from
+    x + 0.001·N(0, 1)) and IAD's loss with the teacher at x':"""
+        + _IAD_LOSS % "x'"
+        + r"""
+
+    Args:
+        student, teacher: classifiers on [0, 1] inputs with the same classes.
+        ce_weight: c_ce (the code's 1 − IAD_alpha; 0 by default).
+        temperature: τ (30: the AdaAD code's default ``--temp``, which its AdaIAD command keeps).
+        weight_power: β (0.1).
+        introspection_from_epoch: the first epoch of the introspection term (60 of 200).
+        """
+        + _ENGINE_ARGS
+        + r"""
+
+    Shape: as :class:`~softrank_ad.engine.DistillationObjective`.
+
+    Example:
+        >>> AdaIADObjective(student, teacher, steps=2)(x, y, epoch=60).backward()
+
+    Reference: Huang et al., "Boosting Accuracy and Robustness of Student Models via Adaptive
+    Adversarial Distillation", CVPR 2023; official code boyellow/AdaAD, ``main.py``
+    (method ``AdaAD_with_IAD1``).
+    """
+    )
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        *,
+        ce_weight: float = 0.0,
+        temperature: float = 30.0,
+        weight_power: float = 0.1,
+        introspection_from_epoch: int = 60,
+        epsilon: float = 8 / 255,
+        step_size: float = 2 / 255,
+        steps: int = 10,
+        kl_reduction: KLReduction = "batchmean",
+        attack_mode: AttackMode = "eval",
+        clean_bn_forward: bool = False,
+        check_finite: bool = True,
+        student_forwards: tuple[View, ...] = (),
+        clip_start: bool = True,
+    ) -> None:
+        loss, self._introspection, hparams = _introspective_loss(
+            "adv", ce_weight, temperature, weight_power, introspection_from_epoch
+        )
+        self._build(
+            student,
+            teacher,
+            Attack(KL(), start="normal"),
+            loss,
+            hparams,
+            _options(
+                epsilon,
+                step_size,
+                steps,
+                kl_reduction,
+                attack_mode,
+                clean_bn_forward,
+                check_finite,
+                student_forwards,
+                clip_start,
+            ),
+        )
+
+
+class SAADObjective(Method):
+    (
+        r"""SAAD (Lee and Chung, TMLR 2026): each sample's distillation weighted by how well its
+    adversarial example transfers from student to teacher, read from the teacher's entropy at x'.
+
+    Attack: :math:`\max_{x'} \mathrm{KL}(S(x') \| \tilde T)` from x + 0.001·N(0, 1), with
+    :math:`\tilde T` the teacher's logits at x corrected to first order on the true class along
+    x' − x (:class:`~softrank_ad.terms.LinearizedTeacherKL`). Outer loss
+    (:class:`~softrank_ad.terms.TransferWeightedKL`):
+
+    .. math::
+        \operatorname{mean}_b \big[w_b (\mathrm{KL}_b(x') + c_{igdm}\, r(e)\, \mathrm{IGDM}_b)
+            + \beta (1 - \hat w_b) \mathrm{KL}_b(x)\big], \quad w_b = s\,(H_b - \min H)
+
+    Args:
+        student, teacher: classifiers on [0, 1] inputs with the same classes.
+        clean_weight: β (0, the script's ``--beta``).
+        igdm_weight: c_igdm (1 on CIFAR-10).
+        ramp_epochs: the IGDM ramp's length r(e) = min(1, (epoch + 1) / ramp_epochs) (the run's
+            epochs, 200); None: no ramp.
+        entropy_order: α of the teacher's Rényi entropy (1: Shannon, the script's ``--gamma``).
+        entropy_scale: s (5, fixed in the code).
+        linearization_weight: λ of the attack's correction (1, ``--lambda_inner``).
+        """
+        + _ENGINE_ARGS
+        + r"""
+
+    The official script also averages the student's weights from epoch 95 (SWA, with BN
+    statistics recomputed) and evaluates that average: a training-loop choice, not part of the
+    objective (see the protocol table in the docs).
+
+    Shape: as :class:`~softrank_ad.engine.DistillationObjective`; ``breakdown`` adds the (B,)
+    ``sample_weights``.
+
+    Example:
+        >>> SAADObjective(student, teacher, steps=2)(x, y, epoch=0).backward()
+
+    Reference: Lee and Chung, "Sample-wise Adaptive Weighting for Transfer Consistency in
+    Adversarial Distillation", TMLR 2026; official code HongsinLee/saad, ``saad.py``.
+    """
+    )
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module,
+        *,
+        clean_weight: float = 0.0,
+        igdm_weight: float = 1.0,
+        ramp_epochs: int | None = 200,
+        entropy_order: float = 1.0,
+        entropy_scale: float = 5.0,
+        linearization_weight: float = 1.0,
+        epsilon: float = 8 / 255,
+        step_size: float = 2 / 255,
+        steps: int = 10,
+        kl_reduction: KLReduction = "batchmean",
+        attack_mode: AttackMode = "eval",
+        clean_bn_forward: bool = False,
+        check_finite: bool = True,
+        student_forwards: tuple[View, ...] = (),
+        clip_start: bool = True,
+    ) -> None:
+        loss = TransferWeightedKL(
+            clean_weight=clean_weight,
+            igdm_weight=igdm_weight,
+            ramp_epochs=ramp_epochs,
+            entropy_order=entropy_order,
+            entropy_scale=entropy_scale,
+        )
+        attack_loss = LinearizedTeacherKL(weight=linearization_weight)
+        hparams = dict(
+            clean_weight=loss.clean_weight,
+            igdm_weight=loss.igdm_weight,
+            ramp_epochs=loss.ramp_epochs,
+            entropy_order=loss.entropy_order,
+            entropy_scale=loss.entropy_scale,
+            linearization_weight=attack_loss.weight,
+        )
+        self._build(
+            student,
+            teacher,
+            Attack(attack_loss, start="normal"),
+            loss,
+            hparams,
+            _options(
+                epsilon,
+                step_size,
+                steps,
+                kl_reduction,
+                attack_mode,
+                clean_bn_forward,
+                check_finite,
+                student_forwards,
+                clip_start,
+            ),
         )

@@ -12,9 +12,12 @@ from softrank_ad.engine import DistillationObjective
 from softrank_ad.methods import (
     CAM_ARGUMENTS_0_1,
     AdaADObjective,
+    AdaIADObjective,
     ARDObjective,
+    IADObjective,
     Method,
     RSLADObjective,
+    SAADObjective,
     SmaraADObjective,
     SmaraADPlusPlusObjective,
 )
@@ -27,7 +30,51 @@ OBJECTIVES: dict[str, type[Method]] = {
     "ard": ARDObjective,
     "rslad": RSLADObjective,
     "adaad": AdaADObjective,
+    "iad": IADObjective,
+    "adaiad": AdaIADObjective,
+    "saad": SAADObjective,
 }
+
+# Each baseline's official settings, beyond its class defaults (which are already the papers'
+# hyperparameters); the fidelity tests hold each entry against a transcription of the code.
+_OFFICIAL: dict[str, dict[str, Any]] = {
+    # goldblum/AdversariallyRobustDistillation, main.py: the attack in train mode from x + U(-ε, ε)
+    # unclipped, nn.KLDivLoss() (a mean over classes too), S(x') from the attack, then S(x).
+    "ard": dict(attack_mode="train", kl_reduction="mean", clip_start=False, student_forwards=("adv", "clean")),
+    # zibojia/RSLAD, resnet18_rslad_cifar10.py: x + 0.001·N(0, 1) unclipped, torch.mean of the
+    # KL's elements, S(x') then S(x).
+    "rslad": dict(kl_reduction="mean", clip_start=False, student_forwards=("adv", "clean")),
+    # boyellow/AdaAD, main.py: S(x) before S(x') whatever the weights, nn.KLDivLoss() on CIFAR-10.
+    "adaad": dict(kl_reduction="mean", clip_start=False, student_forwards=("clean", "adv")),
+    # ZFancy/IAD, IAD-I.py: ARD's attack in train mode; S(x') is run twice (once for a value the
+    # loss never uses), then S(x) anew in the introspection term and in the cross-entropy.
+    "iad": dict(attack_mode="train", clip_start=False, student_forwards=("adv", "adv", "clean", "clean")),
+    # boyellow/AdaAD, main.py (AdaAD_with_IAD1): S(x), S(x'), then S(x) anew in both terms.
+    "adaiad": dict(clip_start=False, student_forwards=("clean", "adv", "clean", "clean")),
+    # HongsinLee/saad, saad.py: S(x'), S(x − δ), S(x), the last even at --beta 0.
+    "saad": dict(clip_start=False, student_forwards=("adv", "reflected", "clean")),
+}
+
+
+def official_options(name: str) -> dict[str, Any]:
+    """The engine options with which a baseline reproduces its official code: the adversarial
+    batch, the loss, the student's gradient and its BatchNorm statistics after a training call,
+    equal to float32 rounding (tested against a transcription of each repository). SmaraAD and
+    SmaraAD++ have none: no official code is public.
+
+    The differences these options remove are small: the official attacks start from x + noise
+    unclipped (on pixels at 0 or 1 the first gradient is taken outside [0, 1]); their student
+    forwards come in a fixed order, some repeated, which sets the BatchNorm running statistics;
+    ARD, RSLAD and AdaAD's CIFAR-10 code averages the KL over classes too.
+
+    Example:
+        >>> make_objective("adaad", student, teacher, **official_options("adaad")).student_forwards
+        ('clean', 'adv')
+    """
+    key = name.lower() if isinstance(name, str) else name
+    if key not in _OFFICIAL:
+        raise ValueError(f"no official settings for {name!r}; methods with official code: {sorted(_OFFICIAL)}")
+    return dict(_OFFICIAL[key])
 
 # Names removed before 0.1, so that old code fails with directions instead of "unexpected keyword".
 _REMOVED = {
@@ -47,7 +94,7 @@ def make_objective(
     **hparams: Any,
 ) -> DistillationObjective:
     """A published objective by name (any case): ``"smaraad"``, ``"smaraad++"``, ``"ard"``,
-    ``"rslad"`` or ``"adaad"``; ``hparams`` are the keyword arguments of the method's class
+    ``"rslad"``, ``"adaad"``, ``"iad"``, ``"adaiad"`` or ``"saad"``; ``hparams`` are the keyword arguments of the method's class
     (checked against its signature, so a misspelt one is named).
 
     ``loss=`` replaces the method's outer loss and ``add=`` adds terms to it (to the replacement,

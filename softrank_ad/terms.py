@@ -70,6 +70,14 @@ class Batch(Protocol):
 
     def alignment(self, view: View) -> torch.Tensor: ...
 
+    def point(self, view: View) -> torch.Tensor:
+        """The input at ``view``: x', x or x − δ."""
+        ...
+
+    def teacher_label_gradient(self) -> torch.Tensor:
+        """∇_x Σ_b T(x)_{b, y_b} at the clean x, computed once per batch (once per attack)."""
+        ...
+
 
 class Term:
     """A loss on named inputs; see the module's docstring for the contract."""
@@ -530,9 +538,7 @@ class ConfidenceWeightedSlackMatching(Term):
         """w per sample (ones before ``weights_from_epoch``)."""
         if epoch is not None and epoch < self.weights_from_epoch:
             return torch.ones_like(y, dtype=z_t_adv.dtype)
-        with torch.no_grad():
-            p_true = F.softmax(z_t_adv.float(), dim=1).gather(1, y[:, None]).squeeze(1)
-            return p_true.pow(self.weight_power).to(z_t_adv.dtype)
+        return teacher_confidence(z_t_adv, y, self.weight_power)
 
     def evaluate(self, inputs: Batch):
         z_s_adv, z_t_adv = inputs.student("adv"), inputs.teacher("adv")
@@ -552,6 +558,202 @@ class ConfidenceWeightedSlackMatching(Term):
 
     def __repr__(self) -> str:
         return f"confidence_weighted_slack_matching(weight_power={self.weight_power})"
+
+
+def teacher_confidence(z_t: torch.Tensor, y: torch.Tensor, power: float) -> torch.Tensor:
+    """p_T(y_b | ·)^power per sample, without gradient: how far IAD and SmaraAD++ trust the
+    teacher on each sample."""
+    with torch.no_grad():
+        p_true = F.softmax(z_t.float(), dim=1).gather(1, y[:, None]).squeeze(1)
+        return p_true.pow(power).to(z_t.dtype)
+
+
+class Introspection(Term):
+    r"""IAD's student introspection: where the teacher is unsure at x', the student's adversarial
+    prediction is pulled towards its own clean one,
+
+    .. math::
+        \operatorname{mean}_b (1 - w_b)\, \mathrm{KL}(S(x'_b) \| S(x_b)), \quad w_b = p_T(y_b \mid x'_b)^{\beta}
+
+    (no gradient through w; as the official code, the gradient flows through S(x) as well as
+    S(x')). Before ``from_epoch`` the term is 0 and reads nothing. Logged as ``introspection``
+    and, when on, the (B,) ``sample_weights`` w.
+
+    Args:
+        weight_power: β ≥ 0 (0.1 in IAD and AdaIAD).
+        from_epoch: the epoch the term starts at (60 of 200 in IAD and AdaIAD); a call without
+            ``epoch`` has it on.
+
+    Reference: Zhu et al., "Reliable Adversarial Distillation with Unreliable Teachers", ICLR 2022.
+    """
+
+    def __init__(self, *, weight_power: float = 0.1, from_epoch: int = 60, name: str = "introspection") -> None:
+        self.weight_power = _validate.check_non_negative(weight_power, "weight_power")
+        self.from_epoch = _validate.check_int(from_epoch, "from_epoch")
+        self.name = name
+
+    def active(self, epoch: int | None) -> bool:
+        return epoch is None or epoch >= self.from_epoch
+
+    def evaluate(self, inputs: Batch):
+        z_s_adv = inputs.student("adv")
+        if not self.active(inputs.epoch):
+            value = z_s_adv.new_zeros(())
+            return value, {self.name: value}
+        w = teacher_confidence(inputs.teacher("adv"), inputs.y, self.weight_power)
+        towards_self = distillation_kl(z_s_adv, inputs.student("clean"), 1.0, "none")
+        value = ((1 - w) * towards_self).mean()
+        return value, {self.name: value, "sample_weights": w}
+
+    def reads(self):
+        return frozenset({"student_adv", "student_clean", "teacher_adv"})
+
+    def __repr__(self) -> str:
+        return f"{self.name}(weight_power={self.weight_power}, from_epoch={self.from_epoch})"
+
+
+class LinearizedTeacherKL(Term):
+    r"""SAAD's attack objective: KL from the student at x' to the teacher at x corrected to first
+    order on the true class only,
+
+    .. math::
+        \mathrm{KL}(S(x') \| \tilde T), \quad
+        \tilde T_{b,c} = T(x)_{b,c} + [c = y_b]\, \lambda \langle \nabla_x T(x)_{b,y_b}, x'_b - x_b \rangle
+
+    — the teacher's true-class logit followed along the perturbation without a teacher forward
+    at each step (one forward and backward of the teacher per attack). Logged as
+    ``kl_linearized``. Meant for an :class:`~softrank_ad.engine.Attack`; in an outer loss the
+    corrected teacher is a constant.
+
+    Args:
+        weight: λ ≥ 0, the correction's weight (1 in SAAD).
+    """
+
+    def __init__(self, *, weight: float = 1.0, name: str = "kl_linearized") -> None:
+        self.weight = _validate.check_non_negative(weight, "weight")
+        self.name = name
+
+    def evaluate(self, inputs: Batch):
+        z_t = inputs.teacher("clean").detach()
+        delta = inputs.point("adv") - inputs.point("clean")
+        gradient = inputs.teacher_label_gradient()
+        correction = torch.einsum("bi,bi->b", gradient.flatten(1), delta.flatten(1))
+        corrected = z_t + (self.weight * correction)[:, None] * F.one_hot(inputs.y, z_t.shape[1]).to(z_t.dtype)
+        if not inputs.attack:
+            corrected = corrected.detach()
+        value = distillation_kl(inputs.student("adv"), corrected, 1.0, inputs.kl_reduction)
+        return value, {self.name: value}
+
+    def reads(self):
+        return frozenset({"student_adv", "teacher_clean"})
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def entropy(z: torch.Tensor, order: float = 1.0, eps: float = 1e-12) -> torch.Tensor:
+    """Rényi entropy of order α of softmax(z) per row (Shannon at α = 1), with ``eps`` inside the
+    logarithm as SAAD's code adds it."""
+    p = F.softmax(z, dim=1)
+    if abs(order - 1.0) < 1e-6:
+        return -(p * torch.log(p + eps)).sum(dim=1)
+    return torch.log((p**order).sum(dim=1) + eps) / (1.0 - order)
+
+
+class TransferWeightedKL(Term):
+    r"""SAAD's outer loss: per sample, the adversarial KL (and IGDM) weighted by the teacher's
+    entropy at x', a proxy of how well the student's adversarial example transfers to the teacher,
+
+    .. math::
+        \operatorname{mean}_b \big[w_b (\mathrm{KL}_b(x') + c_{igdm}\, r(e)\, \mathrm{IGDM}_b)
+            + \beta (1 - \hat w_b) \mathrm{KL}_b(x)\big], \quad
+        w_b = s\,(H_b - \min_{b'} H_{b'}), \quad \hat w = \frac{w - \min w}{\max w - \min w + 10^{-8}}
+
+    with H the Rényi entropy of order α of the teacher's prediction at x' (no gradient),
+    KL_b(v) = KL(S(v_b) ‖ T(v_b)) per sample, IGDM_b IGDM's per-sample term (see
+    :func:`~softrank_ad.igdm_loss`) and r(e) = min(1, (epoch + 1) / ramp_epochs) its ramp. The KLs
+    are per sample by construction, so the objective's ``kl_reduction`` does not apply. Logged:
+    ``kl_adv``, ``igdm`` and ``kl_clean`` (unweighted means; each when computed) and the (B,)
+    ``sample_weights`` w.
+
+    Args:
+        clean_weight: β ≥ 0, the clean KL's weight (0 in SAAD's script: then S(x) is not read).
+        igdm_weight: c_igdm ≥ 0 (1 on CIFAR-10, 10 on CIFAR-100 and Tiny-ImageNet in SAAD).
+        ramp_epochs: the IGDM ramp's length (the run's epochs, 200); None: no ramp.
+        entropy_order: α of the Rényi entropy (1: Shannon, SAAD's script).
+        entropy_scale: s (5 in SAAD's code).
+
+    Reference: Lee and Chung, "Sample-wise Adaptive Weighting for Transfer Consistency in
+    Adversarial Distillation", TMLR 2026.
+    """
+
+    name = "saad"
+
+    def __init__(
+        self,
+        *,
+        clean_weight: float = 0.0,
+        igdm_weight: float = 1.0,
+        ramp_epochs: int | None = 200,
+        entropy_order: float = 1.0,
+        entropy_scale: float = 5.0,
+    ) -> None:
+        self.clean_weight = _validate.check_non_negative(clean_weight, "clean_weight")
+        self.igdm_weight = _validate.check_non_negative(igdm_weight, "igdm_weight")
+        if ramp_epochs is not None:
+            _validate.check_int(ramp_epochs, "ramp_epochs", minimum=1)
+        self.ramp_epochs = ramp_epochs
+        self.entropy_order = _validate.check_positive(entropy_order, "entropy_order")
+        self.entropy_scale = _validate.check_positive(entropy_scale, "entropy_scale")
+
+    def sample_weights(self, z_t_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(w, ŵ): the entropy weights and their min–max normalisation."""
+        with torch.no_grad():
+            h = entropy(z_t_adv, self.entropy_order)
+            w = (self.entropy_scale * (h - h.min())).clamp(min=0.0)
+            return w, (w - w.min()) / (w.max() - w.min() + 1e-8)
+
+    def evaluate(self, inputs: Batch):
+        z_s_adv, z_t_adv = inputs.student("adv"), inputs.teacher("adv")
+        w, w_normalised = self.sample_weights(z_t_adv)
+        kl_adv = distillation_kl(z_s_adv, z_t_adv.detach(), 1.0, "none")
+        parts = {"kl_adv": kl_adv.mean()}
+        adversarial = kl_adv
+        if self.igdm_weight != 0:
+            igdm = igdm_loss(
+                z_s_adv,
+                inputs.student("reflected"),
+                z_t_adv,
+                inputs.teacher("reflected"),
+                reduction="none",
+                check_finite=inputs.check_finite,
+            )
+            ramp = 1.0
+            if self.ramp_epochs is not None and inputs.epoch is not None:
+                ramp = min(1.0, (inputs.epoch + 1) / self.ramp_epochs)
+            adversarial = adversarial + self.igdm_weight * ramp * igdm
+            parts["igdm"] = igdm.mean()
+        per_sample = w * adversarial
+        if self.clean_weight != 0:
+            kl_clean = distillation_kl(inputs.student("clean"), inputs.teacher("clean").detach(), 1.0, "none")
+            per_sample = per_sample + self.clean_weight * (1 - w_normalised) * kl_clean
+            parts["kl_clean"] = kl_clean.mean()
+        value = per_sample.mean()
+        return value, {self.name: value, **parts, "sample_weights": w}
+
+    def reads(self):
+        names = {"student_adv", "teacher_adv"}
+        if self.igdm_weight != 0:
+            names |= {"student_reflected", "teacher_reflected"}
+        if self.clean_weight != 0:
+            names |= {"student_clean", "teacher_clean"}
+        return frozenset(names)
+
+    def __repr__(self) -> str:
+        return (
+            f"saad(clean_weight={self.clean_weight}, igdm_weight={self.igdm_weight}, "
+            f"ramp_epochs={self.ramp_epochs})"
+        )
 
 
 def view_alignments(term: Term) -> dict[str, AttributionAlignmentLoss]:

@@ -71,6 +71,7 @@ FUNCTIONS = {
     "pgd": 2,
     "suggest_gamma": 2,
     "make_objective": 3,
+    "official_options": 1,
 }
 
 #: Function → Module pairs; a Module may take a tensor option per call instead of at construction.
