@@ -709,7 +709,7 @@ class TransferWeightedKL(Term):
     def sample_weights(self, z_t_adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(w, ŵ): the entropy weights and their min–max normalisation."""
         with torch.no_grad():
-            h = entropy(z_t_adv, self.entropy_order)
+            h = entropy(z_t_adv.float(), self.entropy_order)  # half-precision softmax would blur it
             w = (self.entropy_scale * (h - h.min())).clamp(min=0.0)
             return w, (w - w.min()) / (w.max() - w.min() + 1e-8)
 

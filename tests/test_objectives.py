@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from softrank_ad import (
+    OBJECTIVES,
     AdaADObjective,
     ARDObjective,
     RSLADObjective,
@@ -21,7 +22,7 @@ from softrank_ad import (
 from softrank_ad.attacks import random_start
 from softrank_ad_examples import robustness
 
-METHODS = ["smaraad", "smaraad++", "ard", "rslad", "adaad"]
+METHODS = sorted(OBJECTIVES)
 
 
 class TinyCNN(nn.Module):
