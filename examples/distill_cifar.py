@@ -6,6 +6,9 @@
     python examples/distill_cifar.py --preset quick --data-dir /data/cifar10-jpeg --method smaraad
     # the paper's protocol (docs/method.md §7), with a robust WRN-34-10 teacher checkpoint
     python examples/distill_cifar.py --preset paper --teacher-ckpt wrn.pt --method smaraad++
+    # a published method's own recipe (method, official options, attack, schedule, RobustBench
+    # teacher): ard, rslad, adaad, adaiad, iad, adaad+igdm, saad (docs/guide/protocols.md)
+    python examples/distill_cifar.py --preset paper --protocol saad --data-dir /data/cifar10-jpeg
     # several GPUs
     torchrun --nproc_per_node=4 examples/distill_cifar.py --preset paper --teacher-ckpt wrn.pt
 
@@ -37,6 +40,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from softrank_ad import OBJECTIVES, DistillationObjective, make_objective
 from softrank_ad_examples import data, models, robustness
 from softrank_ad_examples.presets import PRESETS
+from softrank_ad_examples.protocols import PROTOCOLS, protocol_ramp
 from softrank_ad_examples.training import (
     KeepBest,
     Schedule,
@@ -86,6 +90,41 @@ def method_hparams(args: argparse.Namespace) -> dict:
     }
 
 
+def apply_protocol(args: argparse.Namespace) -> None:
+    """Fill what the protocol fixes and the command line left unset. The preset sizes data and
+    evaluation; the pipeline checks (smoke, test) keep their own short schedule and teacher."""
+    protocol = PROTOCOLS[args.protocol]
+    args.method = protocol.method
+    fills: dict = {"weight_decay": protocol.weight_decay}
+    if args.preset not in ("smoke", "test"):
+        fills.update(
+            epochs=protocol.epochs,
+            milestones=list(protocol.milestones),
+            lr=protocol.lr,
+            batch_size=protocol.batch_size,
+            steps=protocol.steps,
+            step_size=protocol.step_size,
+        )
+        if protocol.teacher is not None and args.teacher is None and args.teacher_ckpt is None:
+            args.teacher = f"robustbench:{protocol.teacher}"
+    for name, value in fills.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+
+
+def objective_kwargs(args: argparse.Namespace) -> dict:
+    """make_objective's keywords: the protocol's (scaled to this run's epochs), then the flags."""
+    if args.protocol is None:
+        return method_hparams(args)
+    protocol = PROTOCOLS[args.protocol]
+    return {
+        **protocol.objective_kwargs(),
+        **protocol_ramp(protocol, args.epochs),
+        "add": protocol.added_terms(args.epochs),
+        **method_hparams(args),
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default="smoke")
@@ -94,7 +133,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--download", action="store_true", help="download through torchvision if nothing is found")
     p.add_argument("--make-fake-data", action="store_true", help="write tiny CIFAR-shaped data into --data-dir first")
     p.add_argument("--out", type=Path, default=None, help="output folder (default runs/<preset>-<method>)")
-    p.add_argument("--method", type=str.lower, choices=sorted(OBJECTIVES), default="smaraad")
+    p.add_argument("--method", type=str.lower, choices=sorted(OBJECTIVES), help="default smaraad")
+    p.add_argument(
+        "--protocol",
+        type=str.lower,
+        choices=sorted(PROTOCOLS),
+        help="a published method's recipe: method, official options, attack, optimizer, schedule and "
+        "RobustBench teacher (the preset still sizes data and evaluation; smoke and test keep their schedule)",
+    )
     p.add_argument("--student", choices=sorted(models.MODELS))
     p.add_argument("--student-width", type=float)
     p.add_argument("--teacher-arch", choices=sorted(models.MODELS))
@@ -114,7 +160,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--weight-decay", type=float, help="default 5e-4, or the protocol's")
     p.add_argument("--milestones", type=int, nargs="*", help="epochs where the lr is divided by 10")
     p.add_argument("--epsilon", type=float, default=8 / 255)
     p.add_argument("--step-size", type=float, help="step of the training attacks (default 2.5 epsilon / steps)")
@@ -143,6 +189,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.protocol is not None:
+        if args.method is not None:
+            p.error("--protocol sets the method; give --method or --protocol, not both")
+        apply_protocol(args)
+    args.method = args.method or "smaraad"
+    args.weight_decay = 5e-4 if args.weight_decay is None else args.weight_decay
     preset = PRESETS[args.preset]
     for field in dataclasses.fields(preset):
         if getattr(args, field.name, None) is None:
@@ -440,7 +492,7 @@ def train_student(r: Run, d: Data, teacher: nn.Module) -> tuple[nn.Module, float
     seed_everything(args.seed + r.rank + 1)
     student = r.build(args.student, args.student_width, d.classes)
     net = nn.parallel.DistributedDataParallel(student) if r.world > 1 else student
-    objective = make_objective(args.method, net, teacher, **method_hparams(args))
+    objective = make_objective(args.method, net, teacher, **objective_kwargs(args))
 
     def loss(x, y, epoch):
         # Attack and outer loss both under bf16 autocast on CUDA (the attack is ~90% of a step);

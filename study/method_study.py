@@ -203,9 +203,14 @@ def objective_hparams(config: Config, preset: Preset) -> dict:
         "steps": preset.steps,
         **config.hparams,
     }
+    # The papers start their per-sample weights at epoch 60 of 200 and SAAD ramps IGDM over the
+    # whole run: the same fractions of this schedule.
     if config.method == "smaraad++":
-        # The paper starts the weights at epoch 60 of 200: the same fraction of this schedule.
         hparams.setdefault("weights_from_epoch", int(0.3 * preset.epochs))
+    if config.method in ("iad", "adaiad"):
+        hparams.setdefault("introspection_from_epoch", int(0.3 * preset.epochs))
+    if config.method == "saad":
+        hparams.setdefault("ramp_epochs", preset.epochs)
     return hparams
 
 

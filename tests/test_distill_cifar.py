@@ -285,3 +285,32 @@ def test_resume_is_exact_after_a_kill_before_any_write(tmp_path, monkeypatch):
         assert all(torch.equal(got[k], expected[k]) for k in expected), f"killed before write {kill_at}"
         stages = [(r["stage"], r["epoch"]) for r in history(out)]
         assert stages == [("teacher", "1"), ("student", "1"), ("student", "2")], f"killed before write {kill_at}"
+
+
+def test_a_protocol_sets_the_published_recipe_and_the_flags_still_win(capsys):
+    args = distill_cifar.parse_args(["--preset", "paper", "--protocol", "SAAD"])
+    assert (args.method, args.epochs, args.milestones, args.weight_decay) == ("saad", 200, [100, 150], 2e-4)
+    assert args.teacher == "robustbench:Bartoldson2024Adversarial_WRN-94-16"
+    assert (args.steps, args.step_size) == (10, 2 / 255)
+    kwargs = distill_cifar.objective_kwargs(args)
+    assert kwargs["student_forwards"] == ("adv", "reflected", "clean") and kwargs["clip_start"] is False
+    assert kwargs["ramp_epochs"] == 200 and kwargs["add"] is None
+    # The smoke preset keeps its short schedule and trains its own teacher; the ramps follow it.
+    args = distill_cifar.parse_args(["--preset", "smoke", "--protocol", "adaiad", "--epochs", "5"])
+    assert (args.epochs, args.teacher, args.steps) == (5, None, 2)
+    assert distill_cifar.objective_kwargs(args)["introspection_from_epoch"] == round(60 * 5 / 200)
+    args = distill_cifar.parse_args(["--preset", "paper", "--protocol", "adaad+igdm", "--teacher-ckpt", "t.pt"])
+    assert args.teacher is None and distill_cifar.objective_kwargs(args)["add"].ramp_epochs == 200
+    with pytest.raises(SystemExit):
+        distill_cifar.parse_args(["--protocol", "iad", "--method", "ard"])
+    assert "not both" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["saad"])
+def test_a_protocol_runs_end_to_end_on_the_smoke_preset(tmp_path, protocol):
+    root = data.write_fake_cifar(tmp_path / "data", "imagefolder", per_class=8)
+    out = tmp_path / "run"
+    result = distill_cifar.main(["--data-dir", str(root), "--out", str(out), "--protocol", protocol, *TINY])
+    scores = result["results"][distill_cifar.PROTOCOLS[protocol].method]
+    assert 0 <= scores["pgd2"] <= scores["clean"] <= 1

@@ -49,6 +49,9 @@ CONFIGS: dict[str, Config] = {
     "smaraad++": Config("smaraad++", group="headline", note="Eq. 10 reading; weights from 30% of the schedule"),
     "rslad": Config("rslad", group="headline"),
     "ard": Config("ard", group="headline"),
+    "iad": Config("iad", group="headline", note="IAD-I: ARD's attack, teacher at x, introspection from 30%"),
+    "adaiad": Config("adaiad", group="headline", note="AdaAD's attack, tau 30, introspection from 30%"),
+    "saad": Config("saad", group="headline", note="entropy-weighted KL + IGDM ramped over the run"),
     # -- probes, most informative first (a study cut short keeps these) ------------------------
     **{
         f"smaraad-x{k}": Config("smaraad", loss_scale=float(k), note="slack-matching loss (and gradient) times k")
