@@ -171,9 +171,7 @@ class Inputs:
 def check_forwards(student_forwards: object) -> tuple[View, ...]:
     """``student_forwards`` as a tuple of views, or a named error."""
     if isinstance(student_forwards, str) or not isinstance(student_forwards, (tuple, list)):
-        raise TypeError(
-            f"student_forwards must be a tuple of views such as ('clean', 'adv'), got {student_forwards!r}"
-        )
+        raise TypeError(f"student_forwards must be a tuple of views such as ('clean', 'adv'), got {student_forwards!r}")
     for view in student_forwards:
         _validate.check_choice(view, "student_forwards", VIEWS)
     return tuple(student_forwards)
@@ -213,7 +211,8 @@ class DistillationObjective(nn.Module):
         attack_mode: the student's mode during the attack: ``"eval"`` (default) or ``"train"``
             (official ARD; its BN running statistics then follow the attack's forwards).
         clean_bn_forward: a clean train-mode forward of the student (no gradient) in calls whose
-            loss evaluates no S(x), as the official AdaAD and ARD code do (see the module's notes).
+            loss evaluates no S(x), as the official AdaAD code does (see the module's notes;
+            official ARD runs it after S(x'): ``student_forwards=("adv", "clean")``).
         student_forwards: the student's views (``"adv"``, ``"clean"``, ``"reflected"``) to run
             first in every call of the outer loss, in this order; a repeated view runs again
             without gradient (see the module's notes). Default ``()``: each input is computed
@@ -275,7 +274,9 @@ class DistillationObjective(nn.Module):
                 raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
         student_forwards = check_forwards(student_forwards)
         if student_forwards and clean_bn_forward:
-            raise ValueError("pass student_forwards or clean_bn_forward, not both: name the clean view in student_forwards")
+            raise ValueError(
+                "pass student_forwards or clean_bn_forward, not both: name the clean view in student_forwards"
+            )
         for name, model in (("student", student), ("teacher", teacher)):
             if not isinstance(model, nn.Module):
                 raise TypeError(f"{name} must be an nn.Module, got {type(model).__name__}")

@@ -426,6 +426,8 @@ class RSLADObjective(Method):
     (
         r"""RSLAD (Zi et al., 2021): the attack maximises KL(S(x') ‖ T(x)) from x + 0.001·N(0, 1); the
     outer loss is :math:`w \mathrm{KL}(S(x') \| T(x)) + (1 - w) \mathrm{KL}(S(x) \| T(x))`, w = 5/6.
+    The official code adds 1e-5 inside log p_T: a constant of the teacher alone, so its logged
+    loss differs from this one by that constant and its gradients are equal.
 
     Args:
         student, teacher: classifiers on [0, 1] inputs with the same classes.
@@ -491,7 +493,7 @@ class ARDObjective(Method):
         temperature: τ.
         """
         + _ENGINE_ARGS
-        + r""" Official ARD: ``attack_mode="train"``.
+        + r""" Official ARD: ``official_options("ard")``.
 
     Shape: as :class:`~softrank_ad.engine.DistillationObjective`.
 

@@ -76,6 +76,7 @@ def official_options(name: str) -> dict[str, Any]:
         raise ValueError(f"no official settings for {name!r}; methods with official code: {sorted(_OFFICIAL)}")
     return dict(_OFFICIAL[key])
 
+
 # Names removed before 0.1, so that old code fails with directions instead of "unexpected keyword".
 _REMOVED = {
     "alpha": "adv_weight= (SmaraAD, AdaAD: the weight of the adversarial terms against the clean ones) "

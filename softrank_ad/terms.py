@@ -750,10 +750,7 @@ class TransferWeightedKL(Term):
         return frozenset(names)
 
     def __repr__(self) -> str:
-        return (
-            f"saad(clean_weight={self.clean_weight}, igdm_weight={self.igdm_weight}, "
-            f"ramp_epochs={self.ramp_epochs})"
-        )
+        return f"saad(clean_weight={self.clean_weight}, igdm_weight={self.igdm_weight}, ramp_epochs={self.ramp_epochs})"
 
 
 def view_alignments(term: Term) -> dict[str, AttributionAlignmentLoss]:

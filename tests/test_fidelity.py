@@ -225,7 +225,9 @@ def iad_official(student, teacher, x, y, *, epoch, alpha=1.0, temp=1.0, beta=0.1
     outputs = student(x_adv)
     student(x_adv).detach()  # basicop: computed, never used
     guide = teacher(x_adv)
-    loss = iad_loss(student, x, y, outputs, teacher_outputs, guide, epoch, alpha=alpha, temp=temp, beta=beta, begin=begin)
+    loss = iad_loss(
+        student, x, y, outputs, teacher_outputs, guide, epoch, alpha=alpha, temp=temp, beta=beta, begin=begin
+    )
     return loss, x_adv
 
 
@@ -319,9 +321,7 @@ def saad_official(student, teacher, x, y, *, epoch, beta=0.0, gamma=1.0, igdm_al
                 correction = torch.einsum("bchw,bchw->b", gradient, x_adv - x)
                 corrected = teacher_logits.detach().clone()
                 corrected[torch.arange(batch), y] += lam * correction
-                loss_kl = F.kl_div(
-                    F.log_softmax(student(x_adv), dim=1), F.softmax(corrected, dim=1), reduction="sum"
-                )
+                loss_kl = F.kl_div(F.log_softmax(student(x_adv), dim=1), F.softmax(corrected, dim=1), reduction="sum")
             grad = torch.autograd.grad(loss_kl, [x_adv])[0]
             x_adv = x_adv.detach() + step_size * torch.sign(grad.detach())
             x_adv = torch.min(torch.max(x_adv, x - epsilon), x + epsilon)

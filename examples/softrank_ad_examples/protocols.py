@@ -150,5 +150,7 @@ def protocol_ramp(protocol: Protocol, epochs: int) -> dict:
     if protocol.method == "saad":
         scaled["ramp_epochs"] = epochs
     if "introspection_from_epoch" in protocol.hparams and epochs != protocol.epochs:
-        scaled["introspection_from_epoch"] = round(protocol.hparams["introspection_from_epoch"] * epochs / protocol.epochs)
+        scaled["introspection_from_epoch"] = round(
+            protocol.hparams["introspection_from_epoch"] * epochs / protocol.epochs
+        )
     return scaled
