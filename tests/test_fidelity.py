@@ -379,19 +379,13 @@ def test_adaad(setup, alpha):
     assert_same(official, ours)
 
 
-@pytest.mark.parametrize("epoch", [10, 70])
+@pytest.mark.parametrize("epoch", [10, 70])  # before and after the introspection starts
 @pytest.mark.parametrize("alpha", [1.0, 0.8])
-def test_iad(setup, epoch, alpha):
-    official = official_call(setup, iad_official, epoch=epoch, alpha=alpha)
-    ours = library_call(setup, "iad", epoch=epoch, ce_weight=1 - alpha, steps=STEPS, **official_options("iad"))
-    assert_same(official, ours)
-
-
-@pytest.mark.parametrize("epoch", [10, 70])
-@pytest.mark.parametrize("alpha", [1.0, 0.8])
-def test_adaiad(setup, epoch, alpha):
-    official = official_call(setup, adaiad_official, epoch=epoch, alpha=alpha)
-    ours = library_call(setup, "adaiad", epoch=epoch, ce_weight=1 - alpha, steps=STEPS, **official_options("adaiad"))
+@pytest.mark.parametrize("name", ["iad", "adaiad"])
+def test_iad_and_adaiad(setup, name, epoch, alpha):
+    transcription = iad_official if name == "iad" else adaiad_official
+    official = official_call(setup, transcription, epoch=epoch, alpha=alpha)
+    ours = library_call(setup, name, epoch=epoch, ce_weight=1 - alpha, steps=STEPS, **official_options(name))
     assert_same(official, ours)
 
 
