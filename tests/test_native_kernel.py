@@ -3,6 +3,7 @@ NaN rows, the build cache, and the fallback when no compiler works."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import subprocess
@@ -190,7 +191,8 @@ CHILD = textwrap.dedent(
         refusal = str(err)
     print(json.dumps({"available": native.available(), "error": native.build_error(),
                       "auto_matches_reference": same, "refusal": refusal,
-                      "warnings": sum("native CPU kernels" in str(w.message) for w in caught)}))
+                      "warnings": sum("native CPU kernels" in str(w.message) for w in caught),
+                      "scales": native.exact_cost_scales() if native.available() else None}))
     """
 )
 
@@ -219,8 +221,42 @@ def test_build_is_cached_and_reused(tmp_path):
     (built,) = list(tmp_path.glob("softrank_native-*.so"))
     stamp = built.stat().st_mtime_ns
     assert _child(env)["available"] is True
-    assert sorted(tmp_path.glob("softrank_native-*")) == [built, built.with_name(built.name + ".sha256")]
+    costs = built.with_name(built.stem + ".costs.json")
+    assert sorted(tmp_path.glob("softrank_native-*")) == [costs, built, built.with_name(built.name + ".sha256")]
     assert built.stat().st_mtime_ns == stamp
+
+
+def test_the_cost_model_is_measured_once_per_cpu_and_cached_beside_the_build(tmp_path):
+    env = {"SOFTRANK_AD_CACHE": str(tmp_path)}
+    first = _child(env)["scales"]
+    (costs,) = list(tmp_path.glob("softrank_native-*.costs.json"))
+    saved = json.loads(costs.read_text())
+    assert {k: saved[k] for k in first} == first and saved["cpu"]
+    assert all(0.1 <= value <= 10 for value in first.values())
+    stamp = costs.stat().st_mtime_ns
+    assert _child(env)["scales"] == first  # read back, not measured again
+    assert costs.stat().st_mtime_ns == stamp
+    for damaged in ("", "{", '{"forward": "x", "backward": 1}', '{"forward": 1e9, "backward": 1}'):
+        costs.write_text(damaged)
+        scales = _child(env)["scales"]
+        assert all(0.1 <= value <= 10 for value in scales.values())
+        assert json.loads(costs.read_text())["forward"] == scales["forward"]  # measured and rewritten
+
+
+def test_calibration_can_be_switched_off(tmp_path):
+    report = _child({"SOFTRANK_AD_CACHE": str(tmp_path), "SOFTRANK_AD_CALIBRATE": "0"})
+    assert report["scales"] == {"forward": 1.0, "backward": 1.0}
+    assert not list(tmp_path.glob("*.costs.json"))
+
+
+def test_the_measured_scales_steer_the_choice_of_path():
+    row = torch.rand(1024, generator=torch.Generator().manual_seed(0))  # γ = 1: every pair live
+    measured = (native.method(row, 1.0), native.method(row, 1.0, backward=True))
+    with native.exact_cost(forward=0.1, backward=0.1):  # a CPU where the exact sweep is cheap
+        assert native.method(row, 1.0) == "dense" and native.method(row, 1.0, backward=True) == "dense"
+    with native.exact_cost(forward=10.0, backward=10.0):  # one where it is dear
+        assert native.method(row, 1.0) == "far-field" and native.method(row, 1.0, backward=True) == "far-field"
+    assert (native.method(row, 1.0), native.method(row, 1.0, backward=True)) == measured  # restored
 
 
 def test_a_damaged_cached_library_is_rebuilt_not_loaded(tmp_path):

@@ -30,6 +30,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
+import json
+import math
 import os
 import platform
 import shlex
@@ -38,6 +40,7 @@ import sys
 import sysconfig
 import tempfile
 import threading
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -77,6 +80,16 @@ def _cpu_identity() -> str:
     try:
         with open("/proc/cpuinfo") as info:
             return next((line for line in info if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return platform.processor()
+
+
+def _cpu_model() -> str:
+    """The CPU's model name where Linux lists it (for the record beside the measured scales)."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            line = next((line for line in info if line.startswith("model name")), "")
+        return line.partition(":")[2].strip() or platform.processor()
     except OSError:
         return platform.processor()
 
@@ -198,6 +211,10 @@ def _declare(library: ctypes.CDLL) -> None:
     library.softrank_openmp_symbol.restype = ctypes.c_void_p
     library.softrank_set_farfield.argtypes = [ctypes.c_int]
     library.softrank_set_farfield.restype = None
+    library.softrank_set_exact_cost.argtypes = [ctypes.c_int, real]
+    library.softrank_set_exact_cost.restype = None
+    library.softrank_costs_f32.argtypes = [pointer, size, real, count, count, pointer]
+    library.softrank_costs_f32.restype = None
 
 
 def _load() -> ctypes.CDLL | None:
@@ -227,9 +244,122 @@ def _build_and_open() -> tuple[ctypes.CDLL | None, str | None]:
             _compile(compiler, target)
         library = ctypes.CDLL(str(target))
         _declare(library)
+        _apply_calibration(library, target)
         return library, None
     except Exception as err:  # no compiler, read-only cache, unknown platform: use torch
         return None, f"{type(err).__name__}: {err}"
+
+
+# -- the cost model, measured on this CPU ---------------------------------------------------------
+# The exact sweep and the far-field expansion vectorise differently (divisions and exponentials
+# against double-precision multiply-adds), so which is cheaper for a row depends on the CPU: on
+# an AVX2 machine the ratio moved 2-3x from the AVX-512 machine the model was fitted on. So the
+# first load on a machine times both on one row (forward and backward, one thread, about 0.2 s),
+# scales the exact sweep's modelled cost to match, and caches the two scales beside the library,
+# whose key already names the CPU.
+_CALIBRATION_N = 4096
+_CALIBRATION_REPEATS = 7
+_SCALE_BOUNDS = (0.1, 10.0)  # beyond these a measurement was disturbed, not the CPU different
+_scales: dict[str, float] = {"forward": 1.0, "backward": 1.0}
+
+
+def _time_paths(library: ctypes.CDLL, backward: bool) -> tuple[float, float]:
+    """Median seconds of the exact sweep and of the expansion on the calibration row (one thread,
+    the two interleaved so a drift in the machine's speed hits both)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, _CALIBRATION_N, generator=g)  # γ = 1: every pair close, a dense sweep
+    grad = torch.randn(1, _CALIBRATION_N, generator=g)
+    out = torch.empty_like(x)
+    if backward:
+        pointers = (x.data_ptr(), grad.data_ptr(), out.data_ptr())
+        function = library.softrank_backward_f32
+    else:
+        pointers = (x.data_ptr(), out.data_ptr())
+        function = library.softrank_forward_f32
+    samples: dict[int, list[float]] = {0: [], 2: []}  # farfield_mode: never, always
+    try:
+        for repeat in range(_CALIBRATION_REPEATS + 1):
+            for mode in samples:
+                library.softrank_set_farfield(mode)
+                start = time.perf_counter()
+                function(*pointers, 1, _CALIBRATION_N, 1.0, 1)
+                if repeat:  # the first round warms the scratch and the caches
+                    samples[mode].append(time.perf_counter() - start)
+    finally:
+        library.softrank_set_farfield(1)
+    exact, expansion = (sorted(samples[m])[len(samples[m]) // 2] for m in (0, 2))
+    return exact, expansion
+
+
+def measure_exact_cost(library: ctypes.CDLL) -> dict[str, float]:
+    """The scales that make the model's exact-to-expansion cost ratio on the calibration row equal
+    the measured one, for the forward and the backward (the library's current scales unchanged)."""
+    x = torch.rand(1, _CALIBRATION_N, generator=torch.Generator().manual_seed(0))
+    scales = {}
+    for deriv, name in enumerate(("forward", "backward")):
+        exact, expansion = _time_paths(library, backward=bool(deriv))
+        modelled = (ctypes.c_double * 2)()
+        library.softrank_costs_f32(x.data_ptr(), _CALIBRATION_N, 1.0, deriv, 1, modelled)
+        scale = (exact / expansion) / (modelled[0] / modelled[1]) * _scales[name]
+        scales[name] = min(max(scale, _SCALE_BOUNDS[0]), _SCALE_BOUNDS[1])
+    return scales
+
+
+def _read_scales(path: Path) -> dict[str, float] | None:
+    try:
+        saved = json.loads(path.read_text())
+        scales = {name: float(saved[name]) for name in ("forward", "backward")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    low, high = _SCALE_BOUNDS
+    return scales if all(math.isfinite(v) and low <= v <= high for v in scales.values()) else None
+
+
+def _apply_calibration(library: ctypes.CDLL, target: Path) -> None:
+    """Sets the scales: from the cache beside ``target``, else measured now and cached (a cache
+    that cannot be written only costs the measurement again next time). ``SOFTRANK_AD_CALIBRATE=0``
+    keeps the fitted constants (scales 1)."""
+    global _scales
+    if os.environ.get("SOFTRANK_AD_CALIBRATE", "1") == "0":
+        scales = {"forward": 1.0, "backward": 1.0}
+    else:
+        path = target.with_name(target.stem + ".costs.json")
+        scales = _read_scales(path) or {}
+        if not scales:
+            _scales = {"forward": 1.0, "backward": 1.0}
+            for deriv in (0, 1):
+                library.softrank_set_exact_cost(deriv, 1.0)
+            scales = measure_exact_cost(library)
+            with contextlib.suppress(OSError):
+                partial = path.with_name(path.name + f".{os.getpid()}.tmp")
+                partial.write_text(json.dumps({**scales, "cpu": _cpu_model()}))
+                os.replace(partial, path)
+    for deriv, name in enumerate(("forward", "backward")):
+        library.softrank_set_exact_cost(deriv, scales[name])
+    _scales = dict(scales)
+
+
+@contextlib.contextmanager
+def exact_cost(*, forward: float, backward: float):
+    """Within the block, the exact sweep's cost scales are these (for tests and benchmarks of the
+    choice); the measured ones are restored after. Process-wide; not for concurrent use."""
+    library = _load()
+    if library is None:
+        raise RuntimeError(f"the native kernels are not available here: {build_error()}")
+    before = dict(_scales)
+    try:
+        for deriv, value in enumerate((forward, backward)):
+            library.softrank_set_exact_cost(deriv, value)
+        yield
+    finally:
+        for deriv, name in enumerate(("forward", "backward")):
+            library.softrank_set_exact_cost(deriv, before[name])
+
+
+def exact_cost_scales() -> dict[str, float]:
+    """The exact sweep's cost scales in use (1: the fitted constants), building the kernels first."""
+    _load()
+    return dict(_scales)
 
 
 def uses_openmp() -> bool:

@@ -47,6 +47,16 @@ void softrank_set_farfield(int mode)
     farfield_mode = mode;
 }
 
+/* The exact sweep's cost per pair relative to the fitted constants, forward and backward: 1
+ * until the loader measures this CPU (native.py). Set between calls, never during one. */
+static double exact_cost_scale[2] = {1.0, 1.0};
+
+void softrank_set_exact_cost(int deriv, double scale)
+{
+    if (deriv == 0 || deriv == 1)
+        exact_cost_scale[deriv] = scale;
+}
+
 #define FARFIELD_MAX_ORDER 32
 #define FARFIELD_BIN 0.5    /* h, in units of γ·v */
 #define FARFIELD_TOL 1e-9   /* per pair: summed over n pairs, far below float32 rounding of ranks */

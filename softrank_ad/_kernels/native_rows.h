@@ -291,9 +291,11 @@ static double NAME(window_pairs)(const REAL *x, int64_t n, REAL gamma)
 #define FARFIELD_MIN_N 512
 /* What a pair of the exact sweep (forward, backward) and sorting one entry for its windows cost,
  * in units of the expansion's multiply-adds (farfield_cost): fitted to per-row times of both on
- * 2 cores with AVX-512, n = 512–8,192, γ = 0.1–100. */
-#define FARFIELD_PAIR_COST(deriv) ((deriv) ? 0.73 : 0.42)
-#define FARFIELD_SORT_COST 100.0
+ * 2 cores with AVX-512, n = 512–8,192, γ = 0.1–100, then scaled by exact_cost_scale, which the
+ * loader measures on the CPU it runs on (softrank_set_exact_cost; native.py): the two paths
+ * vectorise differently, so their ratio is the CPU's, not a constant. */
+#define FARFIELD_PAIR_COST(deriv) (((deriv) ? 0.73 : 0.42) * exact_cost_scale[deriv])
+#define FARFIELD_SORT_COST(deriv) (100.0 * exact_cost_scale[deriv])
 /* The exact sweep of one row split over T threads ran about this times T faster (T = 2). */
 #define SWEEP_SPLIT_GAIN 0.7
 
@@ -307,9 +309,9 @@ static int NAME(farfield_cheaper)(const REAL *x, int64_t n, REAL gamma, struct N
     const double speedup = threads > 1 ? SWEEP_SPLIT_GAIN * threads : 1.0;
     const double all_pairs = (double)n * (double)(n - 1) / 2;
     const double pair = FARFIELD_PAIR_COST(deriv);
-    if ((pair * all_pairs + FARFIELD_SORT_COST * (double)n) / speedup <= expansion)
+    if ((pair * all_pairs + FARFIELD_SORT_COST(deriv) * (double)n) / speedup <= expansion)
         return 0; /* it would lose even to every pair */
-    const double exact = plan.window ? pair * NAME(window_pairs)(x, n, gamma) + FARFIELD_SORT_COST * (double)n
+    const double exact = plan.window ? pair * NAME(window_pairs)(x, n, gamma) + FARFIELD_SORT_COST(deriv) * (double)n
                                      : pair * all_pairs;
     return exact / speedup > expansion;
 }
@@ -356,6 +358,19 @@ static int NAME(use_farfield)(const REAL *x, int64_t n, REAL gamma, struct NAME(
     if (plan.window) /* the exact sweep's windows need the row sorted */
         NAME(sort_row)(x, n, s);
     return 0;
+}
+
+/* Exported: the cost model's estimates for one row on `threads` threads, in the expansion's
+ * units: out[0] the exact sweep (with the current exact_cost_scale), out[1] the expansion. The
+ * loader's calibration divides measured times by them. */
+void NAME(softrank_costs)(const REAL *x, int64_t n, double gamma, int backward, int threads, double *out)
+{
+    const struct NAME(plan) plan = NAME(plan_row)(x, n, (REAL)gamma);
+    const double speedup = threads > 1 ? SWEEP_SPLIT_GAIN * threads : 1.0;
+    const double pairs = plan.window ? NAME(window_pairs)(x, n, (REAL)gamma) : (double)n * (double)(n - 1) / 2;
+    out[0] = (FARFIELD_PAIR_COST(backward) * pairs + (plan.window ? FARFIELD_SORT_COST(backward) * (double)n : 0.0)) /
+             speedup;
+    out[1] = farfield_cost(n, (double)plan.spread, backward, backward ? 2 : 1, threads);
 }
 
 /* Exported: how a row would be swept in a call on `rows` rows over `threads` threads (0 dense,
