@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import path_choice
 import pytest
 import soft_rank_throughput
 import train_step
@@ -31,6 +32,19 @@ def test_soft_rank_throughput_quick(tmp_path):
     # Every results file names its hardware.
     assert {"cpu", "isa", "cores", "threads", "compiler", "torch"} <= set(saved["hardware"])
     assert "Hardware: " in next(tmp_path.glob("*.md")).read_text()
+
+
+def test_path_choice_quick_reports_each_cell_with_its_hardware(tmp_path):
+    report = path_choice.main(["--grid", "quick", "--repeats", "1", "--out", str(tmp_path)])
+    assert [(r["n"], r["batch"]) for r in report["rows"]] == [(256, 1), (2048, 1)]
+    for row in report["rows"]:
+        assert row["forward_path"] in ("dense", "window", "far-field")
+        assert row["exact_ms"] > 0 and row["expansion_ms"] > 0 and row["auto_ms"] > 0
+    assert report["rows"][0]["forward_path"] == "dense"  # rows under 512 entries never expand
+    assert set(report["scales"]) == {"forward", "backward"}
+    assert {"cpu", "isa", "cores"} <= set(report["hardware"])
+    text = next(tmp_path.glob("*.md")).read_text()
+    assert "Hardware: " in text and "| 2,048 | 1 | 1 |" in text
 
 
 def test_train_step_tiny(tmp_path):
