@@ -116,3 +116,39 @@ def test_work_split_over_threads_agrees_with_one_thread(rows, n):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one[0], several[0]) and torch.equal(one[1], several[1])
+
+
+BLOCK_CHILD = """
+import json, torch
+from softrank_ad._kernels import native
+rows = [torch.randn(1, 3000, generator=torch.Generator().manual_seed(s)) * scale for s, scale in ((0, 1.0), (1, 30.0))]
+grads = [torch.randn(1, 3000, generator=torch.Generator().manual_seed(9)) for _ in rows]
+out = {"available": native.available()}
+with native.farfield("always"):
+    out["forward"] = [native.forward(x, 1.0).tolist() for x in rows]
+    out["backward"] = [native.backward(x, g, 1.0).tolist() for x, g in zip(rows, grads)]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("block", [2, 4])
+def test_every_vector_width_of_the_expansion_gives_the_same_numbers(tmp_path, block):
+    """The expansion's block is the target's vector register (8 doubles with AVX-512, 4 with AVX2,
+    2 with SSE2 or NEON); this machine builds one of them, so the others are built here on
+    purpose, in a child with a fresh cache, and must agree with this process's build."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    compiler = " ".join(native._compiler())
+    env = {**os.environ, "CC": f"{compiler} -DFARFIELD_BLOCK={block}", "SOFTRANK_AD_CACHE": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", BLOCK_CHILD], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    assert child["available"]
+    scope = {}
+    exec(BLOCK_CHILD.replace("print(json.dumps(out))", ""), scope)  # the same rows in this process
+    for kind in ("forward", "backward"):
+        for ours, theirs in zip(scope["out"][kind], child[kind]):
+            torch.testing.assert_close(torch.tensor(theirs), torch.tensor(ours), rtol=1e-6, atol=1e-5)

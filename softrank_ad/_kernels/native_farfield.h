@@ -222,13 +222,27 @@ __attribute__((constructor)) static void farfield_setup(void)
             farfield_lists[deriv] = NULL; /* farfield_pass builds its own */
 }
 
+/* A block of bins is one vector register of doubles on the target the library is built for: 8
+ * with AVX-512, 4 with AVX2, 2 with SSE2 or NEON (__BIGGEST_ALIGNMENT__ is the widest vector's
+ * size, so no ISA is named). A wider vector-extension type than the target has is lowered piece
+ * by piece through memory: 8-double blocks on an AVX2 build ran the expansion 5-7x slower than
+ * 4-double ones, with identical results (docs/performance.md). */
+#ifndef FARFIELD_BLOCK
+#if defined(__BIGGEST_ALIGNMENT__) && __BIGGEST_ALIGNMENT__ >= 64
+#define FARFIELD_BLOCK 8
+#elif defined(__BIGGEST_ALIGNMENT__) && __BIGGEST_ALIGNMENT__ >= 32
+#define FARFIELD_BLOCK 4
+#else
+#define FARFIELD_BLOCK 2
+#endif
+#endif
+
 /* What the expansion costs for a row spanning t_max, with `weights` weight vectors, in
  * multiply-adds of its entry phases: 2P per entry and weight (moments and Horner), about
  * FARFIELD_BIN_COST per bin and weight (its near terms, one vector multiply-add per 8 bins each,
  * and its exponential sums), and FARFIELD_ROW for binning the row and its allocations; on T
  * threads, FARFIELD_SPLIT_GAIN·T times less. Fitted to per-row times on 2 cores with AVX-512
  * (n = 512–8,192, γ = 0.1–100; within 25%). */
-#define FARFIELD_BLOCK 8
 #define FARFIELD_BIN_COST 800.0
 #define FARFIELD_ROW 20000.0
 #define FARFIELD_SPLIT_GAIN 0.85
