@@ -251,23 +251,34 @@ def _build_and_open() -> tuple[ctypes.CDLL | None, str | None]:
 
 
 # -- the cost model, measured on this CPU ---------------------------------------------------------
-# The exact sweep and the far-field expansion vectorise differently (divisions and exponentials
-# against double-precision multiply-adds), so which is cheaper for a row depends on the CPU: on
-# an AVX2 machine the ratio moved 2-3x from the AVX-512 machine the model was fitted on. So the
-# first load on a machine times both on one row (forward and backward, one thread, about 0.2 s),
-# scales the exact sweep's modelled cost to match, and caches the two scales beside the library,
-# whose key already names the CPU.
-_CALIBRATION_N = 4096
-_CALIBRATION_REPEATS = 7
+# The exact sweep and the far-field expansion vectorise differently (divisions against
+# double-precision multiply-adds), so which is cheaper for a row depends on the CPU, and the model
+# was fitted on one. So the first load on a machine times both paths on a row where the choice is
+# close (n = 512, γ = 10, the threads of a one-row call; forward and backward, about 10 ms),
+# scales the exact sweep's modelled cost per pair to match, and caches the two scales beside the
+# library, whose key already names the CPU. A row far from the crossover is chosen the same
+# either way; near it, a single scale measured at n = 1,024, γ = 1 instead misjudged a cell by
+# 1.8x on the machine this was written on, so the row is one where the choice is close.
+_CALIBRATION_N = 512
+_CALIBRATION_REPEATS = 21
+_CALIBRATION_GAMMA = 10.0
 _SCALE_BOUNDS = (0.1, 10.0)  # beyond these a measurement was disturbed, not the CPU different
 _scales: dict[str, float] = {"forward": 1.0, "backward": 1.0}
 
 
+def _calibration_row() -> torch.Tensor:
+    return torch.randn(1, _CALIBRATION_N, generator=torch.Generator().manual_seed(0))
+
+
+def _calibration_threads() -> int:
+    return _threads(1, _CALIBRATION_N)
+
+
 def _time_paths(library: ctypes.CDLL, backward: bool) -> tuple[float, float]:
-    """Median seconds of the exact sweep and of the expansion on the calibration row (one thread,
-    the two interleaved so a drift in the machine's speed hits both)."""
+    """Median seconds of the exact sweep and of the expansion on the calibration row (the two
+    interleaved so a drift in the machine's speed hits both)."""
     g = torch.Generator().manual_seed(0)
-    x = torch.rand(1, _CALIBRATION_N, generator=g)  # γ = 1: every pair close, a dense sweep
+    x = _calibration_row()
     grad = torch.randn(1, _CALIBRATION_N, generator=g)
     out = torch.empty_like(x)
     if backward:
@@ -282,7 +293,7 @@ def _time_paths(library: ctypes.CDLL, backward: bool) -> tuple[float, float]:
             for mode in samples:
                 library.softrank_set_farfield(mode)
                 start = time.perf_counter()
-                function(*pointers, 1, _CALIBRATION_N, 1.0, 1)
+                function(*pointers, 1, _CALIBRATION_N, _CALIBRATION_GAMMA, _calibration_threads())
                 if repeat:  # the first round warms the scratch and the caches
                     samples[mode].append(time.perf_counter() - start)
     finally:
@@ -294,12 +305,12 @@ def _time_paths(library: ctypes.CDLL, backward: bool) -> tuple[float, float]:
 def measure_exact_cost(library: ctypes.CDLL) -> dict[str, float]:
     """The scales that make the model's exact-to-expansion cost ratio on the calibration row equal
     the measured one, for the forward and the backward (the library's current scales unchanged)."""
-    x = torch.rand(1, _CALIBRATION_N, generator=torch.Generator().manual_seed(0))
+    x = _calibration_row()
     scales = {}
     for deriv, name in enumerate(("forward", "backward")):
         exact, expansion = _time_paths(library, backward=bool(deriv))
         modelled = (ctypes.c_double * 2)()
-        library.softrank_costs_f32(x.data_ptr(), _CALIBRATION_N, 1.0, deriv, 1, modelled)
+        library.softrank_costs_f32(x.data_ptr(), _CALIBRATION_N, _CALIBRATION_GAMMA, deriv, _calibration_threads(), modelled)
         scale = (exact / expansion) / (modelled[0] / modelled[1]) * _scales[name]
         scales[name] = min(max(scale, _SCALE_BOUNDS[0]), _SCALE_BOUNDS[1])
     return scales

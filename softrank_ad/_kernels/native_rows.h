@@ -291,11 +291,12 @@ static double NAME(window_pairs)(const REAL *x, int64_t n, REAL gamma)
 #define FARFIELD_MIN_N 512
 /* What a pair of the exact sweep (forward, backward) and sorting one entry for its windows cost,
  * in units of the expansion's multiply-adds (farfield_cost): fitted to per-row times of both on
- * 2 cores with AVX-512, n = 512–8,192, γ = 0.1–100, then scaled by exact_cost_scale, which the
- * loader measures on the CPU it runs on (softrank_set_exact_cost; native.py): the two paths
- * vectorise differently, so their ratio is the CPU's, not a constant. */
+ * 2 cores with AVX-512, n = 512–8,192, γ = 0.1–100. The pair's cost is then scaled by
+ * exact_cost_scale, which the loader measures on the CPU it runs on (softrank_set_exact_cost;
+ * native.py): the sweep's divisions and the expansion's multiply-adds vectorise differently, so
+ * their ratio is the CPU's, not a constant. */
 #define FARFIELD_PAIR_COST(deriv) (((deriv) ? 0.73 : 0.42) * exact_cost_scale[deriv])
-#define FARFIELD_SORT_COST(deriv) (100.0 * exact_cost_scale[deriv])
+#define FARFIELD_SORT_COST 100.0 /* scalar code: the same on any vector width, so not scaled */
 /* The exact sweep of one row split over T threads ran about this times T faster (T = 2). */
 #define SWEEP_SPLIT_GAIN 0.7
 
@@ -309,9 +310,9 @@ static int NAME(farfield_cheaper)(const REAL *x, int64_t n, REAL gamma, struct N
     const double speedup = threads > 1 ? SWEEP_SPLIT_GAIN * threads : 1.0;
     const double all_pairs = (double)n * (double)(n - 1) / 2;
     const double pair = FARFIELD_PAIR_COST(deriv);
-    if ((pair * all_pairs + FARFIELD_SORT_COST(deriv) * (double)n) / speedup <= expansion)
+    if ((pair * all_pairs + FARFIELD_SORT_COST * (double)n) / speedup <= expansion)
         return 0; /* it would lose even to every pair */
-    const double exact = plan.window ? pair * NAME(window_pairs)(x, n, gamma) + FARFIELD_SORT_COST(deriv) * (double)n
+    const double exact = plan.window ? pair * NAME(window_pairs)(x, n, gamma) + FARFIELD_SORT_COST * (double)n
                                      : pair * all_pairs;
     return exact / speedup > expansion;
 }
@@ -368,7 +369,7 @@ void NAME(softrank_costs)(const REAL *x, int64_t n, double gamma, int backward, 
     const struct NAME(plan) plan = NAME(plan_row)(x, n, (REAL)gamma);
     const double speedup = threads > 1 ? SWEEP_SPLIT_GAIN * threads : 1.0;
     const double pairs = plan.window ? NAME(window_pairs)(x, n, (REAL)gamma) : (double)n * (double)(n - 1) / 2;
-    out[0] = (FARFIELD_PAIR_COST(backward) * pairs + (plan.window ? FARFIELD_SORT_COST(backward) * (double)n : 0.0)) /
+    out[0] = (FARFIELD_PAIR_COST(backward) * pairs + (plan.window ? FARFIELD_SORT_COST * (double)n : 0.0)) /
              speedup;
     out[1] = farfield_cost(n, (double)plan.spread, backward, backward ? 2 : 1, threads);
 }
