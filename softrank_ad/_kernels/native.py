@@ -281,12 +281,9 @@ def _time_paths(library: ctypes.CDLL, backward: bool) -> tuple[float, float]:
     x = _calibration_row()
     grad = torch.randn(1, _CALIBRATION_N, generator=g)
     out = torch.empty_like(x)
-    if backward:
-        pointers = (x.data_ptr(), grad.data_ptr(), out.data_ptr())
-        function = library.softrank_backward_f32
-    else:
-        pointers = (x.data_ptr(), out.data_ptr())
-        function = library.softrank_forward_f32
+    tensors = (x, grad, out) if backward else (x, out)
+    pointers = [t.data_ptr() for t in tensors]
+    function = library.softrank_backward_f32 if backward else library.softrank_forward_f32
     samples: dict[int, list[float]] = {0: [], 2: []}  # farfield_mode: never, always
     try:
         for repeat in range(_CALIBRATION_REPEATS + 1):
@@ -310,7 +307,9 @@ def measure_exact_cost(library: ctypes.CDLL) -> dict[str, float]:
     for deriv, name in enumerate(("forward", "backward")):
         exact, expansion = _time_paths(library, backward=bool(deriv))
         modelled = (ctypes.c_double * 2)()
-        library.softrank_costs_f32(x.data_ptr(), _CALIBRATION_N, _CALIBRATION_GAMMA, deriv, _calibration_threads(), modelled)
+        library.softrank_costs_f32(
+            x.data_ptr(), _CALIBRATION_N, _CALIBRATION_GAMMA, deriv, _calibration_threads(), modelled
+        )
         scale = (exact / expansion) / (modelled[0] / modelled[1]) * _scales[name]
         scales[name] = min(max(scale, _SCALE_BOUNDS[0]), _SCALE_BOUNDS[1])
     return scales
@@ -336,7 +335,11 @@ def _apply_calibration(library: ctypes.CDLL, target: Path) -> None:
     else:
         path = target.with_name(target.stem + ".costs.json")
         scales = _read_scales(path) or {}
-        if not scales:
+        if not scales and _forked:
+            # GNU OpenMP can hang in a forked child whose parent ran a parallel region, and the
+            # timing calls would open one: a forked child keeps the fitted constants.
+            scales = {"forward": 1.0, "backward": 1.0}
+        elif not scales:
             _scales = {"forward": 1.0, "backward": 1.0}
             for deriv in (0, 1):
                 library.softrank_set_exact_cost(deriv, 1.0)
