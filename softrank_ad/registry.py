@@ -65,7 +65,9 @@ def official_options(name: str) -> dict[str, Any]:
     The differences these options remove are small: the official attacks start from x + noise
     unclipped (on pixels at 0 or 1 the first gradient is taken outside [0, 1]); their student
     forwards come in a fixed order, some repeated, which sets the BatchNorm running statistics;
-    ARD, RSLAD and AdaAD's CIFAR-10 code averages the KL over classes too.
+    ARD, RSLAD and AdaAD's CIFAR-10 code averages the KL over classes too. (IAD and AdaIAD drop
+    one of their named forwards before the introspection starts; an objective rebuilt with
+    ``loss=`` or ``add=`` keeps them all.)
 
     Example:
         >>> make_objective("adaad", student, teacher, **official_options("adaad")).student_forwards

@@ -105,10 +105,9 @@ def kl_mean(log_p, q):
     return F.kl_div(log_p, q, reduction="sum") / log_p.numel()
 
 
-def ard_official(student, teacher, x, y, *, alpha=1.0, temp=30.0, eps=8 / 255, step=2 / 255, steps=STEPS):
-    """goldblum/AdversariallyRobustDistillation@779ade36d612bddb0a5a705fdd74efe7571a1381, main.py:
-    AttackPGD.forward and train()."""
-    student.train()  # net.train(): the attack runs in train mode
+def attack_pgd(student, x, y, *, eps=8 / 255, step=2 / 255, steps=STEPS):
+    """AttackPGD.forward's loop, the same in ARD's main.py and IAD's IAD-I.py (their return value
+    S(x') is the caller's next forward)."""
     x_adv = x.detach() + torch.zeros_like(x).uniform_(-eps, eps)
     for _ in range(steps):
         x_adv.requires_grad_()
@@ -118,6 +117,14 @@ def ard_official(student, teacher, x, y, *, alpha=1.0, temp=30.0, eps=8 / 255, s
         x_adv = x_adv.detach() + step * torch.sign(grad.detach())
         x_adv = torch.min(torch.max(x_adv, x - eps), x + eps)
         x_adv = torch.clamp(x_adv, 0.0, 1.0)
+    return x_adv
+
+
+def ard_official(student, teacher, x, y, *, alpha=1.0, temp=30.0):
+    """goldblum/AdversariallyRobustDistillation@779ade36d612bddb0a5a705fdd74efe7571a1381, main.py:
+    AttackPGD.forward and train()."""
+    student.train()  # net.train(): the attack runs in train mode
+    x_adv = attack_pgd(student, x, y)
     outputs = student(x_adv)
     teacher_outputs = teacher(x)
     basic_outputs = student(x)
@@ -209,19 +216,11 @@ def iad_loss(student, x, y, outputs, teacher_outputs, guide, epoch, *, alpha, te
     return teacher_term + (1.0 - alpha) * F.cross_entropy(student(x), y)
 
 
-def iad_official(student, teacher, x, y, *, epoch, alpha=1.0, temp=1.0, beta=0.1, begin=60, eps=8 / 255):
+def iad_official(student, teacher, x, y, *, epoch, alpha=1.0, temp=1.0, beta=0.1, begin=60):
     """ZFancy/IAD@a8091a8c7552cef43d8f3f28085426cb786ce9d3, IAD-I.py: AttackPGD (as ARD's) and train()."""
     student.train()
     teacher_outputs = teacher(x)
-    x_adv = x.detach() + torch.zeros_like(x).uniform_(-eps, eps)
-    for _ in range(STEPS):
-        x_adv.requires_grad_()
-        with torch.enable_grad():
-            loss = F.cross_entropy(student(x_adv), y, reduction="sum")
-        grad = torch.autograd.grad(loss, [x_adv])[0]
-        x_adv = x_adv.detach() + 2 / 255 * torch.sign(grad.detach())
-        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps)
-        x_adv = torch.clamp(x_adv, 0.0, 1.0)
+    x_adv = attack_pgd(student, x, y)
     outputs = student(x_adv)
     student(x_adv).detach()  # basicop: computed, never used
     guide = teacher(x_adv)
