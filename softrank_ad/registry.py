@@ -73,9 +73,11 @@ def official_options(name: str) -> dict[str, Any]:
         >>> make_objective("adaad", student, teacher, **official_options("adaad")).student_forwards
         ('clean', 'adv')
     """
-    key = name.lower() if isinstance(name, str) else name
-    if key not in _OFFICIAL:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a method's name (str), got {type(name).__name__}")
+    if name.lower() not in _OFFICIAL:
         raise ValueError(f"no official settings for {name!r}; methods with official code: {sorted(_OFFICIAL)}")
+    key = name.lower()
     return dict(_OFFICIAL[key])
 
 

@@ -431,6 +431,8 @@ def test_official_options_are_copies_and_name_unknown_methods():
     assert official_options("adaad")["clip_start"] is False
     with pytest.raises(ValueError, match="smaraad"):
         official_options("smaraad")
+    with pytest.raises(TypeError, match="name"):
+        official_options(["adaad"])
 
 
 def test_student_forwards_are_checked():
