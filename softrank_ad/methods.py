@@ -123,14 +123,13 @@ def _smaraad_attack(attack_align_weight: float, cam: AttributionAlignmentLoss) -
     return Attack(KL() + attack_align_weight * Alignment(view="adv", loss_fn=cam), start="uniform")
 
 
-_ENGINE_ARGS = """epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite,
-            student_forwards, clip_start: the engine's options, as in
-            :class:`~softrank_ad.engine.DistillationObjective`;
+_ENGINE_ARGS = """epsilon, step_size, steps, kl_reduction, attack_mode, clean_bn_forward, check_finite, student_forwards, clip_start: the
+            engine's options, as in :class:`~softrank_ad.engine.DistillationObjective`;
             :func:`~softrank_ad.official_options` gives those that reproduce the official code."""
 
 
 class SmaraADObjective(Method):
-    (
+    __doc__ = (
         r"""SmaraAD (docs/method.md §4–5): slack matching and attribution alignment.
 
     Attack (Alg. 3): :math:`\max_{x'} \mathrm{KL}(S(x') \| T(x')) + c_{atk} \mathcal{L}_{align}(x')`
@@ -256,7 +255,7 @@ class SmaraADObjective(Method):
 
 
 class SmaraADPlusPlusObjective(Method):
-    (
+    __doc__ = (
         r"""SmaraAD++ (docs/method.md §5, Eq. 10 in an IAD-style reading): SmaraAD's attack, and
     slack matching weighted per sample by the teacher's confidence in the true class,
     :math:`w_b = p_T(y_b \mid x'_b)^{\beta_w}` (no gradient), with a self term towards S(x):
@@ -365,7 +364,7 @@ class SmaraADPlusPlusObjective(Method):
 
 
 class AdaADObjective(Method):
-    (
+    __doc__ = (
         r"""AdaAD (Huang et al., 2023): the attack maximises KL(S(x') ‖ T(x')) from x + 0.001·N(0, 1);
     the outer loss is :math:`w \mathrm{KL}(S(x') \| T(x')) + (1-w) \mathrm{KL}(S(x) \| T(x))`.
 
@@ -423,7 +422,7 @@ class AdaADObjective(Method):
 
 
 class RSLADObjective(Method):
-    (
+    __doc__ = (
         r"""RSLAD (Zi et al., 2021): the attack maximises KL(S(x') ‖ T(x)) from x + 0.001·N(0, 1); the
     outer loss is :math:`w \mathrm{KL}(S(x') \| T(x)) + (1 - w) \mathrm{KL}(S(x) \| T(x))`, w = 5/6.
     The official code adds 1e-5 inside log p_T: a constant of the teacher alone, so its logged
@@ -482,7 +481,7 @@ class RSLADObjective(Method):
 
 
 class ARDObjective(Method):
-    (
+    __doc__ = (
         r"""ARD (Goldblum et al., 2020): the attack maximises CE(S(x'), y) from a uniform start; the
     outer loss is :math:`(1 - c_{ce}) \tau^2 \mathrm{KL}(S(x')/\tau \| T(x)/\tau) + c_{ce} \mathrm{CE}(S(x), y)`
     (the paper's α is 1 − c_ce).
@@ -589,7 +588,7 @@ _IAD_LOSS = r"""
 
 
 class IADObjective(_Introspective):
-    (
+    __doc__ = (
         r"""IAD (IAD-I, Zhu et al., ICLR 2022): ARD's attack (CE(S(x'), y) from a uniform start) and
     ARD's loss with the student's introspection, trusting the teacher on a sample only as far as
     the teacher is right on it:"""
@@ -660,7 +659,7 @@ class IADObjective(_Introspective):
 
 
 class AdaIADObjective(_Introspective):
-    (
+    __doc__ = (
         r"""AdaIAD (Huang et al., CVPR 2023): AdaAD's attack (KL(S(x') ‖ T(x')) from
     x + 0.001·N(0, 1)) and IAD's loss with the teacher at x':"""
         + _IAD_LOSS % "x'"
@@ -730,7 +729,7 @@ class AdaIADObjective(_Introspective):
 
 
 class SAADObjective(Method):
-    (
+    __doc__ = (
         r"""SAAD (Lee and Chung, TMLR 2026): each sample's distillation weighted by how well its
     adversarial example transfers from student to teacher, read from the teacher's entropy at x'.
 
