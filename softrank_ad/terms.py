@@ -462,6 +462,20 @@ class Alignment(Term):
         return self.name
 
 
+def _check_ramp(ramp_epochs: int | None) -> int | None:
+    if ramp_epochs is not None:
+        _validate.check_int(ramp_epochs, "ramp_epochs", minimum=1)
+    return ramp_epochs
+
+
+def _ramp(epoch: int | None, ramp_epochs: int | None) -> float:
+    """IGDM's weight schedule, min(1, (epoch + 1) / ramp_epochs) (epochs counted from 0); 1 without
+    a ramp or without an epoch."""
+    if ramp_epochs is None or epoch is None:
+        return 1.0
+    return min(1.0, (epoch + 1) / ramp_epochs)
+
+
 class IGDM(Term):
     """IGDM's indirect input-gradient matching (:func:`~softrank_ad.igdm_loss`) between
     S(x ± δ) and T(x ± δ), δ = x' − x; logged as ``igdm``. Two forwards more than a term at x'
@@ -474,9 +488,7 @@ class IGDM(Term):
     """
 
     def __init__(self, *, ramp_epochs: int | None = None, name: str = "igdm") -> None:
-        if ramp_epochs is not None:
-            _validate.check_int(ramp_epochs, "ramp_epochs", minimum=1)
-        self.ramp_epochs = ramp_epochs
+        self.ramp_epochs = _check_ramp(ramp_epochs)
         self.name = name
 
     def evaluate(self, inputs: Batch):
@@ -489,10 +501,7 @@ class IGDM(Term):
             detach_teacher=not inputs.attack,
             check_finite=inputs.check_finite,
         )
-        parts = {self.name: value}
-        if self.ramp_epochs is not None and inputs.epoch is not None:
-            value = min(1.0, (inputs.epoch + 1) / self.ramp_epochs) * value
-        return value, parts
+        return _ramp(inputs.epoch, self.ramp_epochs) * value, {self.name: value}
 
     def reads(self):
         return frozenset({"student_adv", "student_reflected", "teacher_adv", "teacher_reflected"})
@@ -700,9 +709,7 @@ class TransferWeightedKL(Term):
     ) -> None:
         self.clean_weight = _validate.check_non_negative(clean_weight, "clean_weight")
         self.igdm_weight = _validate.check_non_negative(igdm_weight, "igdm_weight")
-        if ramp_epochs is not None:
-            _validate.check_int(ramp_epochs, "ramp_epochs", minimum=1)
-        self.ramp_epochs = ramp_epochs
+        self.ramp_epochs = _check_ramp(ramp_epochs)
         self.entropy_order = _validate.check_positive(entropy_order, "entropy_order")
         self.entropy_scale = _validate.check_positive(entropy_scale, "entropy_scale")
 
@@ -728,10 +735,7 @@ class TransferWeightedKL(Term):
                 reduction="none",
                 check_finite=inputs.check_finite,
             )
-            ramp = 1.0
-            if self.ramp_epochs is not None and inputs.epoch is not None:
-                ramp = min(1.0, (inputs.epoch + 1) / self.ramp_epochs)
-            adversarial = adversarial + self.igdm_weight * ramp * igdm
+            adversarial = adversarial + self.igdm_weight * _ramp(inputs.epoch, self.ramp_epochs) * igdm
             parts["igdm"] = igdm.mean()
         per_sample = w * adversarial
         if self.clean_weight != 0:
