@@ -263,26 +263,23 @@ _CALIBRATION_N = 512
 _CALIBRATION_REPEATS = 21
 _CALIBRATION_GAMMA = 10.0
 _SCALE_BOUNDS = (0.1, 10.0)  # beyond these a measurement was disturbed, not the CPU different
-_scales: dict[str, float] = {"forward": 1.0, "backward": 1.0}
+_scales: dict[str, float] = {"forward": 1.0, "backward": 1.0}  # in use, as last measured or read
 
 
-def _calibration_row() -> torch.Tensor:
-    return torch.randn(1, _CALIBRATION_N, generator=torch.Generator().manual_seed(0))
+_FITTED = {"forward": 1.0, "backward": 1.0}
 
 
-def _calibration_threads() -> int:
-    return _threads(1, _CALIBRATION_N)
+def _set_scales(library: ctypes.CDLL, scales: dict[str, float]) -> None:
+    for deriv, name in enumerate(("forward", "backward")):
+        library.softrank_set_exact_cost(deriv, scales[name])
 
 
-def _time_paths(library: ctypes.CDLL, backward: bool) -> tuple[float, float]:
-    """Median seconds of the exact sweep and of the expansion on the calibration row (the two
-    interleaved so a drift in the machine's speed hits both)."""
-    g = torch.Generator().manual_seed(0)
-    x = _calibration_row()
-    grad = torch.randn(1, _CALIBRATION_N, generator=g)
+def _time_paths(library: ctypes.CDLL, x: torch.Tensor, backward: bool, threads: int) -> tuple[float, float]:
+    """Median seconds of the exact sweep and of the expansion on row ``x`` (the two interleaved so
+    a drift in the machine's speed hits both)."""
+    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     out = torch.empty_like(x)
-    tensors = (x, grad, out) if backward else (x, out)
-    pointers = [t.data_ptr() for t in tensors]
+    pointers = [t.data_ptr() for t in ((x, grad, out) if backward else (x, out))]
     function = library.softrank_backward_f32 if backward else library.softrank_forward_f32
     samples: dict[int, list[float]] = {0: [], 2: []}  # farfield_mode: never, always
     try:
@@ -290,7 +287,7 @@ def _time_paths(library: ctypes.CDLL, backward: bool) -> tuple[float, float]:
             for mode in samples:
                 library.softrank_set_farfield(mode)
                 start = time.perf_counter()
-                function(*pointers, 1, _CALIBRATION_N, _CALIBRATION_GAMMA, _calibration_threads())
+                function(*pointers, 1, _CALIBRATION_N, _CALIBRATION_GAMMA, threads)
                 if repeat:  # the first round warms the scratch and the caches
                     samples[mode].append(time.perf_counter() - start)
     finally:
@@ -301,16 +298,17 @@ def _time_paths(library: ctypes.CDLL, backward: bool) -> tuple[float, float]:
 
 def measure_exact_cost(library: ctypes.CDLL) -> dict[str, float]:
     """The scales that make the model's exact-to-expansion cost ratio on the calibration row equal
-    the measured one, for the forward and the backward (the library's current scales unchanged)."""
-    x = _calibration_row()
+    the measured one, for the forward and the backward. Leaves the library on the fitted
+    constants (scales 1), against which the model's costs are read."""
+    _set_scales(library, _FITTED)
+    x = torch.randn(1, _CALIBRATION_N, generator=torch.Generator().manual_seed(0))
+    threads = _threads(1, _CALIBRATION_N)  # those of a one-row call
     scales = {}
     for deriv, name in enumerate(("forward", "backward")):
-        exact, expansion = _time_paths(library, backward=bool(deriv))
+        exact, expansion = _time_paths(library, x, bool(deriv), threads)
         modelled = (ctypes.c_double * 2)()
-        library.softrank_costs_f32(
-            x.data_ptr(), _CALIBRATION_N, _CALIBRATION_GAMMA, deriv, _calibration_threads(), modelled
-        )
-        scale = (exact / expansion) / (modelled[0] / modelled[1]) * _scales[name]
+        library.softrank_costs_f32(x.data_ptr(), _CALIBRATION_N, _CALIBRATION_GAMMA, deriv, threads, modelled)
+        scale = (exact / expansion) / (modelled[0] / modelled[1])
         scales[name] = min(max(scale, _SCALE_BOUNDS[0]), _SCALE_BOUNDS[1])
     return scales
 
@@ -328,28 +326,22 @@ def _read_scales(path: Path) -> dict[str, float] | None:
 def _apply_calibration(library: ctypes.CDLL, target: Path) -> None:
     """Sets the scales: from the cache beside ``target``, else measured now and cached (a cache
     that cannot be written only costs the measurement again next time). ``SOFTRANK_AD_CALIBRATE=0``
-    keeps the fitted constants (scales 1)."""
+    keeps the fitted constants (scales 1), and so does a forked child without a cache: GNU OpenMP
+    can hang in a child whose parent ran a parallel region, and the timing calls would open one."""
     global _scales
-    if os.environ.get("SOFTRANK_AD_CALIBRATE", "1") == "0":
-        scales = {"forward": 1.0, "backward": 1.0}
-    else:
+    scales = _FITTED
+    if os.environ.get("SOFTRANK_AD_CALIBRATE", "1") != "0":
         path = target.with_name(target.stem + ".costs.json")
-        scales = _read_scales(path) or {}
-        if not scales and _forked:
-            # GNU OpenMP can hang in a forked child whose parent ran a parallel region, and the
-            # timing calls would open one: a forked child keeps the fitted constants.
-            scales = {"forward": 1.0, "backward": 1.0}
-        elif not scales:
-            _scales = {"forward": 1.0, "backward": 1.0}
-            for deriv in (0, 1):
-                library.softrank_set_exact_cost(deriv, 1.0)
+        cached = _read_scales(path)
+        if cached is not None:
+            scales = cached
+        elif not _forked:
             scales = measure_exact_cost(library)
             with contextlib.suppress(OSError):
                 partial = path.with_name(path.name + f".{os.getpid()}.tmp")
                 partial.write_text(json.dumps({**scales, "cpu": _cpu_model()}))
                 os.replace(partial, path)
-    for deriv, name in enumerate(("forward", "backward")):
-        library.softrank_set_exact_cost(deriv, scales[name])
+    _set_scales(library, scales)
     _scales = dict(scales)
 
 
@@ -360,14 +352,11 @@ def exact_cost(*, forward: float, backward: float):
     library = _load()
     if library is None:
         raise RuntimeError(f"the native kernels are not available here: {build_error()}")
-    before = dict(_scales)
     try:
-        for deriv, value in enumerate((forward, backward)):
-            library.softrank_set_exact_cost(deriv, value)
+        _set_scales(library, {"forward": forward, "backward": backward})
         yield
     finally:
-        for deriv, name in enumerate(("forward", "backward")):
-            library.softrank_set_exact_cost(deriv, before[name])
+        _set_scales(library, _scales)
 
 
 def exact_cost_scales() -> dict[str, float]:
