@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from softrank_ad import OBJECTIVES, DistillationObjective, make_objective
 from softrank_ad_examples import data, models, robustness
 from softrank_ad_examples.presets import PRESETS
-from softrank_ad_examples.protocols import PROTOCOLS, protocol_ramp
+from softrank_ad_examples.protocols import PROTOCOLS
 from softrank_ad_examples.training import (
     KeepBest,
     Schedule,
@@ -116,13 +116,7 @@ def objective_kwargs(args: argparse.Namespace) -> dict:
     """make_objective's keywords: the protocol's (scaled to this run's epochs), then the flags."""
     if args.protocol is None:
         return method_hparams(args)
-    protocol = PROTOCOLS[args.protocol]
-    return {
-        **protocol.objective_kwargs(),
-        **protocol_ramp(protocol, args.epochs),
-        "add": protocol.added_terms(args.epochs),
-        **method_hparams(args),
-    }
+    return {**PROTOCOLS[args.protocol].objective_kwargs(args.epochs), **method_hparams(args)}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from softrank_ad import official_options
-from softrank_ad.terms import IGDM, Term
+from softrank_ad.terms import IGDM
 
 
 @dataclass(frozen=True)
@@ -44,19 +44,23 @@ class Protocol:
     reported_autoattack: str = "–"
     notes: str = ""
 
-    def objective_kwargs(self) -> dict:
-        """make_objective's keywords: the hyperparameters, the official options, the budget."""
-        official = official_options(self.method) if self.options is None else self.options
-        return {
+    def objective_kwargs(self, epochs: int) -> dict:
+        """make_objective's keywords for a run of ``epochs`` epochs: the hyperparameters, the
+        official options, the budget, IGDM where the method adds it, and what spans the run (IGDM's
+        ramp, the introspection's start) scaled to ``epochs`` when a preset shortens the run."""
+        kwargs = {
             **self.hparams,
-            **official,
+            **(official_options(self.method) if self.options is None else self.options),
             "epsilon": self.epsilon,
             "step_size": self.step_size,
             "steps": self.steps,
+            "add": IGDM(ramp_epochs=epochs) if self.igdm else None,
         }
-
-    def added_terms(self, epochs: int) -> Term | None:
-        return IGDM(ramp_epochs=epochs) if self.igdm else None
+        if self.method == "saad":
+            kwargs["ramp_epochs"] = epochs
+        if "introspection_from_epoch" in self.hparams and epochs != self.epochs:
+            kwargs["introspection_from_epoch"] = round(self.hparams["introspection_from_epoch"] * epochs / self.epochs)
+        return kwargs
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -142,15 +146,3 @@ PROTOCOLS: dict[str, Protocol] = {
         "(BN statistics recomputed); not reproduced by distill_cifar.py",
     ),
 }
-
-
-def protocol_ramp(protocol: Protocol, epochs: int) -> dict:
-    """Hyperparameters that span the run, scaled to ``epochs`` when a preset shortens it."""
-    scaled = {}
-    if protocol.method == "saad":
-        scaled["ramp_epochs"] = epochs
-    if "introspection_from_epoch" in protocol.hparams and epochs != protocol.epochs:
-        scaled["introspection_from_epoch"] = round(
-            protocol.hparams["introspection_from_epoch"] * epochs / protocol.epochs
-        )
-    return scaled
