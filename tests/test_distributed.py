@@ -10,6 +10,7 @@ half-batches gives the gradient the docs promise.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 
@@ -76,8 +77,14 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             student, teacher = models()
             ddp = nn.parallel.DistributedDataParallel(student)
             results[name] = gradient(ddp, teacher, method, kwargs, x[half], y[half], x_adv[half])
+            # DDP's reducer holds the process group and gloo's worker threads: released here, not
+            # at interpreter exit, where a still-joinable gloo thread aborts the process (seen
+            # once in CI as "terminate called without an active exception", SIGABRT in rank 1).
+            del ddp
+            gc.collect()
         if rank == 0:
             torch.save(results, out)
+        dist.barrier()  # neither rank tears its connections down while the other still uses them
     finally:
         dist.destroy_process_group()
 
