@@ -72,6 +72,9 @@ static int row_threads(int64_t rows, int threads)
 #define WINDOW_MIN_N 64
 /* Window ends are rounded up to this many entries so the inner loop runs in whole vectors. */
 #define VECTOR 16
+/* A window's end moves this many entries per step (native_rows.h, window_end): of 1, 2, 3, 4, 6
+ * and 8, 4 ran the windowed rows of n = 1,000, γ = 100 fastest, about 10% faster than 1. */
+#define WINDOW_STEP 4
 /* Entries per block: the block's REAL partial sums are then added into double totals, so float
  * rows of any length keep double-precision sums at float speed. */
 #define BLOCK 64

@@ -105,14 +105,28 @@ static struct NAME(plan) NAME(plan_row)(const REAL *x, int64_t n, REAL gamma)
 
 /* One past the last neighbour of i that needs σ: the first k with γ(v[k] − v[i]) > SATURATION,
  * rounded up to whole vectors (those extra pairs are computed rather than counted as 1). *hi is
- * a pointer that only moves right, so the calls for i = 0, 1, … cost O(n) in all. */
+ * a pointer that only moves right, so the calls for i = 0, 1, … cost O(n) in all. It moves
+ * WINDOW_STEP entries at a time: v is sorted, so those within reach are a prefix, counted with
+ * independent compares; stepping one entry at a time mispredicted the loop's exit for nearly
+ * every i. */
 static int64_t NAME(window_end)(const REAL *v, int64_t n, int64_t i, int64_t *hi, REAL reach)
 {
-    if (*hi <= i)
-        *hi = i + 1;
-    while (*hi < n && v[*hi] - v[i] <= reach)
-        ++*hi;
-    const int64_t end = i + 1 + ((*hi - i - 1 + VECTOR - 1) / VECTOR) * VECTOR;
+    int64_t h = *hi > i ? *hi : i + 1;
+    for (;;) {
+        if (h + WINDOW_STEP > n) {
+            while (h < n && v[h] - v[i] <= reach)
+                ++h;
+            break;
+        }
+        int64_t advance = 0;
+        for (int k = 0; k < WINDOW_STEP; ++k)
+            advance += v[h + k] - v[i] <= reach;
+        h += advance;
+        if (advance < WINDOW_STEP)
+            break;
+    }
+    *hi = h;
+    const int64_t end = i + 1 + ((h - i - 1 + VECTOR - 1) / VECTOR) * VECTOR;
     return end < n ? end : n;
 }
 
