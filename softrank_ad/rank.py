@@ -145,19 +145,28 @@ def _run(direction: str, backend: str, auto: bool, x: torch.Tensor, *args):
 
 
 class _SoftRankFunction(torch.autograd.Function):
-    """Soft rank of each row of a 2-D tensor; backward recomputes the pairwise terms."""
+    """Soft rank of each row of a 2-D tensor; backward recomputes the pairwise terms, reusing what
+    a kernel's ``forward_saving`` kept (the native kernel: each sorted row's order)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, gamma: float, backend: str, auto: bool) -> torch.Tensor:
         ctx.gamma, ctx.backend, ctx.auto = gamma, backend, auto
-        ctx.save_for_backward(x)
-        return _run("forward", backend, auto, x, gamma)
+        saving = getattr(_kernel(backend), "forward_saving", None)
+        if saving is not None and ctx.needs_input_grad[0]:
+            ranks, saved = saving(x, gamma)  # a kernel with forward_saving never falls back
+        else:
+            ranks, saved = _run("forward", backend, auto, x, gamma), None
+        ctx.save_for_backward(x, saved)
+        return ranks
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        grad_x = _run("backward", ctx.backend, ctx.auto, x, grad.contiguous(), ctx.gamma)
+        x, saved = ctx.saved_tensors
+        if saved is not None:
+            grad_x = _kernel(ctx.backend).backward(x, grad.contiguous(), ctx.gamma, saved=saved)
+        else:
+            grad_x = _run("backward", ctx.backend, ctx.auto, x, grad.contiguous(), ctx.gamma)
         return grad_x, None, None, None
 
 

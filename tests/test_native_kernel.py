@@ -85,6 +85,51 @@ def test_float64_matches_dense_formula_everywhere(v, gamma):
     torch.testing.assert_close(g, g_exact, rtol=1e-9, atol=1e-9 * max(gamma, 1.0))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    "name,x,gamma",
+    [
+        *CASES,
+        ("far field", torch.randn(2, 4096), 1.0),
+        ("mixed rows", torch.cat([torch.randn(3, 500), torch.randn(3, 500) * 0.01]), 100.0),
+    ],
+    ids=[case[0] for case in CASES] + ["far field", "mixed rows"],
+)
+def test_the_backward_reusing_the_forwards_order_equals_the_one_that_sorts(name, x, gamma, dtype):
+    x, grad = x.to(dtype), torch.randn(x.shape, dtype=dtype)
+    ranks, order = native.forward_saving(x, gamma)
+    assert torch.equal(ranks, native.forward(x, gamma))
+    assert torch.equal(native.backward(x, grad, gamma, saved=order), native.backward(x, grad, gamma))
+    sorted_rows = [native.method(row, gamma, rows=x.shape[0]) == "window" for row in x]
+    if order is None:  # nothing kept when no row was sorted
+        assert not any(sorted_rows)
+        return
+    for row, kept, was_sorted in zip(x, order, sorted_rows):
+        if was_sorted:
+            assert torch.equal(row[kept.long()], row.sort().values)
+        else:
+            assert kept[0] == -1
+
+
+def test_a_wrong_kept_order_is_used_not_ignored():
+    # What makes the kept order count: the backward reads it instead of sorting (a reversed order
+    # gives another gradient), so the test above compares two different computations.
+    x, grad = torch.randn(2, 1000), torch.randn(2, 1000)
+    _, order = native.forward_saving(x, 100.0)
+    wrong = order.flip(-1).contiguous()
+    assert not torch.allclose(native.backward(x, grad, 100.0, saved=wrong), native.backward(x, grad, 100.0))
+
+
+def test_soft_rank_keeps_the_order_only_for_a_backward():
+    x = torch.randn(4, 1000)
+    with torch.no_grad():
+        r = soft_rank(x.requires_grad_(), gamma=100.0, backend="native")
+    assert r.grad_fn is None
+    r = soft_rank(x, gamma=100.0, backend="native")
+    saved = [t for t in r.grad_fn.saved_tensors if t is not None]
+    assert [t.dtype for t in saved] == [torch.float32, torch.int32]
+
+
 def test_threads_split_rows_without_changing_results():
     x, grad = torch.randn(300, 257), torch.randn(300, 257)
     threads = torch.get_num_threads()

@@ -24,6 +24,7 @@
 
 #define STATUS_NO_MEMORY 1
 #define STATUS_NONFINITE 2
+#define STATUS_ORDER_KEPT 4 /* a forward left some row's sorted order in `order` */
 
 /* Whether this build runs its own parallel regions (the caller reads it once). */
 int softrank_openmp(void)
@@ -82,7 +83,8 @@ static int row_threads(int64_t rows, int threads)
 /* Per-row work arrays, allocated once per call for rows of length n. */
 struct scratch {
     void *key, *key_tmp, *values, *grad, *exps, *part;
-    int32_t *index, *index_tmp, *sorted_index;
+    int32_t *index, *index_tmp;
+    const int32_t *sorted_index; /* the sort's index, or an order the forward kept */
     double *total;
     int64_t *count, *end, *block;
     double *wide[4]; /* far field: the row grouped by bin, its weights, its second output,
@@ -171,6 +173,7 @@ static inline float exp_f32(float x)
 #define REAL float
 #define FARFIELD 1         /* long float32 rows may take the far-field expansion */
 #define UKEY uint32_t
+#define PACKED_SORT 1
 #define NAME(x) x##_f32
 #define EXP exp_f32
 #define SATURATION 17.0f   /* σ(−17) is below half a float ulp of any rank (≥ 1) */
@@ -180,6 +183,7 @@ static inline float exp_f32(float x)
 #undef REAL
 #undef FARFIELD
 #undef UKEY
+#undef PACKED_SORT
 #undef NAME
 #undef EXP
 #undef SATURATION
@@ -189,6 +193,7 @@ static inline float exp_f32(float x)
 #define REAL double
 #define FARFIELD 0         /* float64 stays exact to rounding */
 #define UKEY uint64_t
+#define PACKED_SORT 0
 #define NAME(x) x##_f64
 #define EXP exp
 #define SATURATION 37.0

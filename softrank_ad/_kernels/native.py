@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import json
 import math
+import operator
 import os
 import platform
 import shlex
@@ -201,9 +203,9 @@ def _declare(library: ctypes.CDLL) -> None:
     pointer, size, real, count = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
     for suffix in ("f32", "f64"):
         forward = getattr(library, f"softrank_forward_{suffix}")
-        forward.argtypes = [pointer, pointer, size, size, real, count]
+        forward.argtypes = [pointer, pointer, pointer, size, size, real, count]
         backward = getattr(library, f"softrank_backward_{suffix}")
-        backward.argtypes = [pointer, pointer, pointer, size, size, real, count]
+        backward.argtypes = [pointer, pointer, pointer, pointer, size, size, real, count]
         method = getattr(library, f"softrank_method_{suffix}")
         method.argtypes = [pointer, size, real, count, size, count]
         forward.restype = backward.restype = method.restype = ctypes.c_int
@@ -279,7 +281,8 @@ def _time_paths(library: ctypes.CDLL, x: torch.Tensor, backward: bool, threads: 
     a drift in the machine's speed hits both)."""
     grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
     out = torch.empty_like(x)
-    pointers = [t.data_ptr() for t in ((x, grad, out) if backward else (x, out))]
+    inputs = [x.data_ptr(), grad.data_ptr()] if backward else [x.data_ptr()]
+    pointers = [*inputs, None, out.data_ptr()]  # no kept order
     function = library.softrank_backward_f32 if backward else library.softrank_forward_f32
     samples: dict[int, list[float]] = {0: [], 2: []}  # farfield_mode: never, always
     try:
@@ -457,26 +460,29 @@ def _threads(rows: int, n: int) -> int:
 
 # Bits of the kernels' return value (native.c).
 _NO_MEMORY = 1
+_ORDER_KEPT = 4
 
 
-def _run(name: str, tensors: list[torch.Tensor], gamma: float) -> torch.Tensor:
-    """Calls ``name`` on ``tensors`` (each rows × n) with the rows split over threads. A row
-    holding NaN/inf comes back all NaN (``soft_rank`` reads that as its finiteness check)."""
+def _run(name: str, tensors: list[torch.Tensor | None], gamma: float) -> tuple[torch.Tensor, int]:
+    """Calls ``name`` on ``tensors`` (each rows × n, or None for a NULL pointer) with the rows
+    split over threads; returns the output and the status bits of all rows. A row holding NaN/inf
+    comes back all NaN (``soft_rank`` reads that as its finiteness check)."""
     global _pool
     library = _load()
     if library is None:
         raise RuntimeError(f"the native soft-rank kernels could not be built: {_error}")
     x = tensors[0]
+    assert x is not None
     rows, n = x.shape
     out = torch.empty_like(x)
     if x.numel() == 0:
-        return out
+        return out, 0
     suffix = "f32" if x.dtype == torch.float32 else "f64"
     function = getattr(library, f"{name}_{suffix}")
     threads = _threads(rows, n)
 
     def block(start: int, stop: int, threads: int) -> int:
-        pointers = [t[start].data_ptr() for t in tensors] + [out[start].data_ptr()]
+        pointers = [None if t is None else t[start].data_ptr() for t in tensors] + [out[start].data_ptr()]
         return function(*pointers, stop - start, n, gamma, threads)
 
     if library.softrank_openmp() and not _forked:  # rows, or one long row, over OpenMP threads
@@ -490,14 +496,24 @@ def _run(name: str, tensors: list[torch.Tensor], gamma: float) -> torch.Tensor:
         step = -(-rows // threads)
         others = [_pool.submit(block, start, min(start + step, rows), 1) for start in range(step, rows, step)]
         statuses = [block(0, step, 1)] + [other.result() for other in others]
-    if any(status & _NO_MEMORY for status in statuses):
+    status = functools.reduce(operator.or_, statuses)
+    if status & _NO_MEMORY:
         raise MemoryError(f"the native soft-rank kernel could not allocate scratch for rows of {n}")
-    return out
+    return out, status
 
 
 def forward(x: torch.Tensor, gamma: float) -> torch.Tensor:
-    return _run("softrank_forward", [x], gamma)
+    return _run("softrank_forward", [x, None], gamma)[0]
 
 
-def backward(x: torch.Tensor, grad: torch.Tensor, gamma: float) -> torch.Tensor:
-    return _run("softrank_backward", [x, grad], gamma)
+def forward_saving(x: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The ranks, and what ``backward(..., saved=)`` reuses: the order of each row the forward
+    sorted (int32, 4 bytes an entry), so that the backward does not sort it again; None when no
+    row was sorted (dense and far-field rows)."""
+    order = torch.empty(x.shape, dtype=torch.int32)
+    ranks, status = _run("softrank_forward", [x, order], gamma)
+    return ranks, order if status & _ORDER_KEPT else None
+
+
+def backward(x: torch.Tensor, grad: torch.Tensor, gamma: float, saved: torch.Tensor | None = None) -> torch.Tensor:
+    return _run("softrank_backward", [x, grad, saved], gamma)[0]
