@@ -280,12 +280,19 @@ def _time_paths(library: ctypes.CDLL, x: torch.Tensor, backward: bool, threads: 
     """Median seconds of the exact sweep and of the expansion on row ``x`` (the two interleaved so
     a drift in the machine's speed hits both)."""
     grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
-    out = torch.empty_like(x)
-    inputs = [x.data_ptr(), grad.data_ptr()] if backward else [x.data_ptr()]
-    pointers = [*inputs, None, out.data_ptr()]  # no kept order
+    out, order = torch.empty_like(x), torch.empty(x.shape, dtype=torch.int32)
     function = library.softrank_backward_f32 if backward else library.softrank_forward_f32
     samples: dict[int, list[float]] = {0: [], 2: []}  # farfield_mode: never, always
+    pointers: list[int | None]
     try:
+        if backward:  # with the order an exact forward kept, as soft_rank's backward runs
+            library.softrank_set_farfield(0)
+            library.softrank_forward_f32(
+                x.data_ptr(), order.data_ptr(), out.data_ptr(), 1, _CALIBRATION_N, _CALIBRATION_GAMMA, threads
+            )
+            pointers = [x.data_ptr(), grad.data_ptr(), order.data_ptr(), out.data_ptr()]
+        else:
+            pointers = [x.data_ptr(), None, out.data_ptr()]
         for repeat in range(_CALIBRATION_REPEATS + 1):
             for mode in samples:
                 library.softrank_set_farfield(mode)

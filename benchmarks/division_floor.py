@@ -1,0 +1,147 @@
+"""How close the native forward comes to its floor: one division per unordered pair at this CPU's
+peak division throughput.
+
+The dense forward of a row costs n exponentials and n(n−1)/2 divisions (σ(γ(v_i − v_j)) =
+E_i / (E_i + E_j) serves both entries of a pair), so no kernel of this formula can beat the time
+the CPU takes for the divisions alone. The floor is measured here, not computed from a datasheet:
+a C loop of exactly B·n(n−1)/2 float32 divisions over data in cache, one long vectorised loop per
+row's worth (no per-entry overhead), built with the library's flags and run on the same threads.
+The forward is ``soft_rank`` as a training loop calls it (default arguments, CPU float32).
+
+    python benchmarks/division_floor.py                 # n = 100, B = 4,096, γ = 1
+    python benchmarks/division_floor.py --record        # write into benchmarks/results/
+
+Run it with nothing else running: it is a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import datetime
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+from _timing import hardware, hardware_line, median_ms
+
+from softrank_ad import soft_rank
+from softrank_ad._kernels import native
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+FLOOR_SOURCE = r"""
+#include <stdint.h>
+/* passes × length float32 divisions on `threads` threads, each into a running sum so that none
+ * is optimised away; c changes per pass so that no division is hoisted out of the loop. */
+float division_floor(const float *a, int64_t length, int64_t passes, int threads)
+{
+    float total = 0;
+#pragma omp parallel for num_threads(threads) reduction(+:total) schedule(static)
+    for (int64_t p = 0; p < passes; ++p) {
+        const float c = 1.0f + 1e-7f * (float)p;
+        float acc = 0;
+        for (int64_t k = 0; k < length; ++k)
+            acc += 1.0f / (a[k] + c);
+        total += acc;
+    }
+    return total;
+}
+"""
+
+
+def build_floor(directory: Path) -> ctypes.CDLL:
+    """The floor loop, built like the kernels (same compiler, flags, -march=native, OpenMP)."""
+    source, library = directory / "floor.c", directory / "floor.so"
+    source.write_text(FLOOR_SOURCE)
+    compiler = native._compiler()
+    command = [*compiler, *native._FLAGS, "-march=native", "-fopenmp", str(source), "-o", str(library)]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    floor = ctypes.CDLL(str(library))
+    floor.division_floor.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+    floor.division_floor.restype = ctypes.c_float
+    return floor
+
+
+def measure(floor: ctypes.CDLL, n: int, batch: int, gamma: float, threads: int, repeats: int) -> dict:
+    pairs = n * (n - 1) // 2
+    a = torch.rand(pairs, generator=torch.Generator().manual_seed(0)) + 0.5
+    x = torch.randn(batch, n, generator=torch.Generator().manual_seed(0))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        floor_ms = median_ms(lambda: floor.division_floor(a.data_ptr(), pairs, batch, threads), "cpu", repeats)
+        forward_ms = median_ms(lambda: soft_rank(x, gamma=gamma), "cpu", repeats)
+    finally:
+        torch.set_num_threads(previous)
+    return {
+        "n": n,
+        "batch": batch,
+        "gamma": gamma,
+        "threads": threads,
+        "divisions": batch * pairs,
+        "floor_ms": floor_ms,
+        "forward_ms": forward_ms,
+        "forward_over_floor": forward_ms / floor_ms,
+    }
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# The native forward against its division floor ({report['date']})",
+        "",
+        f"Hardware: {hardware_line(report['hardware'])}. Floor: B·n(n−1)/2 float32 divisions in one "
+        f"vectorised loop per row's worth, built with the kernels' flags; forward: `soft_rank(x, gamma=γ)` "
+        f"on CPU float32, default arguments. Median of {report['repeats']} calls.",
+        "",
+        "| n | B | γ | threads | divisions | floor ms | forward ms | forward / floor |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        lines.append(
+            f"| {r['n']:,} | {r['batch']:,} | {r['gamma']:g} | {r['threads']} | {r['divisions']:,} | "
+            f"{r['floor_ms']:.3g} | {r['forward_ms']:.3g} | {r['forward_over_floor']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=4096)
+    parser.add_argument("--gamma", type=float, default=1.0)
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--record", action="store_true", help="write into benchmarks/results/")
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
+    args = parser.parse_args(argv)
+    if not native.available():
+        raise SystemExit(f"the native kernels are not available here: {native.build_error()}")
+    with tempfile.TemporaryDirectory() as directory:
+        floor = build_floor(Path(directory))
+        threads = sorted({1, torch.get_num_threads()})
+        rows = [measure(floor, args.n, args.batch, args.gamma, t, args.repeats) for t in threads]
+    for r in rows:
+        print(
+            f"threads {r['threads']}: floor {r['floor_ms']:.3f} ms  forward {r['forward_ms']:.3f} ms  "
+            f"forward/floor {r['forward_over_floor']:.2f}",
+            flush=True,
+        )
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "hardware": hardware("cpu"),
+        "repeats": args.repeats,
+        "rows": rows,
+    }
+    out = RESULTS if args.record else args.out
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"division_floor_{report['date']}"
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    (out / f"{stem}.md").write_text(markdown(report))
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
