@@ -240,9 +240,11 @@ __attribute__((constructor)) static void farfield_setup(void)
 /* What the expansion costs for a row spanning t_max, with `weights` weight vectors, in
  * multiply-adds of its entry phases: 2P per entry and weight (moments and Horner), about
  * FARFIELD_BIN_COST per bin and weight (its near terms, one vector multiply-add per 8 bins each,
- * and its exponential sums), and FARFIELD_ROW for binning the row and its allocations; on T
- * threads, FARFIELD_SPLIT_GAIN·T times less. Fitted to per-row times on 2 cores with AVX-512
- * (n = 512–8,192, γ = 0.1–100; within 25%). */
+ * and its exponential sums); on T threads, FARFIELD_SPLIT_GAIN·T times less plus FARFIELD_ROW
+ * for handing the row's phases to the threads. Fitted to per-row times on 2 cores with AVX-512
+ * (n = 512–8,192, γ = 0.1–100; within 25%). A row on one thread (a batch's rows, each thread a
+ * block of them) has no hand-offs: charging it FARFIELD_ROW anyway sent rows of 512 at γ = 0.1–1
+ * in batches of 128 to the exact sweep, which took 2.6–3.1x the expansion's time there. */
 #define FARFIELD_BIN_COST 800.0
 #define FARFIELD_ROW 20000.0
 #define FARFIELD_SPLIT_GAIN 0.85
@@ -250,7 +252,7 @@ static double farfield_cost(int64_t n, double t_max, int deriv, int weights, int
 {
     const double bins = floor(t_max / FARFIELD_BIN) + 1;
     const double work = weights * ((double)n * 2 * farfield_order(deriv) + FARFIELD_BIN_COST * bins);
-    return (threads > 1 ? work / (FARFIELD_SPLIT_GAIN * threads) : work) + FARFIELD_ROW;
+    return threads > 1 ? work / (FARFIELD_SPLIT_GAIN * threads) + FARFIELD_ROW : work;
 }
 
 /* A block of bins as one vector (GCC/Clang vector extensions, like the __builtin_roundf of
