@@ -54,6 +54,7 @@ CASES = [
     ("constant rows", torch.full((3, 130), 2.5), 7.0),
     ("far from zero", torch.randn(8, 100) + 3e4, 3.0),
     ("one entry", torch.randn(5, 1), 3.0),
+    ("dense rows in lanes", torch.randn(37, 200), 1.0),  # two full vectors of rows and a part-filled one
 ]
 
 
@@ -128,6 +129,40 @@ def test_soft_rank_keeps_the_order_only_for_a_backward():
     r = soft_rank(x, gamma=100.0, backend="native")
     saved = [t for t in r.grad_fn.saved_tensors if t is not None]
     assert [t.dtype for t in saved] == [torch.float32, torch.int32]
+
+
+def test_a_dense_rows_result_does_not_depend_on_the_rows_beside_it():
+    # Dense short rows in calls on many rows go a vector of rows at a time, one row per lane; each
+    # lane's arithmetic is its own, whatever shares the vector (other rows, a filler, a row sent
+    # elsewhere because it is sorted or holds a NaN).
+    torch.manual_seed(5)
+    row, grad = torch.randn(1, 150), torch.randn(1, 150)
+    others = torch.randn(40, 150)
+    others[3] *= 100  # sorted, not in a lane
+    others[7, 2] = float("nan")
+    results = []
+    for at, count in [(0, 40), (13, 40), (39, 40), (5, 20)]:
+        batch = torch.cat([others[:at], row, others[at:count]])
+        grads = torch.cat([torch.randn(at, 150), grad, torch.randn(count - at, 150)])
+        r = native.forward(batch, 2.0)
+        g = native.backward(batch, grads, 2.0)
+        results.append((r[at], g[at]))
+    for r, g in results[1:]:
+        assert torch.equal(r, results[0][0]) and torch.equal(g, results[0][1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_threads_split_dense_rows_in_lanes_without_changing_results(dtype):
+    x, grad = torch.randn(300, 100, dtype=dtype), torch.randn(300, 100, dtype=dtype)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = native_with_grad(x, 0.5, grad)
+        torch.set_num_threads(3)  # thread blocks of 100 rows: groups of lanes start elsewhere
+        several = native_with_grad(x, 0.5, grad)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one[0], several[0]) and torch.equal(one[1], several[1])
 
 
 def test_threads_split_rows_without_changing_results():

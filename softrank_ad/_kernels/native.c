@@ -76,6 +76,16 @@ static int row_threads(int64_t rows, int threads)
 /* A window's end moves this many entries per step (native_rows.h, window_end): of 1, 2, 3, 4, 6
  * and 8, 4 ran the windowed rows of n = 1,000, γ = 100 fastest, about 10% faster than 1. */
 #define WINDOW_STEP 4
+/* The widest vector register of the build target in bytes (64 AVX-512, 32 AVX2, 16 SSE2 or
+ * NEON): __BIGGEST_ALIGNMENT__ is its size, so no ISA is named. */
+#if defined(__BIGGEST_ALIGNMENT__) && __BIGGEST_ALIGNMENT__ >= 16
+#define TARGET_VECTOR_BYTES __BIGGEST_ALIGNMENT__
+#else
+#define TARGET_VECTOR_BYTES 16
+#endif
+/* Dense rows shorter than this, in calls on at least a vector's worth of rows, are ranked a
+ * vector of rows at a time, one row per lane (native_rows.h, lanes). */
+#define LANES_MAX_N 512
 /* Entries per block: the block's REAL partial sums are then added into double totals, so float
  * rows of any length keep double-precision sums at float speed. */
 #define BLOCK 64
