@@ -536,28 +536,40 @@ static void NAME(lanes)(const REAL *const x[], const REAL *const grad[], REAL *c
     const int backward = grad[0] != NULL;
     for (int64_t j = 0; j < n; ++j)
         for (int l = 0; l < LANES; ++l) {
-            E[j * LANES + l] = EXP(gamma * (x[l][j] - shift[l]));
+            E[j * LANES + l] = x[l][j] - shift[l];
             G[j * LANES + l] = backward ? grad[l][j] : 0;
             part[j * LANES + l] = 0;
             total[j * LANES + l] = 0;
         }
+    for (int64_t k = 0; k < n * LANES; ++k) /* apart from the transposition, so that it vectorises */
+        E[k] = EXP(gamma * E[k]);
     for (int64_t start = 0; start < n; start += BLOCK) {
         const int64_t stop = n - start > BLOCK ? start + BLOCK : n;
-        for (int64_t i = start; i < stop; ++i) {
-            const REAL *ei = E + i * LANES, *gi = G + i * LANES;
-            for (int64_t from = i + 1; from < n; from += BLOCK) {
+        /* Entries two at a time, a = i and b = i + 1: after their own pair, each j > b is loaded and
+         * its part updated once for both. */
+        for (int64_t i = start; i < stop; i += 2) {
+            const int64_t b = i + 1 < stop ? i + 1 : i; /* b = a: a last entry alone */
+            const REAL *ea = E + i * LANES, *eb = E + b * LANES, *ga = G + i * LANES, *gb = G + b * LANES;
+            const REAL with_b = b > i ? (REAL)1 : (REAL)0; /* alone, b's pairs all add exactly 0 */
+            REAL acc_a[LANES], acc_b[LANES];
+            for (int l = 0; l < LANES; ++l) { /* the pair (a, b) */
+                const REAL inv = with_b / (ea[l] + eb[l]);
+                const REAL w = backward ? (ea[l] * inv) * (eb[l] * inv) * (ga[l] - gb[l]) : ea[l] * inv;
+                acc_a[l] = w;
+                acc_b[l] = 0;
+                part[b * LANES + l] += backward ? -w : eb[l] * inv;
+            }
+            for (int64_t from = b + 1; from < n; from += BLOCK) {
                 const int64_t to = n - from > BLOCK ? from + BLOCK : n;
-                REAL acc[LANES];
-                for (int l = 0; l < LANES; ++l)
-                    acc[l] = 0;
                 if (!backward)
                     for (int64_t j = from; j < to; ++j) {
                         const REAL *ej = E + j * LANES;
                         REAL *pj = part + j * LANES;
                         for (int l = 0; l < LANES; ++l) {
-                            const REAL inv = (REAL)1 / (ei[l] + ej[l]);
-                            acc[l] += ei[l] * inv;
-                            pj[l] += ej[l] * inv;
+                            const REAL inv_a = (REAL)1 / (ea[l] + ej[l]), inv_b = with_b / (eb[l] + ej[l]);
+                            acc_a[l] += ea[l] * inv_a;
+                            acc_b[l] += eb[l] * inv_b;
+                            pj[l] += ej[l] * (inv_a + inv_b);
                         }
                     }
                 else
@@ -565,14 +577,23 @@ static void NAME(lanes)(const REAL *const x[], const REAL *const grad[], REAL *c
                         const REAL *ej = E + j * LANES, *gj = G + j * LANES;
                         REAL *pj = part + j * LANES;
                         for (int l = 0; l < LANES; ++l) {
-                            const REAL inv = (REAL)1 / (ei[l] + ej[l]);
-                            const REAL w = (ei[l] * inv) * (ej[l] * inv) * (gi[l] - gj[l]);
-                            acc[l] += w;
-                            pj[l] -= w;
+                            const REAL inv_a = (REAL)1 / (ea[l] + ej[l]), inv_b = with_b / (eb[l] + ej[l]);
+                            const REAL w_a = (ea[l] * inv_a) * (ej[l] * inv_a) * (ga[l] - gj[l]);
+                            const REAL w_b = (eb[l] * inv_b) * (ej[l] * inv_b) * (gb[l] - gj[l]);
+                            acc_a[l] += w_a;
+                            acc_b[l] += w_b;
+                            pj[l] -= w_a + w_b;
                         }
                     }
-                for (int l = 0; l < LANES; ++l)
-                    total[i * LANES + l] += acc[l];
+                for (int l = 0; l < LANES; ++l) {
+                    total[i * LANES + l] += acc_a[l];
+                    total[b * LANES + l] += acc_b[l];
+                    acc_a[l] = acc_b[l] = 0;
+                }
+            }
+            for (int l = 0; l < LANES; ++l) { /* when no j > b is left */
+                total[i * LANES + l] += acc_a[l];
+                total[b * LANES + l] += acc_b[l];
             }
         }
         for (int64_t j = start + 1; j < n; ++j) /* the block's shares to later entries, into double */
