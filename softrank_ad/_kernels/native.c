@@ -83,6 +83,13 @@ static int row_threads(int64_t rows, int threads)
 #else
 #define TARGET_VECTOR_BYTES 16
 #endif
+/* The compiler may fuse a * b + c into one rounding in some lanes of a loop and not in others
+ * (a vector part and a scalar rest): where every lane must do the same arithmetic, it may not. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FP_CONTRACT_OFF __attribute__((optimize("fp-contract=off")))
+#else
+#define FP_CONTRACT_OFF /* clang contracts only within one expression, the same in every lane */
+#endif
 /* Dense rows shorter than this, in calls on at least a vector's worth of rows, are ranked a
  * vector of rows at a time, one row per lane (native_rows.h, lanes). */
 #define LANES_MAX_N 512

@@ -529,7 +529,7 @@ static int NAME(row)(const REAL *x, const REAL *grad, int32_t *order, REAL *out,
  * Each lane does exactly the arithmetic of the others, so a row's result does not depend on the
  * rows beside it. Sums as in sweep_blocks: REAL over BLOCK pairs, then double. */
 #define LANES ((int)(TARGET_VECTOR_BYTES / sizeof(REAL)))
-static void NAME(lanes)(const REAL *const x[], const REAL *const grad[], REAL *const out[], const REAL shift[],
+FP_CONTRACT_OFF static void NAME(lanes)(const REAL *const x[], const REAL *const grad[], REAL *const out[], const REAL shift[],
                         int64_t n, REAL gamma, REAL *restrict E, REAL *restrict G, REAL *restrict part,
                         double *restrict total)
 {
