@@ -131,19 +131,20 @@ def test_soft_rank_keeps_the_order_only_for_a_backward():
     assert [t.dtype for t in saved] == [torch.float32, torch.int32]
 
 
-def test_a_dense_rows_result_does_not_depend_on_the_rows_beside_it():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_dense_rows_result_does_not_depend_on_the_rows_beside_it(dtype):
     # Dense short rows in calls on many rows go a vector of rows at a time, one row per lane; each
     # lane's arithmetic is its own, whatever shares the vector (other rows, a filler, a row sent
     # elsewhere because it is sorted or holds a NaN).
     torch.manual_seed(5)
-    row, grad = torch.randn(1, 150), torch.randn(1, 150)
-    others = torch.randn(40, 150)
+    row, grad = torch.randn(1, 150, dtype=dtype), torch.randn(1, 150, dtype=dtype)
+    others = torch.randn(40, 150, dtype=dtype)
     others[3] *= 100  # sorted, not in a lane
     others[7, 2] = float("nan")
     results = []
     for at, count in [(0, 40), (13, 40), (39, 40), (5, 20)]:
         batch = torch.cat([others[:at], row, others[at:count]])
-        grads = torch.cat([torch.randn(at, 150), grad, torch.randn(count - at, 150)])
+        grads = torch.cat([torch.randn(at, 150, dtype=dtype), grad, torch.randn(count - at, 150, dtype=dtype)])
         r = native.forward(batch, 2.0)
         g = native.backward(batch, grads, 2.0)
         results.append((r[at], g[at]))
