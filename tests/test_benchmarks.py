@@ -38,13 +38,15 @@ def test_path_choice_quick_reports_each_cell_with_its_hardware(tmp_path):
     report = path_choice.main(["--grid", "quick", "--repeats", "1", "--out", str(tmp_path)])
     assert [(r["n"], r["batch"]) for r in report["rows"]] == [(256, 1), (2048, 1)]
     for row in report["rows"]:
-        assert row["forward_path"] in ("dense", "window", "far-field")
-        assert row["exact_ms"] > 0 and row["expansion_ms"] > 0 and row["auto_ms"] > 0
+        for direction in ("forward", "backward"):
+            assert row[f"{direction}_path"] in ("dense", "window", "far-field")
+            assert row[f"{direction}_exact_ms"] > 0 and row[f"{direction}_expansion_ms"] > 0
+            assert row[f"{direction}_loss"] > 0
     assert report["rows"][0]["forward_path"] == "dense"  # rows under 512 entries never expand
     assert set(report["scales"]) == {"forward", "backward"}
     assert {"cpu", "isa", "cores"} <= set(report["hardware"])
     text = next(tmp_path.glob("*.md")).read_text()
-    assert "Hardware: " in text and "| 2,048 | 1 | 1 |" in text
+    assert "Hardware: " in text and "| 2,048 | 1 | 1 |" in text and "Choices: 4, wrong" in text
 
 
 def test_train_step_tiny(tmp_path):
