@@ -1,12 +1,18 @@
-"""Wall-clock timing shared by the benchmarks: median of repeats, CUDA-synchronised."""
+"""Wall-clock timing shared by the benchmarks: median of repeats, CUDA-synchronised; the hardware
+a result came from; where results are written."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+
+#: Where ``--record`` writes (the README's and the docs' tables come from here).
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def median_ms(
@@ -80,3 +86,10 @@ def hardware_line(info: dict) -> str:
         f"{gpu}{info['cpu']} ({isa}) · {info['cores']} cores, {info['threads']} threads · "
         f"{info['compiler']} · torch {info['torch']}"
     )
+
+
+def write_report(report: dict, text: str, stem: str, out: Path) -> None:
+    """``report`` as ``stem``.json and its Markdown ``text`` as ``stem``.md in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    (out / f"{stem}.md").write_text(text)

@@ -19,18 +19,15 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime
-import json
 import subprocess
 import tempfile
 from pathlib import Path
 
 import torch
-from _timing import hardware, hardware_line, median_ms
+from _timing import RESULTS, hardware, hardware_line, median_ms, write_report
 
 from softrank_ad import soft_rank
 from softrank_ad._kernels import native
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 FLOOR_SOURCE = r"""
 #include <stdint.h>
@@ -134,11 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         "repeats": args.repeats,
         "rows": rows,
     }
-    out = RESULTS if args.record else args.out
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"division_floor_{report['date']}"
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (out / f"{stem}.md").write_text(markdown(report))
+    write_report(report, markdown(report), f"division_floor_{report['date']}", RESULTS if args.record else args.out)
     print(markdown(report))
     return report
 

@@ -21,15 +21,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 from pathlib import Path
 
 import torch
-from _timing import hardware, hardware_line, median_ms
+from _timing import RESULTS, hardware, hardware_line, median_ms, write_report
 
 from softrank_ad._kernels import native
 
-RESULTS = Path(__file__).resolve().parent / "results"
 GRIDS = {
     # B = 128 up to n = 4,096 (a training batch's rows); single rows up to 65,536
     "full": [(n, b) for n in (512, 1024, 2048, 4096) for b in (1, 128)] + [(16_384, 1), (65_536, 1)],
@@ -136,11 +134,12 @@ def main(argv: list[str] | None = None) -> dict:
         "repeats": args.repeats,
         "rows": rows,
     }
-    out = RESULTS if args.record else args.out
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"path_choice_{report['date']}{'_uncalibrated' if args.uncalibrated else ''}"
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    (out / f"{stem}.md").write_text(markdown(report))
+    write_report(
+        report,
+        markdown(report),
+        f"path_choice_{report['date']}{'_uncalibrated' if args.uncalibrated else ''}",
+        RESULTS if args.record else args.out,
+    )
     print(markdown(report))
     return report
 
