@@ -73,8 +73,8 @@ def test_matches_float64_dense_formula(name, x, gamma, dtype):
         torch.testing.assert_close(g.double(), g_exact, rtol=1e-4, atol=1e-4 * gamma)
 
 
-@given(
-    v=arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(1, 150)), elements=st.floats(-1e3, 1e3)),
+@given(  # from 8 rows, dense rows go a vector of rows at a time (lanes), the others one by one
+    v=arrays(np.float64, st.tuples(st.integers(1, 20), st.integers(1, 150)), elements=st.floats(-1e3, 1e3)),
     gamma=st.floats(1e-3, 1e3),
 )
 def test_float64_matches_dense_formula_everywhere(v, gamma):
@@ -164,21 +164,6 @@ def test_threads_split_dense_rows_in_lanes_without_changing_results(dtype):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one[0], several[0]) and torch.equal(one[1], several[1])
-
-
-@given(
-    v=arrays(np.float64, st.tuples(st.integers(8, 20), st.integers(1, 120)), elements=st.floats(-1e3, 1e3)),
-    gamma=st.floats(1e-3, 1e3),
-)
-def test_float64_rows_in_lanes_match_dense_formula_everywhere(v, gamma):
-    # At least a vector's worth of float64 rows: dense rows go through the lanes, the others
-    # (sorted, or too spread for one shift) one by one, in the same call.
-    x = torch.from_numpy(v)
-    grad = torch.linspace(-1, 1, x.numel(), dtype=torch.float64).reshape(x.shape)
-    r_exact, g_exact = exact(x, gamma, grad)
-    r, g = native_with_grad(x, gamma, grad)
-    torch.testing.assert_close(r, r_exact, rtol=1e-12, atol=1e-9)
-    torch.testing.assert_close(g, g_exact, rtol=1e-9, atol=1e-9 * max(gamma, 1.0))
 
 
 def test_threads_split_rows_without_changing_results():
