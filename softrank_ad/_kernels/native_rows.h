@@ -97,7 +97,6 @@ static void NAME(sort_row)(const REAL *x, int64_t n, struct scratch *s)
 }
 #endif
 
-
 /* How a row is swept: densely (every pair, one shift c for the row) or sorted with windows. */
 struct NAME(plan) {
     int nonfinite, window;
@@ -529,9 +528,9 @@ static int NAME(row)(const REAL *x, const REAL *grad, int32_t *order, REAL *out,
  * Each lane does exactly the arithmetic of the others, so a row's result does not depend on the
  * rows beside it. Sums as in sweep_blocks: REAL over BLOCK pairs, then double. */
 #define LANES ((int)(TARGET_VECTOR_BYTES / sizeof(REAL)))
-FP_CONTRACT_OFF static void NAME(lanes)(const REAL *const x[], const REAL *const grad[], REAL *const out[], const REAL shift[],
-                        int64_t n, REAL gamma, REAL *restrict E, REAL *restrict G, REAL *restrict part,
-                        double *restrict total)
+FP_CONTRACT_OFF static void NAME(lanes)(const REAL *const x[], const REAL *const grad[], REAL *const out[],
+                                        const REAL shift[], int64_t n, REAL gamma, REAL *restrict E,
+                                        REAL *restrict G, REAL *restrict part, double *restrict total)
 {
     const int backward = grad[0] != NULL;
     for (int64_t j = 0; j < n; ++j)
@@ -649,7 +648,6 @@ static int NAME(rows_in_lanes)(const REAL *x, const REAL *grad, int32_t *order, 
     free(total);
     return status;
 }
-
 
 /* rows × n, row-major, over `threads` threads (OpenMP builds; without OpenMP the caller runs one
  * block of rows per thread of its own). With at least as many rows as threads, each thread takes
