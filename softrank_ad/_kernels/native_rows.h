@@ -215,10 +215,19 @@ static int64_t NAME(layout)(const REAL *v, int64_t n, REAL gamma, struct NAME(pl
         while (stop < n && stop - start < BLOCK &&
                (!plan.window || gamma * (v[stop] - v[start]) <= BLOCK_SPREAD))
             ++stop;
-        for (int64_t i = start; i < stop; ++i) {
-            end[i] = plan.window ? NAME(window_end)(v, n, i, &hi, reach) : n;
-            if (saturated_counts) /* the backward needs none */
-                ++saturated[end[i]];
+        /* The entries of a group take the window of its last (ends only move right, so it covers
+         * theirs; the few pairs past their own ends are computed, not counted): one search of
+         * window_end for WINDOW_GROUP entries, where one per entry waited on the one before. */
+        for (int64_t group = start; group < stop; group += WINDOW_GROUP) {
+            const int64_t last = stop - group > WINDOW_GROUP ? group + WINDOW_GROUP : stop;
+            if (plan.window)
+                (void)NAME(window_end)(v, n, last - 1, &hi, reach);
+            for (int64_t i = group; i < last; ++i) {
+                const int64_t rounded = i + 1 + ((hi - i - 1 + VECTOR - 1) / VECTOR) * VECTOR;
+                end[i] = plan.window && rounded < n ? rounded : n;
+                if (saturated_counts) /* the backward needs none */
+                    ++saturated[end[i]];
+            }
         }
         s->block[blocks] = start;
         start = stop;
