@@ -255,13 +255,15 @@ def _build_and_open() -> tuple[ctypes.CDLL | None, str | None]:
 # -- the cost model, measured on this CPU ---------------------------------------------------------
 # The exact sweep and the far-field expansion vectorise differently (divisions against
 # double-precision multiply-adds), so which is cheaper for a row depends on the CPU, and the model
-# was fitted on one. So the first load on a machine times both paths on a row where the choice is
-# close (n = 512, γ = 10, the threads of a one-row call; forward and backward, about 10 ms),
-# scales the exact sweep's modelled cost per pair to match, and caches the two scales beside the
-# library, whose key already names the CPU. A row far from the crossover is chosen the same
-# either way; near it, a single scale measured at n = 1,024, γ = 1 instead misjudged a cell by
-# 1.8x on the machine this was written on, so the row is one where the choice is close.
-_CALIBRATION_N = 512
+# was fitted on one. So the first load on a machine times both paths on one row (n = 1,024,
+# γ = 10, on one thread; forward and backward, about 20 ms), scales the exact sweep's modelled
+# cost per pair to match, and caches the two scales beside the library, whose key already names
+# the CPU. One thread, because the measurement must be steady: on a shared 2-core machine, twelve
+# calibrations at n = 512 on the two threads of a one-row call gave forward scales 0.66-0.99,
+# and 0.72 sent two row classes to the slower path (up to 1.24x); at n = 1,024 on one thread
+# they gave 1.16-1.27, and no class was misjudged (benchmarks/path_choice.py). The threads' own
+# costs are modelled apart (SWEEP_SPLIT_GAIN, FARFIELD_SPLIT_GAIN, FARFIELD_ROW).
+_CALIBRATION_N = 1024
 _CALIBRATION_REPEATS = 21
 _CALIBRATION_GAMMA = 10.0
 _SCALE_BOUNDS = (0.1, 10.0)  # beyond these a measurement was disturbed, not the CPU different
@@ -312,7 +314,7 @@ def measure_exact_cost(library: ctypes.CDLL) -> dict[str, float]:
     constants (scales 1), against which the model's costs are read."""
     _set_scales(library, _FITTED)
     x = torch.randn(1, _CALIBRATION_N, generator=torch.Generator().manual_seed(0))
-    threads = _threads(1, _CALIBRATION_N)  # those of a one-row call
+    threads = 1
     scales = {}
     for deriv, name in enumerate(("forward", "backward")):
         exact, expansion = _time_paths(library, x, bool(deriv), threads)
