@@ -137,13 +137,12 @@ static struct NAME(plan) NAME(plan_row)(const REAL *x, int64_t n, REAL gamma)
     return plan;
 }
 
-/* One past the last neighbour of i that needs σ: the first k with γ(v[k] − v[i]) > SATURATION,
- * rounded up to whole vectors (those extra pairs are computed rather than counted as 1). *hi is
- * a pointer that only moves right, so the calls for i = 0, 1, … cost O(n) in all. It moves
- * WINDOW_STEP entries at a time: v is sorted, so those within reach are a prefix, counted with
- * independent compares; stepping one entry at a time mispredicted the loop's exit for nearly
- * every i. */
-static int64_t NAME(window_end)(const REAL *v, int64_t n, int64_t i, int64_t *hi, REAL reach)
+/* Moves *hi to one past the last neighbour of i that needs σ: the first k with
+ * γ(v[k] − v[i]) > SATURATION. *hi only moves right, so the calls for i = 0, 1, … cost O(n) in
+ * all. It moves WINDOW_STEP entries at a time: v is sorted, so those within reach are a prefix,
+ * counted with independent compares; stepping one entry at a time mispredicted the loop's exit
+ * for nearly every i. */
+static void NAME(window_end)(const REAL *v, int64_t n, int64_t i, int64_t *hi, REAL reach)
 {
     int64_t h = *hi > i ? *hi : i + 1;
     for (;;) {
@@ -160,8 +159,6 @@ static int64_t NAME(window_end)(const REAL *v, int64_t n, int64_t i, int64_t *hi
             break;
     }
     *hi = h;
-    const int64_t end = i + 1 + ((h - i - 1 + VECTOR - 1) / VECTOR) * VECTOR;
-    return end < n ? end : n;
 }
 
 /* The pairs (i, j), i < j < end, for entry i: returns entry i's share and adds entry j's share to
@@ -217,11 +214,13 @@ static int64_t NAME(layout)(const REAL *v, int64_t n, REAL gamma, struct NAME(pl
             ++stop;
         /* The entries of a group take the window of its last (ends only move right, so it covers
          * theirs; the few pairs past their own ends are computed, not counted): one search of
-         * window_end for WINDOW_GROUP entries, where one per entry waited on the one before. */
+         * window_end for WINDOW_GROUP entries, where one per entry waited on the one before.
+         * Each end is rounded up to whole vectors from its entry (those extra pairs are computed
+         * rather than counted as 1). */
         for (int64_t group = start; group < stop; group += WINDOW_GROUP) {
             const int64_t last = stop - group > WINDOW_GROUP ? group + WINDOW_GROUP : stop;
             if (plan.window)
-                (void)NAME(window_end)(v, n, last - 1, &hi, reach);
+                NAME(window_end)(v, n, last - 1, &hi, reach);
             for (int64_t i = group; i < last; ++i) {
                 const int64_t rounded = i + 1 + ((hi - i - 1 + VECTOR - 1) / VECTOR) * VECTOR;
                 end[i] = plan.window && rounded < n ? rounded : n;
@@ -452,13 +451,12 @@ int NAME(softrank_method)(const REAL *x, int64_t n, double gamma, int backward, 
     return NAME(use_farfield)(x, n, (REAL)gamma, plan, s, backward, backward ? 2 : 1, threads, NULL) ? 2 : plan.window;
 }
 
-/* Returns STATUS_NONFINITE for a row holding NaN/inf, else 0. When `order` is not NULL, leaves
- * in it the row's sorted columns for the backward and returns STATUS_ORDER_KEPT (order[0] = -1
- * where the row was not sorted). */
-static int NAME(forward_row)(const REAL *x, REAL *out, int32_t *order, int64_t n, REAL gamma, struct scratch *s,
-                             int threads)
+/* Row x, whose plan_row is `plan`. Returns STATUS_NONFINITE for a row holding NaN/inf, else 0.
+ * When `order` is not NULL, leaves in it the row's sorted columns for the backward and returns
+ * STATUS_ORDER_KEPT (order[0] = -1 where the row was not sorted). */
+static int NAME(forward_row)(struct NAME(plan) plan, const REAL *x, REAL *out, int32_t *order, int64_t n,
+                             REAL gamma, struct scratch *s, int threads)
 {
-    const struct NAME(plan) plan = NAME(plan_row)(x, n, gamma);
     if (order != NULL)
         order[0] = -1;
     if (NAME(nonfinite_row)(plan, out, n))
@@ -487,11 +485,10 @@ static int NAME(forward_row)(const REAL *x, REAL *out, int32_t *order, int64_t n
     return kept ? STATUS_ORDER_KEPT : 0;
 }
 
-/* `order`: what forward_row kept for this row, or NULL. */
-static int NAME(backward_row)(const REAL *x, const REAL *grad, const int32_t *order, REAL *out, int64_t n,
-                              REAL gamma, struct scratch *s, int threads)
+/* Row x, whose plan_row is `plan`; `order`: what forward_row kept for this row, or NULL. */
+static int NAME(backward_row)(struct NAME(plan) plan, const REAL *x, const REAL *grad, const int32_t *order,
+                              REAL *out, int64_t n, REAL gamma, struct scratch *s, int threads)
 {
-    const struct NAME(plan) plan = NAME(plan_row)(x, n, gamma);
     if (NAME(nonfinite_row)(plan, out, n))
         return STATUS_NONFINITE;
     if (NAME(use_farfield)(x, n, gamma, plan, s, 1, 2, threads, order)) {
@@ -522,12 +519,20 @@ static int NAME(backward_row)(const REAL *x, const REAL *grad, const int32_t *or
     return 0;
 }
 
-/* One row forward (grad == NULL) or backward; `order` as forward_row leaves it (or NULL). */
+/* One row forward (grad == NULL) or backward, whose plan_row is `plan`; `order` as forward_row
+ * leaves it (or NULL). */
+static int NAME(planned_row)(struct NAME(plan) plan, const REAL *x, const REAL *grad, int32_t *order, REAL *out,
+                             int64_t n, REAL gamma, struct scratch *s, int threads)
+{
+    return grad ? NAME(backward_row)(plan, x, grad, order, out, n, gamma, s, threads)
+                : NAME(forward_row)(plan, x, out, order, n, gamma, s, threads);
+}
+
+/* The same, planning the row first. */
 static int NAME(row)(const REAL *x, const REAL *grad, int32_t *order, REAL *out, int64_t n, REAL gamma,
                      struct scratch *s, int threads)
 {
-    return grad ? NAME(backward_row)(x, grad, order, out, n, gamma, s, threads)
-                : NAME(forward_row)(x, out, order, n, gamma, s, threads);
+    return NAME(planned_row)(NAME(plan_row)(x, n, gamma), x, grad, order, out, n, gamma, s, threads);
 }
 
 /* Rows a vector at a time, one row per lane: the pairs of a short dense row run in loops of a
@@ -639,7 +644,8 @@ static int NAME(rows_in_lanes)(const REAL *x, const REAL *grad, int32_t *order, 
             const REAL *xr = x + row * n, *gr = grad ? grad + row * n : NULL;
             const struct NAME(plan) plan = NAME(plan_row)(xr, n, gamma);
             if (plan.nonfinite || plan.window) {
-                status |= NAME(row)(xr, gr, order ? order + row * n : NULL, out + row * n, n, gamma, s, 1);
+                int32_t *kept = order ? order + row * n : NULL;
+                status |= NAME(planned_row)(plan, xr, gr, kept, out + row * n, n, gamma, s, 1);
                 continue;
             }
             if (order != NULL)
