@@ -129,8 +129,8 @@ class Inputs:
             else:
                 with torch.no_grad():
                     self._store(key, self._teacher(self.point(view)))
-                if view == "clean" and self._persistent is not None:
-                    self._persistent[key] = self._cache[key]
+                if view == "clean":
+                    self._keep(key)
         return self._cache[key]
 
     def teacher_label_gradient(self) -> torch.Tensor:
@@ -143,8 +143,7 @@ class Inputs:
                 logits = self._teacher(x)
                 (gradient,) = torch.autograd.grad(logits.gather(1, self.y[:, None]).sum(), x)
             self._cache[key] = gradient
-            if self._persistent is not None:
-                self._persistent[key] = gradient
+            self._keep(key)
         return self._cache[key]
 
     def alignment(self, view: View) -> torch.Tensor:
@@ -159,6 +158,12 @@ class Inputs:
         self._store(f"student_{view}", z_s)
         self._store(f"teacher_{view}", z_t)
         self._cache[f"alignment_{view}"] = loss
+
+    def _keep(self, key: str) -> None:
+        """Keeps input ``key``, which depends on x alone, for the next evaluations of this batch
+        (the steps of an attack, then the outer loss)."""
+        if self._persistent is not None:
+            self._persistent[key] = self._cache[key]
 
     def _store(self, key: str, logits: torch.Tensor) -> None:
         model = key.split("_")[0]

@@ -77,8 +77,7 @@ def official_options(name: str) -> dict[str, Any]:
         raise TypeError(f"name must be a method's name (str), got {type(name).__name__}")
     if name.lower() not in _OFFICIAL:
         raise ValueError(f"no official settings for {name!r}; methods with official code: {sorted(_OFFICIAL)}")
-    key = name.lower()
-    return dict(_OFFICIAL[key])
+    return dict(_OFFICIAL[name.lower()])
 
 
 # Names removed before 0.1, so that old code fails with directions instead of "unexpected keyword".
@@ -99,8 +98,8 @@ def make_objective(
     **hparams: Any,
 ) -> DistillationObjective:
     """A published objective by name (any case): ``"smaraad"``, ``"smaraad++"``, ``"ard"``,
-    ``"rslad"``, ``"adaad"``, ``"iad"``, ``"adaiad"`` or ``"saad"``; ``hparams`` are the keyword arguments of the method's class
-    (checked against its signature, so a misspelt one is named).
+    ``"rslad"``, ``"adaad"``, ``"iad"``, ``"adaiad"`` or ``"saad"``; ``hparams`` are the keyword
+    arguments of the method's class (checked against its signature, so a misspelt one is named).
 
     ``loss=`` replaces the method's outer loss and ``add=`` adds terms to it (to the replacement,
     if both are given); both take :mod:`softrank_ad.terms`. Either returns a plain
