@@ -3,7 +3,7 @@ composed with DIST, soft Kendall, slack matching over samples or IGDM.
 
 One step = the method's attack (10 PGD steps by default) + its outer loss + backward + SGD step,
 on random [0, 1] images. On a GPU: CIFAR ResNet-18 student, WRN-34-10 teacher, batch 128, fp32
-and bfloat16 autocast. On CPU: the same architectures shrunk (``--tiny``), batch 32.
+and bfloat16 autocast (around the whole step, attack included). On CPU: the same architectures shrunk (``--tiny``), batch 32.
 
     python benchmarks/train_step.py                 # GPU if present, else tiny models on CPU
     python benchmarks/train_step.py --tiny --steps 3 --repeats 2
@@ -42,10 +42,12 @@ def make_step(method, student, teacher, optimizer, x, y, steps, amp):
     if method == "pgd-at":
 
         def step():
-            student.eval()
-            x_adv = pgd(lambda u: F.cross_entropy(student(u), y), x, epsilon=8 / 255, step_size=2 / 255, steps=steps)
-            student.train()
-            with amp():
+            with amp():  # the attack too: it is most of a step's work
+                student.eval()
+                x_adv = pgd(
+                    lambda u: F.cross_entropy(student(u), y), x, epsilon=8 / 255, step_size=2 / 255, steps=steps
+                )
+                student.train()
                 loss = F.cross_entropy(student(x_adv), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -56,8 +58,8 @@ def make_step(method, student, teacher, optimizer, x, y, steps, amp):
     objective = make_objective(base, student, teacher, steps=steps, add=added)
 
     def step():
-        x_adv = objective.perturb(x, y)
-        with amp():
+        with amp():  # the attack too: it is most of a step's work
+            x_adv = objective.perturb(x, y)
             loss = objective(x, y, x_adv=x_adv, epoch=100)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

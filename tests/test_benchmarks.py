@@ -83,6 +83,33 @@ def test_train_step_tiny(tmp_path):
     assert report["hardware"]["cpu"] and "Hardware: " in next(tmp_path.glob("*.md")).read_text()
 
 
+def test_triton_tiles_times_each_warp_count_under_the_interpreter(tmp_path):
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "triton_tiles.py"
+    args = ["--device", "cpu", "--sizes", "10x2", "37x3", "--warps", "1", "2", "--repeats", "1", "--out", str(tmp_path)]
+    # The interpreter must be on before triton is imported: a child process.
+    done = subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TRITON_INTERPRET": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert [(r["n"], r["B"], r["num_warps"]) for r in report["rows"]] == [
+        (10, 2, 1),
+        (10, 2, 2),
+        (37, 3, 1),
+        (37, 3, 2),
+    ]
+    assert all(r["fwd_ms"] > 0 and r["bwd_ms"] > 0 for r in report["rows"])
+    text = next(tmp_path.glob("*.md")).read_text()
+    assert "Hardware: " in text and "| 37 | 3 | 2 |" in text
+
+
 def test_run_gpu_stops_with_one_clear_message_without_a_gpu():
     import os
     import subprocess
