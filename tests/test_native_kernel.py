@@ -55,6 +55,10 @@ CASES = [
     ("far from zero", torch.randn(8, 100) + 3e4, 3.0),
     ("one entry", torch.randn(5, 1), 3.0),
     ("dense rows in lanes", torch.randn(37, 200), 1.0),  # two full vectors of rows and a part-filled one
+    # γ·spread just under float32's dense limit (40): E reaches exp(±20), and the products of two
+    # denominators that pairs2 and lanes divide by reach exp(±40)
+    ("dense at the spread limit, lanes", torch.linspace(-19.9, 19.9, 60)[torch.randperm(60)].repeat(20, 1), 1.0),
+    ("dense at the spread limit, rows", torch.linspace(-19.9, 19.9, 60)[torch.randperm(60)].repeat(3, 1), 1.0),
 ]
 
 

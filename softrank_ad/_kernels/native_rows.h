@@ -3,11 +3,13 @@
  * Before including, define REAL (float or double), UKEY (the unsigned integer of REAL's width),
  * PACKED_SORT (1 when UKEY has 32 bits), NAME(x) (a suffix for the type) and EXP (exp for REAL).
  *
- * Three identities keep the work per pair to one division and a few multiply-adds:
+ * Four identities keep the work per pair to half a division and a few multiply-adds:
  *  - σ(γ(v_i − v_j)) = E_i / (E_i + E_j) with E_k = exp(γ (v_k − c)) for any shift c, so a row
  *    needs n exponentials, not n²; c is chosen so no E over- or underflows.
  *  - σ(t) + σ(−t) = 1, so each unordered pair is visited once for both r_i and r_j; σ' is even,
  *    so the backward pair term is added to one entry and subtracted from the other.
+ *  - 1/p = q/(pq) and 1/q = p/(pq): two entries sweep the same j together and one division
+ *    serves both their pairs (pairs2, lanes); the division was the loops' bottleneck.
  *  - σ(t) rounds to 0 or 1 once |t| > SATURATION. Rows where some pair passes it are sorted
  *    (radix sort, O(n)); entry i then visits its right neighbours only up to where σ saturates,
  *    and each pair beyond adds exactly 1 to the larger entry (a prefix count).
@@ -161,15 +163,15 @@ static void NAME(window_end)(const REAL *v, int64_t n, int64_t i, int64_t *hi, R
     *hi = h;
 }
 
-/* The pairs (i, j), i < j < end, for entry i: returns entry i's share and adds entry j's share to
+/* The pairs (i, j), begin ≤ j < end (begin > i), for entry i: returns entry i's share and adds entry j's share to
  * part[j]. Forward: σ(γ(v_i − v_j)) to i, σ(γ(v_j − v_i)) to j. Backward (g != NULL):
  * w = σ'(γ(v_i − v_j)) (g_i − g_j) to i and −w to j; the caller multiplies by γ. Entry i's
  * share is summed in REAL over BLOCK pairs at a time, then in double. */
-static inline double NAME(pairs)(const REAL *E, const REAL *g, int64_t i, int64_t end, REAL *part)
+static inline double NAME(pairs)(const REAL *E, const REAL *g, int64_t i, int64_t begin, int64_t end, REAL *part)
 {
     const REAL ei = E[i];
     double total = 0;
-    for (int64_t from = i + 1; from < end; from += BLOCK) {
+    for (int64_t from = begin; from < end; from += BLOCK) {
         const int64_t to = end - from > BLOCK ? from + BLOCK : end;
         REAL acc = 0;
         if (g == NULL) {
@@ -190,6 +192,56 @@ static inline double NAME(pairs)(const REAL *E, const REAL *g, int64_t i, int64_
         total += acc;
     }
     return total;
+}
+
+/* The pairs of entries a and b = a + 1 together: (a, b), then (a, j) for b < j < end_a and (b, j)
+ * for b < j < end_b. Over the j both visit, each j is loaded and its part updated once for both,
+ * and one division serves both pairs: with r = 1 / (D_a D_b), 1 / D_a = D_b r and 1 / D_b = D_a r
+ * (D_a = E_a + E_j; no overflow: E ≤ exp(MAX_EXPONENT) keeps D_a D_b within REAL's range). Adds
+ * the two entries' shares to *share_a and *share_b. */
+static inline void NAME(pairs2)(const REAL *E, const REAL *g, int64_t a, int64_t end_a, int64_t end_b, REAL *part,
+                                double *share_a, double *share_b)
+{
+    const int64_t b = a + 1, both = end_a < end_b ? end_a : end_b;
+    const REAL ea = E[a], eb = E[b], inv = (REAL)1 / (ea + eb);
+    double total_a = 0, total_b = 0;
+    if (g == NULL) {
+        total_a = ea * inv;
+        part[b] += eb * inv;
+    } else {
+        const REAL w = (ea * inv) * (eb * inv) * (g[a] - g[b]);
+        total_a = w;
+        part[b] -= w;
+    }
+    for (int64_t from = b + 1; from < both; from += BLOCK) {
+        const int64_t to = both - from > BLOCK ? from + BLOCK : both;
+        REAL acc_a = 0, acc_b = 0;
+        if (g == NULL) {
+            for (int64_t j = from; j < to; ++j) {
+                const REAL da = ea + E[j], db = eb + E[j], r = (REAL)1 / (da * db);
+                const REAL inv_a = db * r, inv_b = da * r;
+                acc_a += ea * inv_a;
+                acc_b += eb * inv_b;
+                part[j] += E[j] * (inv_a + inv_b);
+            }
+        } else {
+            const REAL ga = g[a], gb = g[b];
+            for (int64_t j = from; j < to; ++j) {
+                const REAL da = ea + E[j], db = eb + E[j], r = (REAL)1 / (da * db);
+                const REAL inv_a = db * r, inv_b = da * r;
+                const REAL w_a = (ea * inv_a) * (E[j] * inv_a) * (ga - g[j]);
+                const REAL w_b = (eb * inv_b) * (E[j] * inv_b) * (gb - g[j]);
+                acc_a += w_a;
+                acc_b += w_b;
+                part[j] -= w_a + w_b;
+            }
+        }
+        total_a += acc_a;
+        total_b += acc_b;
+    }
+    const int64_t begin = both > b + 1 ? both : b + 1;
+    *share_a += total_a + NAME(pairs)(E, g, a, begin, end_a, part);
+    *share_b += total_b + NAME(pairs)(E, g, b, begin, end_b, part);
 }
 
 /* Splits a row into blocks of entries and finds each entry's window; sequential, O(n). Leaves the
@@ -222,7 +274,10 @@ static int64_t NAME(layout)(const REAL *v, int64_t n, REAL gamma, struct NAME(pl
             if (plan.window)
                 NAME(window_end)(v, n, last - 1, &hi, reach);
             for (int64_t i = group; i < last; ++i) {
-                const int64_t rounded = i + 1 + ((hi - i - 1 + VECTOR - 1) / VECTOR) * VECTOR;
+                /* sweep_blocks takes the entries two at a time from the block's start (pairs2): the
+                 * first of two takes the second's end, so that both sweep the same whole vectors */
+                const int64_t from = (i - start) % 2 == 0 && i + 1 < stop ? i + 1 : i;
+                const int64_t rounded = from + 1 + ((hi - from - 1 + VECTOR - 1) / VECTOR) * VECTOR;
                 end[i] = plan.window && rounded < n ? rounded : n;
                 if (saturated_counts) /* the backward needs none */
                     ++saturated[end[i]];
@@ -256,8 +311,11 @@ static void NAME(sweep_blocks)(const REAL *v, const REAL *g, int64_t n, REAL gam
                 const REAL t = gamma * (v[j] - v[start]);
                 E[j] = EXP(t < MAX_EXPONENT ? t : (REAL)MAX_EXPONENT);
             }
-        for (int64_t i = start; i < stop; ++i)
-            total[i] += NAME(pairs)(E, g, i, end[i], part);
+        int64_t i = start;
+        for (; i + 1 < stop; i += 2)
+            NAME(pairs2)(E, g, i, end[i], end[i + 1], part, &total[i], &total[i + 1]);
+        if (i < stop)
+            total[i] += NAME(pairs)(E, g, i, i + 1, end[i], part);
         for (int64_t j = start; j < last; ++j) {
             total[j] += part[j];
             part[j] = 0;
@@ -349,11 +407,14 @@ static double NAME(window_pairs)(const REAL *x, int64_t n, REAL gamma)
 #define FARFIELD_MIN_N 512
 /* What a pair of the exact sweep (forward, backward) and sorting one entry for its windows cost,
  * in units of the expansion's multiply-adds (farfield_cost): fitted to per-row times of both on
- * 2 cores with AVX-512, n = 512–8,192, γ = 0.1–100. The pair's cost is then scaled by
+ * 2 cores with AVX-512, n = 512–8,192, γ = 0.1–100 (0.42 and 0.73), then multiplied by what one
+ * division per two pairs saved on the calibration row (2026-12-04, Xeon with AVX-512: the
+ * calibrated scales went from 1.27 to 0.82 forward and from 1.03 to 0.82 backward, medians of
+ * four). The pair's cost is then scaled by
  * exact_cost_scale, which the loader measures on the CPU it runs on (softrank_set_exact_cost;
  * native.py): the sweep's divisions and the expansion's multiply-adds vectorise differently, so
  * their ratio is the CPU's, not a constant. */
-#define FARFIELD_PAIR_COST(deriv) (((deriv) ? 0.73 : 0.42) * exact_cost_scale[deriv])
+#define FARFIELD_PAIR_COST(deriv) (((deriv) ? 0.58 : 0.27) * exact_cost_scale[deriv])
 #define FARFIELD_SORT_COST 100.0 /* scalar code: the same on any vector width, so not scaled */
 /* The exact sweep of one row split over T threads ran about this times T faster (T = 2). */
 #define SWEEP_SPLIT_GAIN 0.7
@@ -540,7 +601,8 @@ static int NAME(row)(const REAL *x, const REAL *grad, int32_t *order, REAL *out,
  * divisions (the forward of rows of 100 ran at 1.9x the time of its divisions alone). Across
  * rows every lane runs the same pair (i, j), so the loops are whole vectors with no reduction.
  * Each lane does exactly the arithmetic of the others, so a row's result does not depend on the
- * rows beside it. Sums as in sweep_blocks: REAL over BLOCK pairs, then double. */
+ * rows beside it. Sums as in sweep_blocks: REAL over BLOCK pairs, then double; one division for
+ * the pairs (a, j) and (b, j) as in pairs2. */
 #define LANES ((int)(TARGET_VECTOR_BYTES / sizeof(REAL)))
 FP_CONTRACT_OFF static void NAME(lanes)(const REAL *const x[], const REAL *const grad[], REAL *const out[],
                                         const REAL shift[], int64_t n, REAL gamma, REAL *restrict E,
@@ -579,7 +641,8 @@ FP_CONTRACT_OFF static void NAME(lanes)(const REAL *const x[], const REAL *const
                         const REAL *ej = E + j * LANES;
                         REAL *pj = part + j * LANES;
                         for (int l = 0; l < LANES; ++l) {
-                            const REAL inv_a = (REAL)1 / (ea[l] + ej[l]), inv_b = with_b / (eb[l] + ej[l]);
+                            const REAL da = ea[l] + ej[l], db = eb[l] + ej[l], r = (REAL)1 / (da * db);
+                            const REAL inv_a = db * r, inv_b = with_b * (da * r);
                             acc_a[l] += ea[l] * inv_a;
                             acc_b[l] += eb[l] * inv_b;
                             pj[l] += ej[l] * (inv_a + inv_b);
@@ -590,7 +653,8 @@ FP_CONTRACT_OFF static void NAME(lanes)(const REAL *const x[], const REAL *const
                         const REAL *ej = E + j * LANES, *gj = G + j * LANES;
                         REAL *pj = part + j * LANES;
                         for (int l = 0; l < LANES; ++l) {
-                            const REAL inv_a = (REAL)1 / (ea[l] + ej[l]), inv_b = with_b / (eb[l] + ej[l]);
+                            const REAL da = ea[l] + ej[l], db = eb[l] + ej[l], r = (REAL)1 / (da * db);
+                            const REAL inv_a = db * r, inv_b = with_b * (da * r);
                             const REAL w_a = (ea[l] * inv_a) * (ej[l] * inv_a) * (ga[l] - gj[l]);
                             const REAL w_b = (eb[l] * inv_b) * (ej[l] * inv_b) * (gb[l] - gj[l]);
                             acc_a[l] += w_a;
