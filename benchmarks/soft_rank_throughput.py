@@ -12,8 +12,10 @@ memory of
 Every implementation is timed as a training loop calls it: default arguments (softrank_ad checks
 its input for NaN/inf), an untimed 256×256 matmul before each call (a model forward precedes the
 loss, and leaves torch's OpenMP workers spinning), and fwd+bwd as ``out.square().sum().backward()``.
-Ratios in the Markdown table are against the naive pairwise baseline and against torchsort
-measured in the same run. Memory is the CUDA allocator's peak on GPU, and the peak of sampled
+The implementations' calls on a cell are interleaved, one of each per round, so that a slow
+spell of a shared machine hits all of them rather than the one being timed (medians over the
+rounds). Ratios in the Markdown table are against the naive pairwise baseline and against
+torchsort measured in the same run. Memory is the CUDA allocator's peak on GPU, and the peak of sampled
 resident memory above the starting point on CPU (sampled every 0.5 ms; an approximation).
 
     python benchmarks/soft_rank_throughput.py --quick          # four sizes, float32 (run in the tests)
@@ -33,6 +35,7 @@ import datetime
 import json
 import logging
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -168,42 +171,69 @@ class PeakMemory:
             self.peak = max(self.peak, self._rss() - self._base)
 
 
-def measure(name, impl, n, batch, dtype, device, gamma, repeats, quick=False) -> dict | None:
+def skipped(name: str, n: int, batch: int, dtype, device: str, quick: bool) -> bool:
+    """Cells an implementation is not run on (too slow, too much memory, or not supported)."""
     if name == "naive pairwise" and batch * n * n > NAIVE_MAX_ELEMENTS[device]:
-        return None
+        return True
     if device == "cpu" and batch * n * n > CPU_MAX_PAIRS and name not in ("torchsort", "diffsort"):
-        return None
+        return True
     if name == "authors' loop" and batch * n > LOOP_MAX_ELEMENTS:
-        return None
+        return True
     if name == "diffsort" and (n & (n - 1) or n * n * batch > 2**22):
-        return None  # bitonic networks need powers of two and keep an n×n matrix per layer
+        return True  # bitonic networks need powers of two and keep an n×n matrix per layer
     if name in ("torchsort", "diffsort") and dtype != torch.float32:
-        return None
-    if quick and name in ("softrank_ad[window]", "softrank_ad[reference]") and n < 256 and batch > 128:
-        return None  # slow eager paths the auto dispatch never picks there: keep --quick short
+        return True
+    # slow eager paths the auto dispatch never picks there: keep --quick short
+    return quick and name in ("softrank_ad[window]", "softrank_ad[reference]") and n < 256 and batch > 128
+
+
+def measure(impls: dict, n, batch, dtype, device, gamma, repeats, quick=False) -> dict[str, dict]:
+    """Every implementation on one cell, their calls interleaved (one of each per round, forward
+    rounds then forward + backward rounds), so that a slow spell of a shared machine hits them
+    alike rather than whichever was being timed; median over the rounds."""
     x = torch.randn(batch, n, device=device, dtype=dtype)
     weight = torch.randn(256, 256, device=device)
 
     def model_forward():
         torch.mm(weight, weight)
 
-    def forward():
-        with torch.no_grad():
-            impl(x, gamma)
+    calls, results = {}, {}
+    for name, impl in impls.items():
+        if skipped(name, n, batch, dtype, device, quick):
+            continue
 
-    def forward_backward():
-        leaf = x.detach().requires_grad_()
-        impl(leaf, gamma).float().square().sum().backward()
+        def forward(impl=impl):
+            with torch.no_grad():
+                impl(x, gamma)
 
-    reps = 1 if name == "authors' loop" else repeats
-    try:
-        t_fwd = median_ms(forward, device, reps, before=model_forward)
-        t_both = median_ms(forward_backward, device, reps, before=model_forward)
-        with PeakMemory(device) as mem:
-            forward_backward()
-    except (RuntimeError, MemoryError) as err:  # out of memory: record and move on
-        return {"error": str(err).splitlines()[0][:120]}
-    return {"fwd_ms": t_fwd, "fwd_bwd_ms": t_both, "peak_mb": mem.peak / 2**20}
+        def forward_backward(impl=impl):
+            leaf = x.detach().requires_grad_()
+            impl(leaf, gamma).float().square().sum().backward()
+
+        try:  # one untimed call of each (compiling, autotuning), and its peak memory
+            forward()
+            with PeakMemory(device) as mem:
+                forward_backward()
+        except (RuntimeError, MemoryError) as err:  # out of memory: record and move on
+            results[name] = {"error": str(err).splitlines()[0][:120]}
+            continue
+        reps = 1 if name == "authors' loop" else repeats
+        calls[name] = (forward, forward_backward, reps, mem.peak)
+    times: dict[str, tuple[list, list]] = {name: ([], []) for name in calls}
+    for kind in (0, 1):
+        for round_ in range(repeats):
+            for name, (forward, forward_backward, reps, _) in calls.items():
+                if round_ < reps:
+                    fn = forward_backward if kind else forward
+                    times[name][kind].append(median_ms(fn, device, 1, warmup=False, before=model_forward))
+    for name, (*_, peak) in calls.items():
+        fwd, both = times[name]
+        results[name] = {
+            "fwd_ms": statistics.median(fwd),
+            "fwd_bwd_ms": statistics.median(both),
+            "peak_mb": peak / 2**20,
+        }
+    return {name: results[name] for name in impls if name in results}
 
 
 def long_row_accuracy(n: int, batch: int, gamma: float) -> dict:
@@ -259,10 +289,7 @@ def run(args) -> dict:
     for dtype in dtypes:
         for n, batch, *fixed in GRIDS[args.grid]:
             gamma = fixed[0] if fixed else args.gamma_long if (n, batch) == (1000, 128) else args.gamma
-            for name, impl in impls.items():
-                result = measure(name, impl, n, batch, dtype, args.device, gamma, args.repeats, quick)
-                if result is None:
-                    continue
+            for name, result in measure(impls, n, batch, dtype, args.device, gamma, args.repeats, quick).items():
                 if (
                     args.grid == "long"
                     and name == "softrank_ad[auto]"
