@@ -15,8 +15,8 @@ loss, and leaves torch's OpenMP workers spinning), and fwd+bwd as ``out.square()
 The implementations' calls on a cell are interleaved, one of each per round, so that a slow
 spell of a shared machine hits all of them rather than the one being timed (medians over the
 rounds). Ratios in the Markdown table are against the naive pairwise baseline and against
-torchsort measured in the same run. Memory is the CUDA allocator's peak on GPU, and the peak of sampled
-resident memory above the starting point on CPU (sampled every 0.5 ms; an approximation).
+torchsort measured in the same run. Memory is the CUDA allocator's peak on GPU, and the peak of
+sampled resident memory above the starting point on CPU (sampled every 0.5 ms; an approximation).
 
     python benchmarks/soft_rank_throughput.py --quick          # four sizes, float32 (run in the tests)
     python benchmarks/soft_rank_throughput.py --grid long      # long rows, B = 1 and 128

@@ -3,7 +3,8 @@ composed with DIST, soft Kendall, slack matching over samples or IGDM.
 
 One step = the method's attack (10 PGD steps by default) + its outer loss + backward + SGD step,
 on random [0, 1] images. On a GPU: CIFAR ResNet-18 student, WRN-34-10 teacher, batch 128, fp32
-and bfloat16 autocast (around the whole step, attack included). On CPU: the same architectures shrunk (``--tiny``), batch 32.
+and bfloat16 autocast (around the whole step, attack included). On CPU: the same architectures
+shrunk (``--tiny``), batch 32.
 
     python benchmarks/train_step.py                 # GPU if present, else tiny models on CPU
     python benchmarks/train_step.py --tiny --steps 3 --repeats 2

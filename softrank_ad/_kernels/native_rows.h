@@ -163,15 +163,15 @@ static void NAME(window_end)(const REAL *v, int64_t n, int64_t i, int64_t *hi, R
     *hi = h;
 }
 
-/* The pairs (i, j), begin ≤ j < end (begin > i), for entry i: returns entry i's share and adds entry j's share to
+/* The pairs (i, j), i < j < end, for entry i: returns entry i's share and adds entry j's share to
  * part[j]. Forward: σ(γ(v_i − v_j)) to i, σ(γ(v_j − v_i)) to j. Backward (g != NULL):
  * w = σ'(γ(v_i − v_j)) (g_i − g_j) to i and −w to j; the caller multiplies by γ. Entry i's
  * share is summed in REAL over BLOCK pairs at a time, then in double. */
-static inline double NAME(pairs)(const REAL *E, const REAL *g, int64_t i, int64_t begin, int64_t end, REAL *part)
+static inline double NAME(pairs)(const REAL *E, const REAL *g, int64_t i, int64_t end, REAL *part)
 {
     const REAL ei = E[i];
     double total = 0;
-    for (int64_t from = begin; from < end; from += BLOCK) {
+    for (int64_t from = i + 1; from < end; from += BLOCK) {
         const int64_t to = end - from > BLOCK ? from + BLOCK : end;
         REAL acc = 0;
         if (g == NULL) {
@@ -194,15 +194,15 @@ static inline double NAME(pairs)(const REAL *E, const REAL *g, int64_t i, int64_
     return total;
 }
 
-/* The pairs of entries a and b = a + 1 together: (a, b), then (a, j) for b < j < end_a and (b, j)
- * for b < j < end_b. Over the j both visit, each j is loaded and its part updated once for both,
+/* The pairs of entries a and b = a + 1 together: (a, b), then (a, j) and (b, j) for b < j < end
+ * (layout gives both entries that end). Each j is loaded and its part updated once for both,
  * and one division serves both pairs: with r = 1 / (D_a D_b), 1 / D_a = D_b r and 1 / D_b = D_a r
  * (D_a = E_a + E_j; no overflow: E ≤ exp(MAX_EXPONENT) keeps D_a D_b within REAL's range). Adds
  * the two entries' shares to *share_a and *share_b. */
-static inline void NAME(pairs2)(const REAL *E, const REAL *g, int64_t a, int64_t end_a, int64_t end_b, REAL *part,
-                                double *share_a, double *share_b)
+static inline void NAME(pairs2)(const REAL *E, const REAL *g, int64_t a, int64_t end, REAL *part, double *share_a,
+                                double *share_b)
 {
-    const int64_t b = a + 1, both = end_a < end_b ? end_a : end_b;
+    const int64_t b = a + 1;
     const REAL ea = E[a], eb = E[b], inv = (REAL)1 / (ea + eb);
     double total_a = 0, total_b = 0;
     if (g == NULL) {
@@ -213,8 +213,8 @@ static inline void NAME(pairs2)(const REAL *E, const REAL *g, int64_t a, int64_t
         total_a = w;
         part[b] -= w;
     }
-    for (int64_t from = b + 1; from < both; from += BLOCK) {
-        const int64_t to = both - from > BLOCK ? from + BLOCK : both;
+    for (int64_t from = b + 1; from < end; from += BLOCK) {
+        const int64_t to = end - from > BLOCK ? from + BLOCK : end;
         REAL acc_a = 0, acc_b = 0;
         if (g == NULL) {
             for (int64_t j = from; j < to; ++j) {
@@ -239,9 +239,8 @@ static inline void NAME(pairs2)(const REAL *E, const REAL *g, int64_t a, int64_t
         total_a += acc_a;
         total_b += acc_b;
     }
-    const int64_t begin = both > b + 1 ? both : b + 1;
-    *share_a += total_a + NAME(pairs)(E, g, a, begin, end_a, part);
-    *share_b += total_b + NAME(pairs)(E, g, b, begin, end_b, part);
+    *share_a += total_a;
+    *share_b += total_b;
 }
 
 /* Splits a row into blocks of entries and finds each entry's window; sequential, O(n). Leaves the
@@ -313,9 +312,9 @@ static void NAME(sweep_blocks)(const REAL *v, const REAL *g, int64_t n, REAL gam
             }
         int64_t i = start;
         for (; i + 1 < stop; i += 2)
-            NAME(pairs2)(E, g, i, end[i], end[i + 1], part, &total[i], &total[i + 1]);
+            NAME(pairs2)(E, g, i, end[i], part, &total[i], &total[i + 1]);
         if (i < stop)
-            total[i] += NAME(pairs)(E, g, i, i + 1, end[i], part);
+            total[i] += NAME(pairs)(E, g, i, end[i], part);
         for (int64_t j = start; j < last; ++j) {
             total[j] += part[j];
             part[j] = 0;

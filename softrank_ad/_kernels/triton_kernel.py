@@ -126,10 +126,13 @@ def _backward_kernel(
     tl.store(out_ptr + base + offs_i, gamma * acc, mask=mask_i)
 
 
-def _blocks(n: int) -> tuple[int, int]:
-    # Small rows fit one tile; long rows use 64×128 tiles (a few KB of registers per program).
+def _shape(rows: int, n: int) -> tuple[tuple[int, int], dict[str, int]]:
+    """The launch grid and the tile constants for ``rows`` rows of ``n``. Small rows fit one
+    tile; long rows use 64×128 tiles (a few KB of registers per program)."""
     width = triton.next_power_of_2(max(n, 16))
-    return min(width, 64), min(width, 128)
+    block_i, block_j = min(width, 64), min(width, 128)
+    grid = (rows, triton.cdiv(n, block_i))
+    return grid, {"BLOCK_I": block_i, "BLOCK_J": block_j, "ROW_END": triton.cdiv(n, block_j) * block_j}
 
 
 # Two warps per program, not Triton's default four: on an H200 (benchmarks/triton_tiles.py,
@@ -267,14 +270,11 @@ def _launch(kernel, inputs: tuple[torch.Tensor, ...], gamma: float) -> torch.Ten
     out = torch.empty_like(x)
     if not x.numel():
         return out
-    block_i, block_j = _blocks(n)
+    grid, tiles = _shape(rows, n)
     try:
         # Launches go to the current CUDA device unless told otherwise: make it x's.
         with torch.cuda.device(x.device) if x.is_cuda else nullcontext():
-            end = triton.cdiv(n, block_j) * block_j
-            kernel[(rows, triton.cdiv(n, block_i))](
-                *inputs, out, n, gamma, BLOCK_I=block_i, BLOCK_J=block_j, ROW_END=end, num_warps=_WARPS
-            )
+            kernel[grid](*inputs, out, n, gamma, **tiles, num_warps=_WARPS)
     except Exception as err:  # noqa: BLE001 - any compile or launch error means: not here
         _failure = f"the Triton kernel failed to compile or launch on {x.device}: {type(err).__name__}: {err}"
         raise KernelFailure(_failure) from err
