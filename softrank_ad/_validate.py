@@ -76,7 +76,7 @@ def check_finite_from(result: torch.Tensor, *inputs: tuple[torch.Tensor, str]) -
     NaN or inf (a soft rank's is: the pair (i, i) gives σ(inf − inf)). One reduction over
     ``result`` replaces a sweep over each input; the inputs are swept only once it has failed, to
     name the culprit. Skipped while traced."""
-    if is_traced(result) or not bool(result.detach().sum().isnan()):
+    if is_traced(result) or not math.isnan(result.detach().sum().item()):  # .item(): one op fewer
         return
     for x, name in inputs:
         check_finite(x, name)

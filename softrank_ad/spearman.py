@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from softrank_ad import _deprecation, _validate
-from softrank_ad.rank import BACKENDS, DEFAULT_GAMMA, SCALES, Backend, Scale, soft_rank
+from softrank_ad.rank import BACKENDS, DEFAULT_GAMMA, SCALES, Backend, Scale, check_finite_ranks, soft_rank
 
 PositionWeights = Literal["none", "dcg"]
 POSITION_WEIGHTS = get_args(PositionWeights)
@@ -124,7 +124,7 @@ def _spearman(a, b, gamma, dim, scale, backend, check_finite, weights, names):
     both = torch.stack((a.to(compute_dtype), b.to(compute_dtype)))
     ranks = soft_rank(both, gamma=gamma, dim=dim + 1, **options)
     if check_finite:
-        _validate.check_finite_from(ranks, (a, name_a), (b, name_b))
+        check_finite_ranks(ranks, (a, name_a), (b, name_b))
     ra, rb = ranks.unbind(0)
     squared = (ra - rb).square()
     if weights is not None:

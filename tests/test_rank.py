@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -216,6 +217,37 @@ def test_non_finite_input(value, backend):
             with pytest.raises(ValueError, match="x contains 1 non-finite value"):
                 soft_rank(x, gamma=30.0, scale=scale, backend=backend)
         assert torch.isnan(soft_rank(x, backend=backend, check_finite=False)[1]).any()  # the opt-out
+
+
+def test_native_finiteness_report_replaces_the_reduction_only_for_its_own_output(monkeypatch):
+    # The native kernel reports rows holding NaN/inf; soft_rank and the Spearman losses then skip
+    # their reduction over the ranks, but only for the tensor that very forward returned.
+    from softrank_ad import _validate, soft_spearman
+    from softrank_ad._kernels import native
+
+    reductions = []
+    real = _validate.check_finite_from
+    monkeypatch.setattr(_validate, "check_finite_from", lambda *a: reductions.append(1) or real(*a))
+    ranks = soft_rank(torch.randn(3, 2, 6), dim=1, backend="native")  # a view of the kernel's output
+    soft_spearman(torch.randn(4, 6), torch.randn(4, 6), backend="native")
+    assert native.known_finite(ranks) is False  # the Spearman call's forward came last
+    assert reductions == []
+    soft_rank(torch.randn(2, 6, dtype=torch.bfloat16), backend="native")  # checked before the cast back
+    assert reductions == []
+    soft_rank(torch.randn(2, 6), backend="reference")  # another backend: reduced
+    assert len(reductions) == 1
+    finite = soft_rank(torch.randn(2, 6), backend="native")
+    bad = torch.randn(2, 6)
+    bad[0, 1] = math.nan
+    with pytest.raises(ValueError, match="x contains 1 non-finite"):
+        soft_rank(bad, backend="reference")  # right after a finite native forward
+    with pytest.raises(ValueError, match="b contains 1 non-finite"):
+        soft_spearman(torch.randn(2, 6), bad, backend="native")
+    other_thread = []
+    thread = threading.Thread(target=lambda: other_thread.append(native.known_finite(finite)))
+    thread.start()
+    thread.join()
+    assert other_thread == [False]
 
 
 def test_bad_backend_and_scale():

@@ -44,6 +44,7 @@ import tempfile
 import threading
 import time
 import warnings
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -469,6 +470,7 @@ def _threads(rows: int, n: int) -> int:
 
 # Bits of the kernels' return value (native.c).
 _NO_MEMORY = 1
+_NONFINITE = 2
 _ORDER_KEPT = 4
 
 
@@ -484,35 +486,55 @@ def _run(name: str, tensors: list[torch.Tensor | None], gamma: float) -> tuple[t
     assert x is not None
     rows, n = x.shape
     out = torch.empty_like(x)
-    if x.numel() == 0:
+    if rows == 0 or n == 0:
         return out, 0
-    suffix = "f32" if x.dtype == torch.float32 else "f64"
-    function = getattr(library, f"{name}_{suffix}")
+    function = getattr(library, f"{name}_{'f32' if x.dtype == torch.float32 else 'f64'}")
     threads = _threads(rows, n)
-
-    def block(start: int, stop: int, threads: int) -> int:
-        pointers = [None if t is None else t[start].data_ptr() for t in tensors] + [out[start].data_ptr()]
-        return function(*pointers, stop - start, n, gamma, threads)
-
-    if library.softrank_openmp() and not _forked:  # rows, or one long row, over OpenMP threads
-        statuses = [block(0, rows, threads)]
-    elif min(threads, rows) == 1:
-        statuses = [block(0, rows, 1)]
+    # Raw addresses, not t[start]: a view costs a microsecond each, and small calls add up to
+    # tens of them (soft_rank on a row of a few thousand is ~0.1 ms in all).
+    bases = [0 if t is None else t.data_ptr() for t in tensors] + [out.data_ptr()]
+    strides = [0 if t is None else n * t.element_size() for t in tensors] + [n * out.element_size()]
+    if min(threads, rows) == 1 or (library.softrank_openmp() and not _forked):
+        # rows, or one long row, over OpenMP threads (or one thread)
+        status = function(*[base or None for base in bases], rows, n, gamma, threads)
     else:  # a Python pool splits the rows; a single row stays on one thread
+
+        def block(start: int, stop: int) -> int:
+            pointers = [base + start * stride if base else None for base, stride in zip(bases, strides)]
+            return function(*pointers, stop - start, n, gamma, 1)
+
         threads = min(threads, rows)
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="softrank")
         step = -(-rows // threads)
-        others = [_pool.submit(block, start, min(start + step, rows), 1) for start in range(step, rows, step)]
-        statuses = [block(0, step, 1)] + [other.result() for other in others]
-    status = functools.reduce(operator.or_, statuses)
+        others = [_pool.submit(block, start, min(start + step, rows)) for start in range(step, rows, step)]
+        first = block(0, step)  # on this thread, while the pool runs the others
+        status = functools.reduce(operator.or_, [other.result() for other in others], first)
     if status & _NO_MEMORY:
         raise MemoryError(f"the native soft-rank kernel could not allocate scratch for rows of {n}")
     return out, status
 
 
+_last_forward = threading.local()  # .ranks: a weak reference to this thread's last finite forward
+
+
+def _remember(ranks: torch.Tensor, status: int) -> torch.Tensor:
+    _last_forward.ranks = None if status & _NONFINITE else weakref.ref(ranks)
+    return ranks
+
+
+def known_finite(ranks: torch.Tensor) -> bool:
+    """Whether ``ranks`` (or the tensor it is a view of) is what this thread's last forward
+    returned, and that forward found every row finite (the kernel reports it). ``soft_rank`` then
+    skips its own finiteness check: a reduction and a read back, 10-20 µs of a small call. A weak
+    reference, not an address: a freed output's address may be reused by another tensor."""
+    ref = getattr(_last_forward, "ranks", None)
+    last = ref() if ref is not None else None
+    return last is not None and (ranks is last or ranks._base is last)
+
+
 def forward(x: torch.Tensor, gamma: float) -> torch.Tensor:
-    return _run("softrank_forward", [x, None], gamma)[0]
+    return _remember(*_run("softrank_forward", [x, None], gamma))
 
 
 def forward_saving(x: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -521,7 +543,7 @@ def forward_saving(x: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.T
     row was sorted (dense and far-field rows)."""
     order = torch.empty(x.shape, dtype=torch.int32)
     ranks, status = _run("softrank_forward", [x, order], gamma)
-    return ranks, order if status & _ORDER_KEPT else None
+    return _remember(ranks, status), order if status & _ORDER_KEPT else None
 
 
 def backward(x: torch.Tensor, grad: torch.Tensor, gamma: float, saved: torch.Tensor | None = None) -> torch.Tensor:
