@@ -8,7 +8,10 @@ division (1/p = q/(pq), 1/q = p/(pq)), so the forward can come in under this flo
 says so rather than moving the floor. The floor is measured here, not computed from a datasheet:
 a C loop of exactly B·n(n−1)/2 float32 divisions over data in cache, one long vectorised loop per
 row's worth (no per-entry overhead), built with the library's flags and run on the same threads.
-The forward is ``soft_rank`` as a training loop calls it (default arguments, CPU float32).
+The forward is ``soft_rank`` as a training loop calls it (default arguments, CPU float32); the
+native kernel called directly is timed beside it, so that the report shows what the call itself
+adds. The three are interleaved call by call (floor, kernel, ``soft_rank``, floor, …): on a
+shared machine a slow spell then falls on all three, and each round gives its own ratio.
 
     python benchmarks/division_floor.py                 # n = 100, B = 4,096, γ = 1
     python benchmarks/division_floor.py --record        # write into benchmarks/results/
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import datetime
+import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -68,22 +72,36 @@ def measure(floor: ctypes.CDLL, n: int, batch: int, gamma: float, threads: int, 
     pairs = n * (n - 1) // 2
     a = torch.rand(pairs, generator=torch.Generator().manual_seed(0)) + 0.5
     x = torch.randn(batch, n, generator=torch.Generator().manual_seed(0))
+    calls = {
+        "floor": lambda: floor.division_floor(a.data_ptr(), pairs, batch, threads),
+        "kernel": lambda: native.forward(x, gamma),
+        "forward": lambda: soft_rank(x, gamma=gamma),
+    }
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        floor_ms = median_ms(lambda: floor.division_floor(a.data_ptr(), pairs, batch, threads), "cpu", repeats)
-        forward_ms = median_ms(lambda: soft_rank(x, gamma=gamma), "cpu", repeats)
+        for call in calls.values():  # untimed: builds, first-touch of memory
+            call()
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(repeats):
+            for name, call in calls.items():
+                times[name].append(median_ms(call, "cpu", 1, warmup=False))
     finally:
         torch.set_num_threads(previous)
+    ratios = sorted(f / d for f, d in zip(times["forward"], times["floor"]))
     return {
         "n": n,
         "batch": batch,
         "gamma": gamma,
         "threads": threads,
         "divisions": batch * pairs,
-        "floor_ms": floor_ms,
-        "forward_ms": forward_ms,
-        "forward_over_floor": forward_ms / floor_ms,
+        "floor_ms": statistics.median(times["floor"]),
+        "kernel_ms": statistics.median(times["kernel"]),
+        "forward_ms": statistics.median(times["forward"]),
+        "forward_over_floor": statistics.median(ratios),
+        # the middle half of the rounds' own ratios: how much the machine moved under them
+        "forward_over_floor_quartiles": [ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]],
+        "kernel_over_floor": statistics.median(k / d for k, d in zip(times["kernel"], times["floor"])),
     }
 
 
@@ -93,15 +111,19 @@ def markdown(report: dict) -> str:
         "",
         f"Hardware: {hardware_line(report['hardware'])}. Floor: B·n(n−1)/2 float32 divisions in one "
         f"vectorised loop per row's worth, built with the kernels' flags; forward: `soft_rank(x, gamma=γ)` "
-        f"on CPU float32, default arguments. Median of {report['repeats']} calls.",
+        f"on CPU float32, default arguments; kernel: `native.forward` called directly. The three calls "
+        f"interleaved, {report['repeats']} rounds; times are medians, ratios the median of the rounds' "
+        "own ratios (forward / floor with its quartiles over the rounds).",
         "",
-        "| n | B | γ | threads | divisions | floor ms | forward ms | forward / floor |",
-        "|---|---|---|---|---|---|---|---|",
+        "| n | B | γ | threads | divisions | floor ms | kernel ms | forward ms | kernel / floor | forward / floor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
+        q = r["forward_over_floor_quartiles"]
         lines.append(
             f"| {r['n']:,} | {r['batch']:,} | {r['gamma']:g} | {r['threads']} | {r['divisions']:,} | "
-            f"{r['floor_ms']:.3g} | {r['forward_ms']:.3g} | {r['forward_over_floor']:.2f} |"
+            f"{r['floor_ms']:.3g} | {r['kernel_ms']:.3g} | {r['forward_ms']:.3g} | {r['kernel_over_floor']:.2f} | "
+            f"{r['forward_over_floor']:.2f} ({q[0]:.2f}–{q[1]:.2f}) |"
         )
     lines += [
         "",
@@ -116,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--gamma", type=float, default=1.0)
-    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--repeats", type=int, default=41, help="rounds of the three calls")
     parser.add_argument("--record", action="store_true", help="write into benchmarks/results/")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
     args = parser.parse_args(argv)
@@ -128,8 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows = [measure(floor, args.n, args.batch, args.gamma, t, args.repeats) for t in threads]
     for r in rows:
         print(
-            f"threads {r['threads']}: floor {r['floor_ms']:.3f} ms  forward {r['forward_ms']:.3f} ms  "
-            f"forward/floor {r['forward_over_floor']:.2f}",
+            f"threads {r['threads']}: floor {r['floor_ms']:.3f} ms  kernel {r['kernel_ms']:.3f} ms  "
+            f"forward {r['forward_ms']:.3f} ms  forward/floor {r['forward_over_floor']:.2f}",
             flush=True,
         )
     report = {
