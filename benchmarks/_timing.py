@@ -42,7 +42,9 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512vl", "asimd", "sv
 
 def hardware(device: str) -> dict:
     """What a timing was measured on: CPU model, ISA flags, cores and threads, the C compiler the
-    native kernels are built with, torch's version, and the GPU when ``device`` is CUDA."""
+    native kernels are built with and the instruction sets they were built for (the CPU's own
+    under ``-march=native``; see ``cc_march.sh``), torch's version, and the GPU when ``device``
+    is CUDA."""
     import os
     import platform
     import subprocess
@@ -71,6 +73,7 @@ def hardware(device: str) -> dict:
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "compiler": compiler,
+        "kernels_built_for": native.build_target(),
         "torch": torch.__version__,
     }
     if device == "cuda":
@@ -82,9 +85,11 @@ def hardware_line(info: dict) -> str:
     """``hardware()`` in one line, for the Markdown reports."""
     isa = ", ".join(info.get("isa", [])) or "no ISA flags read"
     gpu = f"{info['gpu']} · " if "gpu" in info else ""
+    built = info.get("kernels_built_for")
+    kernels = f" · kernels built for {built}" if built else ""
     return (
         f"{gpu}{info['cpu']} ({isa}) · {info['cores']} cores, {info['threads']} threads · "
-        f"{info['compiler']} · torch {info['torch']}"
+        f"{info['compiler']}{kernels} · torch {info['torch']}"
     )
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -218,3 +222,30 @@ def test_missing_peers_are_named_with_their_install_command(monkeypatch, capsys)
     )
     assert "not installed, so not compared: torchsort (pip install torchsort)" in capsys.readouterr().out
     assert "torchsort (`pip install torchsort`)" in soft_rank_throughput.markdown(report)
+
+
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64") or shutil.which("cc") is None,
+    reason="cc_march.sh wraps an x86 compiler's -march",
+)
+def test_reports_name_the_target_the_kernels_were_built_for(tmp_path):
+    """The same CPU runs other code under another -march: the hardware line says which. Built
+    here as x86-64-v3 (AVX2 + FMA, no AVX-512) through cc_march.sh, in a child with its own cache."""
+    import _timing
+
+    from softrank_ad._kernels import native
+
+    cpu_flags = set(_timing.hardware("cpu")["isa"])
+    own = native.build_target()
+    assert own is not None and ("avx2" in own.split(", ")[0].split()) == ("avx2" in cpu_flags)
+    assert f"kernels built for {own}" in _timing.hardware_line(_timing.hardware("cpu"))
+    wrapper = Path(__file__).resolve().parents[1] / "benchmarks" / "cc_march.sh"
+    env = {**os.environ, "CC": str(wrapper), "MARCH": "x86-64-v3", "SOFTRANK_AD_CACHE": str(tmp_path)}
+    child = "from softrank_ad._kernels import native; print(native.build_target(), native.build_error())"
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "avx2 fma avx sse4_2, 32-byte vectors None"
+    without = subprocess.run(
+        ["sh", str(wrapper), "--version"], capture_output=True, text=True, env={**env, "MARCH": ""}, timeout=30
+    )
+    assert without.returncode != 0 and "set MARCH" in without.stderr

@@ -87,6 +87,42 @@ static int row_threads(int64_t rows, int threads)
 #else
 #define TARGET_VECTOR_BYTES 16
 #endif
+/* The instruction sets this build was compiled for, as the compiler's macros say (what
+ * -march=native chose, or whatever target the build was given): benchmark reports name it
+ * beside the CPU, since the same CPU runs different code under different targets. */
+const char *softrank_target(void)
+{
+    return ""
+#ifdef __AVX512F__
+           " avx512f"
+#endif
+#ifdef __AVX2__
+           " avx2"
+#endif
+#ifdef __FMA__
+           " fma"
+#endif
+#ifdef __AVX__
+           " avx"
+#endif
+#ifdef __SSE4_2__
+           " sse4_2"
+#endif
+#ifdef __ARM_NEON
+           " neon"
+#endif
+#ifdef __ARM_FEATURE_SVE
+           " sve"
+#endif
+        ;
+}
+
+/* The widest vector register of the build target, in bytes. */
+int softrank_vector_bytes(void)
+{
+    return TARGET_VECTOR_BYTES;
+}
+
 /* The compiler may fuse a * b + c into one rounding in some lanes of a loop and not in others
  * (a vector part and a scalar rest): where every lane must do the same arithmetic, it may not. */
 #if defined(__GNUC__) && !defined(__clang__)

@@ -212,6 +212,8 @@ def _declare(library: ctypes.CDLL) -> None:
         forward.restype = backward.restype = method.restype = ctypes.c_int
     library.softrank_openmp.restype = ctypes.c_int
     library.softrank_openmp_symbol.restype = ctypes.c_void_p
+    library.softrank_target.restype = ctypes.c_char_p
+    library.softrank_vector_bytes.restype = ctypes.c_int
     library.softrank_set_farfield.argtypes = [ctypes.c_int]
     library.softrank_set_farfield.restype = None
     library.softrank_set_exact_cost.argtypes = [ctypes.c_int, real]
@@ -432,6 +434,15 @@ def build_error() -> str | None:
     """Why the kernels could not be built, or None."""
     _load()
     return _error
+
+
+def build_target() -> str | None:
+    """The instruction sets the loaded kernels were compiled for and their widest vector, e.g.
+    ``"avx2 fma avx sse4_2, 32-byte vectors"``; None when they are not built."""
+    library = _load()
+    if library is None:
+        return None
+    return f"{library.softrank_target().decode().strip() or 'baseline'}, {library.softrank_vector_bytes()}-byte vectors"
 
 
 RUNS_ON = "CPU float32/float64 tensors"
