@@ -4,11 +4,12 @@ a forward + backward on each path, forced.
 
 The choice rests on a cost model whose exact-sweep constant is measured on the CPU at the first
 build (``native.exact_cost_scales()``); this benchmark checks that model against the clock over
-rows the calibration never saw. The forward and the backward choose separately, so each is timed
-separately on each path, forced (the backward as ``soft_rank`` runs it, with the order the forward
-kept): a choice is right when the path taken is the faster one, or within 5% of it (timing
-noise); a wrong one costs the ratio of the two. The same for the fitted constants alone (scales
-1) with ``--uncalibrated``.
+rows the calibration never saw. Each direction is timed on each path, forced, and the backward's
+exact sweep both with the order a sorting forward keeps (no sort of its own) and without: under
+autograd the backward chooses given what the forward left. Two verdicts per row class: the forward + backward ``auto``
+took against the best of the four combinations of paths, and the backward's path against the
+other given the forward's order. A choice is right within 5% of the best (timing noise); a wrong
+one costs the ratio. The same for the fitted constants alone (scales 1) with ``--uncalibrated``.
 
     python benchmarks/path_choice.py                  # n 512–65,536, B 1 and 128, γ 0.1–10
     python benchmarks/path_choice.py --grid quick     # two cells (run in the tests)
@@ -40,33 +41,53 @@ GAMMAS = {"full": (0.1, 1.0, 10.0), "quick": (1.0,)}
 NOISE = 1.05
 
 
-def time_direction(x: torch.Tensor, gamma: float, mode: str, repeats: int) -> tuple[float, float]:
-    """Median ms of the forward and of the backward (its vector a fixed random one, and the order
-    the forward kept on this path, as under autograd) on ``mode``."""
-    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
-    with native.farfield(mode):
-        _, saved = native.forward_saving(x, gamma)
-        forward = median_ms(lambda: native.forward_saving(x, gamma), "cpu", repeats)
-        backward = median_ms(lambda: native.backward(x, grad, gamma, saved=saved), "cpu", repeats)
-    return forward, backward
-
-
 def measure(n: int, batch: int, gamma: float, repeats: int) -> dict:
+    """Each direction on each path, forced; the backward's exact sweep both with the order its
+    forward kept (no sort) and without; then what ``auto`` chose against every combination."""
     x = torch.randn(batch, n, generator=torch.Generator().manual_seed(0))
-    row = {"n": n, "batch": batch, "gamma": gamma}
-    times = {
-        "exact": time_direction(x, gamma, "never", repeats),
-        "expansion": time_direction(x, gamma, "always", repeats),
+    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    with native.farfield("never"):
+        _, order = native.forward_saving(x, gamma)  # sorted rows' order, None for dense rows
+        forward_exact = median_ms(lambda: native.forward_saving(x, gamma), "cpu", repeats)
+        backward_sorted = median_ms(lambda: native.backward(x, grad, gamma, saved=order), "cpu", repeats)
+        backward_unsorted = median_ms(lambda: native.backward(x, grad, gamma), "cpu", repeats)
+    with native.farfield("always"):
+        forward_expansion = median_ms(lambda: native.forward_saving(x, gamma), "cpu", repeats)
+        backward_expansion = median_ms(lambda: native.backward(x, grad, gamma), "cpu", repeats)
+    forward = {"exact": forward_exact, "expansion": forward_expansion}
+    backward = {
+        (True, "exact"): backward_sorted,
+        (False, "exact"): backward_unsorted,
+        (True, "expansion"): backward_expansion,
+        (False, "expansion"): backward_expansion,
     }
-    for k, direction in enumerate(("forward", "backward")):
-        path = native.method(x[0], gamma, backward=bool(k), rows=batch)
-        taken, other = ("expansion", "exact") if path == "far-field" else ("exact", "expansion")
-        row[f"{direction}_path"] = path
-        row[f"{direction}_exact_ms"] = times["exact"][k]
-        row[f"{direction}_expansion_ms"] = times["expansion"][k]
-        # > 1: the path taken was slower than the other by that factor
-        row[f"{direction}_loss"] = times[taken][k] / times[other][k]
-    return row
+    # what auto does under autograd: a forward that sorted keeps the row's order for the backward
+    forward_path = native.method(x[0], gamma, rows=batch)
+    kept = forward_path == "window"
+    backward_path = native.method(x[0], gamma, backward=True, rows=batch, sorted=kept)
+    f_taken, b_taken = ("expansion" if p == "far-field" else "exact" for p in (forward_path, backward_path))
+    b_other = "exact" if b_taken == "expansion" else "expansion"
+    combinations = {
+        (f, b): forward[f] + backward[(f == "exact" and order is not None, b)]
+        for f in ("exact", "expansion")
+        for b in ("exact", "expansion")
+    }
+    return {
+        "n": n,
+        "batch": batch,
+        "gamma": gamma,
+        "forward_path": forward_path,
+        "backward_path": backward_path,
+        "forward_exact_ms": forward_exact,
+        "forward_expansion_ms": forward_expansion,
+        "backward_exact_sorted_ms": backward_sorted,
+        "backward_exact_ms": backward_unsorted,
+        "backward_expansion_ms": backward_expansion,
+        # > 1: slower than the best combination of paths (forward + backward) by that factor
+        "pair_loss": combinations[(f_taken, b_taken)] / min(combinations.values()),
+        # > 1: given what the forward left, the backward's path was slower than the other
+        "backward_loss": backward[(kept, b_taken)] / backward[(kept, b_other)],
+    }
 
 
 def markdown(report: dict) -> str:
@@ -75,27 +96,30 @@ def markdown(report: dict) -> str:
         "",
         f"Hardware: {hardware_line(report['hardware'])}. Exact-sweep cost scales "
         f"{report['scales']} ({report['calibration']}). Float32, median of {report['repeats']} calls "
-        "of each direction on each path, forced. Taken / other: the time of the path `auto` took "
-        f"over the other's (≤ {NOISE}: right, within timing noise).",
+        "of each direction on each path, forced; the backward's exact sweep with the order its "
+        "forward kept (sorted rows) and without. Pair: the forward + backward `auto` took over the "
+        "best of the four combinations of paths; backward: its path over the other, given the order "
+        f"the forward left (≤ {NOISE}: right, within timing noise).",
         "",
-        "| n | B | γ | forward: path | exact ms | expansion ms | taken / other | backward: path | exact ms "
-        "| expansion ms | taken / other |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| n | B | γ | paths (forward → backward) | forward exact / expansion ms | backward exact, order kept / "
+        "not / expansion ms | pair: taken / best | backward: taken / other |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
-        cells = [f"{r['n']:,}", str(r["batch"]), f"{r['gamma']:g}"]
-        for d in ("forward", "backward"):
-            loss = r[f"{d}_loss"]
-            mark = "" if loss <= NOISE else " **wrong**"
-            cells += [r[f"{d}_path"], f"{r[f'{d}_exact_ms']:.3g}", f"{r[f'{d}_expansion_ms']:.3g}", f"{loss:.2f}{mark}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    wrong = [(r, d) for r in report["rows"] for d in ("forward", "backward") if r[f"{d}_loss"] > NOISE]
-    lines += ["", f"Choices: {2 * len(report['rows'])}, wrong (the other path faster by more than 5%): {len(wrong)}."]
-    if wrong:
-        r, d = max(wrong, key=lambda item: item[0][f"{item[1]}_loss"])
+        marks = {k: f"{r[k]:.2f}" + ("" if r[k] <= NOISE else " **wrong**") for k in ("pair_loss", "backward_loss")}
         lines.append(
-            f"Worst: the {d} at n = {r['n']:,}, B = {r['batch']}, γ = {r['gamma']:g}, "
-            f"{r[f'{d}_loss']:.2f}× the faster path's time."
+            f"| {r['n']:,} | {r['batch']} | {r['gamma']:g} | {r['forward_path']} → {r['backward_path']} | "
+            f"{r['forward_exact_ms']:.3g} / {r['forward_expansion_ms']:.3g} | "
+            f"{r['backward_exact_sorted_ms']:.3g} / {r['backward_exact_ms']:.3g} / {r['backward_expansion_ms']:.3g} | "
+            f"{marks['pair_loss']} | {marks['backward_loss']} |"
+        )
+    wrong = [(r, k) for r in report["rows"] for k in ("pair_loss", "backward_loss") if r[k] > NOISE]
+    lines += ["", f"Choices: {2 * len(report['rows'])}, wrong (slower than the best by more than 5%): {len(wrong)}."]
+    if wrong:
+        r, k = max(wrong, key=lambda item: item[0][item[1]])
+        what = "forward + backward" if k == "pair_loss" else "backward"
+        lines.append(
+            f"Worst: the {what} at n = {r['n']:,}, B = {r['batch']}, γ = {r['gamma']:g}, {r[k]:.2f}× the best time."
         )
     return "\n".join(lines) + "\n"
 
@@ -107,6 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--uncalibrated", action="store_true", help="the fitted constants (scales 1) instead")
     parser.add_argument("--record", action="store_true", help="write into benchmarks/results/")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
+    parser.add_argument("--tag", default="", help="appended to the results' file names (e.g. the build target)")
     args = parser.parse_args(argv)
     if not native.available():
         raise SystemExit(f"the native kernels are not available here: {native.build_error()}")
@@ -121,9 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
                 rows.append(measure(n, batch, gamma, args.repeats))
                 r = rows[-1]
                 print(
-                    f"n={n:>6} B={batch:>3} γ={gamma:<4g} forward {r['forward_path']:>9} "
-                    f"(taken/other {r['forward_loss']:.2f})  backward {r['backward_path']:>9} "
-                    f"(taken/other {r['backward_loss']:.2f})",
+                    f"n={n:>6} B={batch:>3} γ={gamma:<4g} {r['forward_path']:>9} → {r['backward_path']:<9} "
+                    f"pair taken/best {r['pair_loss']:.2f}  backward taken/other {r['backward_loss']:.2f}",
                     flush=True,
                 )
     report = {
@@ -137,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     write_report(
         report,
         markdown(report),
-        f"path_choice_{report['date']}{'_uncalibrated' if args.uncalibrated else ''}",
+        f"path_choice_{report['date']}{'_uncalibrated' if args.uncalibrated else ''}{'_' + args.tag if args.tag else ''}",
         RESULTS if args.record else args.out,
     )
     print(markdown(report))

@@ -22,6 +22,8 @@ sampled resident memory above the starting point on CPU (sampled every 0.5 ms; a
     python benchmarks/soft_rank_throughput.py --grid long      # long rows, B = 1 and 128
     python benchmarks/soft_rank_throughput.py --device cuda    # full grid on a GPU
     python benchmarks/soft_rank_throughput.py --record         # write into benchmarks/results/
+    MARCH=x86-64-v3 CC=benchmarks/cc_march.sh SOFTRANK_AD_CACHE=/tmp/softrank-v3 \
+        python benchmarks/soft_rank_throughput.py --quick --tag x86-64-v3   # the AVX2 build, this core
 
 The peers are optional: ``pip install torchsort diffsort`` (torchsort builds a C++/CUDA extension
 against the installed torch). A peer that is not installed is named at the start and its columns
@@ -422,6 +424,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--only", nargs="*", help="substrings of implementation names to keep")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"), help="default runs/benchmarks")
     parser.add_argument("--record", action="store_true", help="write into benchmarks/results/ (the README's tables)")
+    parser.add_argument("--tag", default="", help="appended to the results' file names (e.g. the build target)")
     args = parser.parse_args(argv)
     if args.record:
         args.out = Path(__file__).parent / "results"
@@ -432,6 +435,7 @@ def main(argv: list[str] | None = None) -> dict:
     stem = (
         args.out
         / f"soft_rank_{datetime.date.today().isoformat()}_{args.device}{'' if args.grid == 'full' else '_' + args.grid}"
+        f"{'_' + args.tag if args.tag else ''}"
     )
     args.partial = stem.with_suffix(".partial.jsonl")  # each row as it finishes: a run cut short keeps them
     report = run(args)

@@ -46,7 +46,8 @@ def test_path_choice_quick_reports_each_cell_with_its_hardware(tmp_path):
         for direction in ("forward", "backward"):
             assert row[f"{direction}_path"] in ("dense", "window", "far-field")
             assert row[f"{direction}_exact_ms"] > 0 and row[f"{direction}_expansion_ms"] > 0
-            assert row[f"{direction}_loss"] > 0
+        assert row["backward_exact_sorted_ms"] > 0 and row["backward_loss"] > 0
+        assert row["pair_loss"] >= 1  # the best combination includes the one taken
     assert report["rows"][0]["forward_path"] == "dense"  # rows under 512 entries never expand
     assert set(report["scales"]) == {"forward", "backward"}
     assert {"cpu", "isa", "cores"} <= set(report["hardware"])

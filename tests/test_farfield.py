@@ -100,6 +100,23 @@ def _the_row_decides_the_method():
         native.method(torch.tensor([1.0, float("nan")]), 1.0)
 
 
+def test_a_backward_with_the_order_its_forward_kept_is_not_charged_a_sort():
+    # Under autograd a forward that sorted keeps each row's order, and the backward's windows
+    # then need no sort: the cost model leaves it out, so such a backward takes the windows at
+    # least wherever an unsorted one would, and at some rows where it would not (fixed constants:
+    # the calibrated ones are the CPU's).
+    flipped = 0
+    with native.exact_cost(forward=1.0, backward=1.0):
+        for n, gamma in [(1024, 10.0), (2048, 20.0), (3000, 30.0), (1024, 1.0), (4096, 50.0), (512, 10.0)]:
+            x = torch.randn(n, generator=torch.Generator().manual_seed(0))
+            unsorted = native.method(x, gamma, backward=True, rows=128)
+            kept = native.method(x, gamma, backward=True, rows=128, sorted=True)
+            assert unsorted != "window" or kept == "window"
+            assert native.method(x, gamma, rows=128, sorted=True) == native.method(x, gamma, rows=128)  # forward
+            flipped += (unsorted, kept) == ("far-field", "window")
+    assert flipped >= 2
+
+
 @pytest.mark.parametrize(("rows", "n"), [(3, 2048), (1, 4096), (1, 40_000)])
 def test_work_split_over_threads_agrees_with_one_thread(rows, n):
     # Whole rows to a thread each (rows >= threads); a single row's forward has its bins shared

@@ -208,7 +208,7 @@ def _declare(library: ctypes.CDLL) -> None:
         backward = getattr(library, f"softrank_backward_{suffix}")
         backward.argtypes = [pointer, pointer, pointer, pointer, size, size, real, count]
         method = getattr(library, f"softrank_method_{suffix}")
-        method.argtypes = [pointer, size, real, count, size, count]
+        method.argtypes = [pointer, size, real, count, size, count, count]
         forward.restype = backward.restype = method.restype = ctypes.c_int
     library.softrank_openmp.restype = ctypes.c_int
     library.softrank_openmp_symbol.restype = ctypes.c_void_p
@@ -389,18 +389,20 @@ def uses_openmp() -> bool:
 METHODS = {0: "dense", 1: "window", 2: "far-field"}
 
 
-def method(row: torch.Tensor, gamma: float, backward: bool = False, rows: int = 1) -> str:
+def method(row: torch.Tensor, gamma: float, backward: bool = False, rows: int = 1, sorted: bool = False) -> str:
     """How the kernel sweeps this 1-D row in a call on ``rows`` rows: "dense" (every pair),
     "window" (sorted, saturated pairs counted) or "far-field" (the expansion of
     ``native_farfield.h``, float32 only), chosen per row by comparing their costs (which depend
-    on whether the row has threads to itself or shares them with other rows)."""
+    on whether the row has threads to itself or shares them with other rows). ``sorted``: a
+    backward whose forward kept the row's order (``forward_saving``), so windows need no sort."""
     library = _load()
     row = row.contiguous()
     suffix = "f32" if row.dtype == torch.float32 else "f64"
     function = getattr(library, f"softrank_method_{suffix}")
-    chosen = function(row.data_ptr(), row.numel(), gamma, int(backward), rows, _threads(rows, row.numel()))
+    threads = _threads(rows, row.numel())
+    chosen = function(row.data_ptr(), row.numel(), gamma, int(backward), rows, threads, int(sorted))
     if chosen < 0:
-        raise ValueError("the row holds NaN or inf (or scratch memory ran out)")
+        raise ValueError("the row holds NaN or inf")
     return METHODS[chosen]
 
 
