@@ -20,7 +20,7 @@ The MLPs have no spatial layer, so there is no Grad-CAM map to align: SmaraAD he
 matching alone (``align_weight=0``, ``attack_align_weight=0``). Students train with Adam, which
 is invariant to the loss's scale, so any gap here is not a learning-rate effect.
 
-    python examples/toy_distill.py                          # 3 seeds, SmaraAD vs AdaAD: 44 s on 2 cores (AMD EPYC Zen 4)
+    python examples/toy_distill.py          # 3 seeds, SmaraAD vs AdaAD: 44 s on 2 cores (AMD EPYC Zen 4), 29 s (Intel Xeon, AVX-512)
     python examples/toy_distill.py --seeds 10 --configs all --out runs/toy-study   # the whole grid
 """
 
