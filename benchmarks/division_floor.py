@@ -15,6 +15,8 @@ shared machine a slow spell then falls on all three, and each round gives its ow
 
     python benchmarks/division_floor.py                 # n = 100, B = 4,096, γ = 1
     python benchmarks/division_floor.py --record        # write into benchmarks/results/
+    MARCH=x86-64-v3 CC=benchmarks/cc_march.sh SOFTRANK_AD_CACHE=/tmp/softrank-v3 \
+        python benchmarks/division_floor.py --tag x86-64-v3   # floor and kernels built for AVX2
 
 Run it with nothing else running: it is a timing.
 """
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=41, help="rounds of the three calls")
     parser.add_argument("--record", action="store_true", help="write into benchmarks/results/")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmarks"))
+    parser.add_argument("--tag", default="", help="appended to the results' file names (e.g. the build target)")
     args = parser.parse_args(argv)
     if not native.available():
         raise SystemExit(f"the native kernels are not available here: {native.build_error()}")
@@ -160,7 +163,12 @@ def main(argv: list[str] | None = None) -> dict:
         "repeats": args.repeats,
         "rows": rows,
     }
-    write_report(report, markdown(report), f"division_floor_{report['date']}", RESULTS if args.record else args.out)
+    write_report(
+        report,
+        markdown(report),
+        f"division_floor_{report['date']}{'_' + args.tag if args.tag else ''}",
+        RESULTS if args.record else args.out,
+    )
     print(markdown(report))
     return report
 

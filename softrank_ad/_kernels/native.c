@@ -81,7 +81,10 @@ static int row_threads(int64_t rows, int threads)
  * 2 gained less; 4 computes fewer pairs past the entries' own ends. */
 #define WINDOW_GROUP 4
 /* The widest vector register of the build target in bytes (64 AVX-512, 32 AVX2, 16 SSE2 or
- * NEON): __BIGGEST_ALIGNMENT__ is its size, so no ISA is named. */
+ * NEON): gcc's __BIGGEST_ALIGNMENT__ is its size, so no ISA is named. clang's is the x86-64 ABI's
+ * 16 whatever the target, so clang builds run 16-byte lanes and blocks; set to 64 there (from
+ * __AVX512F__), clang 14 made a dense row's result depend on the rows in the lanes beside it
+ * (tests/test_native_kernel.py), so they stay at 16. */
 #if defined(__BIGGEST_ALIGNMENT__) && __BIGGEST_ALIGNMENT__ >= 16
 #define TARGET_VECTOR_BYTES __BIGGEST_ALIGNMENT__
 #else
@@ -129,6 +132,16 @@ int softrank_vector_bytes(void)
 #define FP_CONTRACT_OFF __attribute__((optimize("fp-contract=off")))
 #else
 #define FP_CONTRACT_OFF /* clang contracts only within one expression, the same in every lane */
+#endif
+/* A loop over the lanes of one vector must stay a loop until the vectoriser sees it: with a few
+ * lanes (8 floats with AVX2, 4 doubles) gcc 12 unrolled it whole first and then vectorised the
+ * loop around it across entries instead, and the lanes forward of rows of 100 ran 2.3x slower
+ * on an AVX2 build than on an AVX-512 one (float64 and SSE2 builds 1.3-1.8x slower than with
+ * this). clang is left as it was (its 16-byte lanes above). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define LANE_LOOP _Pragma("GCC unroll 1")
+#else
+#define LANE_LOOP
 #endif
 /* Dense rows shorter than this, in calls on at least a vector's worth of rows, are ranked a
  * vector of rows at a time, one row per lane (native_rows.h, lanes). */

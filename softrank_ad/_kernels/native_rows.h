@@ -619,7 +619,7 @@ FP_CONTRACT_OFF static void NAME(lanes)(const REAL *const x[], const REAL *const
 {
     const int backward = grad[0] != NULL;
     for (int64_t j = 0; j < n; ++j)
-        for (int l = 0; l < LANES; ++l) {
+        LANE_LOOP for (int l = 0; l < LANES; ++l) {
             E[j * LANES + l] = x[l][j] - shift[l];
             G[j * LANES + l] = backward ? grad[l][j] : 0;
             part[j * LANES + l] = 0;
@@ -636,7 +636,7 @@ FP_CONTRACT_OFF static void NAME(lanes)(const REAL *const x[], const REAL *const
             const REAL *ea = E + i * LANES, *eb = E + b * LANES, *ga = G + i * LANES, *gb = G + b * LANES;
             const REAL with_b = b > i ? (REAL)1 : (REAL)0; /* alone, b's pairs all add exactly 0 */
             REAL acc_a[LANES], acc_b[LANES];
-            for (int l = 0; l < LANES; ++l) { /* the pair (a, b) */
+            LANE_LOOP for (int l = 0; l < LANES; ++l) { /* the pair (a, b) */
                 const REAL inv = with_b / (ea[l] + eb[l]);
                 const REAL w = backward ? (ea[l] * inv) * (eb[l] * inv) * (ga[l] - gb[l]) : ea[l] * inv;
                 acc_a[l] = w;
@@ -649,7 +649,7 @@ FP_CONTRACT_OFF static void NAME(lanes)(const REAL *const x[], const REAL *const
                     for (int64_t j = from; j < to; ++j) {
                         const REAL *ej = E + j * LANES;
                         REAL *pj = part + j * LANES;
-                        for (int l = 0; l < LANES; ++l) {
+                        LANE_LOOP for (int l = 0; l < LANES; ++l) {
                             const REAL da = ea[l] + ej[l], db = eb[l] + ej[l], r = (REAL)1 / (da * db);
                             const REAL inv_a = db * r, inv_b = with_b * (da * r);
                             acc_a[l] += ea[l] * inv_a;
@@ -661,7 +661,7 @@ FP_CONTRACT_OFF static void NAME(lanes)(const REAL *const x[], const REAL *const
                     for (int64_t j = from; j < to; ++j) {
                         const REAL *ej = E + j * LANES, *gj = G + j * LANES;
                         REAL *pj = part + j * LANES;
-                        for (int l = 0; l < LANES; ++l) {
+                        LANE_LOOP for (int l = 0; l < LANES; ++l) {
                             const REAL da = ea[l] + ej[l], db = eb[l] + ej[l], r = (REAL)1 / (da * db);
                             const REAL inv_a = db * r, inv_b = with_b * (da * r);
                             const REAL w_a = (ea[l] * inv_a) * (ej[l] * inv_a) * (ga[l] - gj[l]);
@@ -671,25 +671,25 @@ FP_CONTRACT_OFF static void NAME(lanes)(const REAL *const x[], const REAL *const
                             pj[l] -= w_a + w_b;
                         }
                     }
-                for (int l = 0; l < LANES; ++l) {
+                LANE_LOOP for (int l = 0; l < LANES; ++l) {
                     total[i * LANES + l] += acc_a[l];
                     total[b * LANES + l] += acc_b[l];
                     acc_a[l] = acc_b[l] = 0;
                 }
             }
-            for (int l = 0; l < LANES; ++l) { /* when no j > b is left */
+            LANE_LOOP for (int l = 0; l < LANES; ++l) { /* when no j > b is left */
                 total[i * LANES + l] += acc_a[l];
                 total[b * LANES + l] += acc_b[l];
             }
         }
         for (int64_t j = start + 1; j < n; ++j) /* the block's shares to later entries, into double */
-            for (int l = 0; l < LANES; ++l) {
+            LANE_LOOP for (int l = 0; l < LANES; ++l) {
                 total[j * LANES + l] += part[j * LANES + l];
                 part[j * LANES + l] = 0;
             }
     }
     for (int64_t j = 0; j < n; ++j)
-        for (int l = 0; l < LANES; ++l) /* forward: + 1 for σ(0) of the pair (i, i) and the offset 1/2 */
+        LANE_LOOP for (int l = 0; l < LANES; ++l) /* forward: + 1 for σ(0) of the pair (i, i) and the offset 1/2 */
             out[l][j] = (REAL)(backward ? (double)gamma * total[j * LANES + l] : total[j * LANES + l] + 1.0);
 }
 
