@@ -93,6 +93,12 @@ def hardware_line(info: dict) -> str:
     )
 
 
+def results_stem(*parts: str) -> str:
+    """A results file's name without suffix: the non-empty ``parts`` joined by ``_`` (an empty
+    part, such as no ``--tag``, leaves no trace in the name)."""
+    return "_".join(part for part in parts if part)
+
+
 def write_report(report: dict, text: str, stem: str, out: Path) -> None:
     """``report`` as ``stem``.json and its Markdown ``text`` as ``stem``.md in ``out``."""
     out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _timing import RESULTS, hardware, hardware_line, median_ms, write_report
+from _timing import RESULTS, hardware, hardware_line, median_ms, results_stem, write_report
 
 from softrank_ad import soft_rank
 from softrank_ad._kernels import native
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
     write_report(
         report,
         markdown(report),
-        f"division_floor_{report['date']}{'_' + args.tag if args.tag else ''}",
+        results_stem("division_floor", report["date"], args.tag),
         RESULTS if args.record else args.out,
     )
     print(markdown(report))

@@ -25,7 +25,7 @@ import datetime
 from pathlib import Path
 
 import torch
-from _timing import RESULTS, hardware, hardware_line, median_ms, write_report
+from _timing import RESULTS, hardware, hardware_line, median_ms, results_stem, write_report
 
 from softrank_ad._kernels import native
 
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     write_report(
         report,
         markdown(report),
-        f"path_choice_{report['date']}{'_uncalibrated' if args.uncalibrated else ''}{'_' + args.tag if args.tag else ''}",
+        results_stem("path_choice", report["date"], "uncalibrated" if args.uncalibrated else "", args.tag),
         RESULTS if args.record else args.out,
     )
     print(markdown(report))

@@ -45,7 +45,7 @@ from pathlib import Path
 
 import _partial as partial
 import torch
-from _timing import hardware, hardware_line, median_ms
+from _timing import hardware, hardware_line, median_ms, results_stem
 
 import softrank_ad
 from softrank_ad import soft_rank
@@ -432,11 +432,8 @@ def main(argv: list[str] | None = None) -> dict:
         argv if argv is not None else __import__("sys").argv[1:]
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = (
-        args.out
-        / f"soft_rank_{datetime.date.today().isoformat()}_{args.device}{'' if args.grid == 'full' else '_' + args.grid}"
-        f"{'_' + args.tag if args.tag else ''}"
-    )
+    grid = "" if args.grid == "full" else args.grid
+    stem = args.out / results_stem("soft_rank", datetime.date.today().isoformat(), args.device, grid, args.tag)
     args.partial = stem.with_suffix(".partial.jsonl")  # each row as it finishes: a run cut short keeps them
     report = run(args)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2))
